@@ -1,0 +1,314 @@
+"""The data layer: column names, where the data lives, loading sources and RUNS.csv files, splits.
+
+Every frame handed to the rest of neuneu is a *point frame*: one row per (run, task, metric,
+checkpoint) with the canonical columns below; `accuracy` is NaN at points to predict.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+# The tidy schema of ../shared/data (value = accuracy) and the canonical point-frame columns.
+SOURCE_COLUMNS = ("source", "family", "run", "params", "tokens", "step", "flops", "loss_name", "loss", "task", "metric", "value")
+COORDS = ("tokens", "params", "flops", "step")
+TIME_COORDS = ("tokens", "flops", "step")  # the first present is the time axis of a trajectory
+NUMERIC = ("params", "tokens", "step", "flops", "loss", "accuracy")
+TRAJECTORY_KEY = ("run", "task", "metric")
+SPLITS = ("train", "validation", "test", "heldout_tasks", "unseen_family")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SPLITS_FILE = Path(__file__).with_name("splits.yaml")
+
+
+class InputError(ValueError):
+    """Bad user input: the CLI prints the message and exits with code 2, no traceback."""
+
+
+# ----------------------------------------------------------------------------- data location
+
+
+def resolve_data_dir(data: str | os.PathLike | None = None) -> Path:
+    """`--data DIR`, else `$NEUNEU_DATA`, else `../shared/data` beside the repository."""
+    candidates = []
+    if data is not None:
+        candidates.append(("--data", Path(data)))
+    elif os.environ.get("NEUNEU_DATA"):
+        candidates.append(("$NEUNEU_DATA", Path(os.environ["NEUNEU_DATA"])))
+    else:
+        candidates.append(("../shared/data", REPO_ROOT.parent / "shared" / "data"))
+        candidates.append(("../shared/data", Path.cwd().parent / "shared" / "data"))
+    for _, path in candidates:
+        if path.is_dir():
+            return path
+    tried = ", ".join(f"{how} = {path}" for how, path in candidates)
+    raise InputError(
+        f"no data directory found (tried {tried}). Pass --data DIR, set $NEUNEU_DATA, "
+        "or put the data at ../shared/data beside the repository."
+    )
+
+
+def list_sources(data_dir: Path) -> list[str]:
+    return sorted(p.name for p in data_dir.iterdir() if p.is_dir() and _source_file(p) is not None)
+
+
+def _source_file(folder: Path) -> Path | None:
+    for name in (f"{folder.name}.csv.gz", f"{folder.name}.csv"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def load_source(name: str, data: str | os.PathLike | None = None, *, with_splits: bool = True) -> pd.DataFrame:
+    """Load one source of the shared data as a point frame.
+
+    Rows that cannot be a point are dropped and counted in `frame.attrs["dropped"]`
+    (reason → rows): no accuracy, no positive time coordinate (e.g. Pythia's step 0), duplicates.
+    """
+    data_dir = resolve_data_dir(data)
+    folder = data_dir / name
+    path = _source_file(folder) if folder.is_dir() else None
+    if path is None:
+        raise InputError(f"unknown source {name!r} in {data_dir}; available: {', '.join(list_sources(data_dir))}")
+    frame = _read_csv(path, dtype={"run": str, "task": str, "metric": str, "family": str, "source": str})
+    frame = frame.rename(columns={"value": "accuracy"})
+    frame, dropped = _drop_unusable(frame)
+    frame.attrs["dropped"] = dropped
+    frame.attrs["path"] = str(path)
+    if with_splits:
+        frame["split"] = assign_splits(frame)
+    return frame
+
+
+def _drop_unusable(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    dropped = {}
+    time = _time_axis(frame)
+    rules = [
+        ("no accuracy", frame["accuracy"].isna().to_numpy()),
+        (f"no positive {'/'.join(TIME_COORDS)} (e.g. step 0)", ~(time > 0)),
+    ]
+    keep = np.ones(len(frame), dtype=bool)
+    for reason, bad in rules:
+        bad = bad & keep
+        if bad.any():
+            dropped[reason] = int(bad.sum())
+        keep &= ~bad
+    frame = frame[keep]
+    key = [k for k in TRAJECTORY_KEY if k in frame] + ["_time"]
+    dup = frame.assign(_time=time[keep]).duplicated(key, keep="first").to_numpy()
+    if dup.any():
+        dropped["duplicate checkpoint of a trajectory (first kept)"] = int(dup.sum())
+    return frame[~dup].reset_index(drop=True), dropped
+
+
+def _time_axis(frame: pd.DataFrame) -> np.ndarray:
+    for name in TIME_COORDS:
+        if name in frame:
+            return pd.to_numeric(frame[name], errors="coerce").to_numpy(float)
+    return np.full(len(frame), np.nan)
+
+
+def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    """pandas.read_csv with every failure turned into an InputError naming the file."""
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a CSV file") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: the file is empty (no header, no rows)") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as err:
+        raise InputError(f"{path}: cannot decompress ({err}); is the gzip file truncated?") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as err:
+        first = str(err).splitlines()[0]
+        raise InputError(f"{path}: not a readable CSV file ({first})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """A short hash of a point frame's content, for provenance lines."""
+    cols = [c for c in ("run", "task", "metric", "tokens", "accuracy", "loss") if c in frame]
+    digest = pd.util.hash_pandas_object(frame[cols], index=False).to_numpy()
+    return hashlib.sha256(digest.tobytes()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------- RUNS.csv
+
+
+def read_runs(path: str | os.PathLike, *, episode: str = "run") -> pd.DataFrame:
+    """Read and validate a RUNS.csv (DESIGN.md contract) into a point frame.
+
+    Raises:
+        InputError: naming the file, the column and the first offending rows (as file line
+            numbers, the header being line 1) for every violation of the contract.
+    """
+    path = Path(path)
+    raw = _read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    if len(raw) == 0:
+        raise InputError(f"{path}: has a header but no rows")
+    if "accuracy" not in raw and "value" in raw:
+        raw = raw.rename(columns={"value": "accuracy"})
+    elif "accuracy" in raw and "value" in raw:
+        raise InputError(f"{path}: has both 'accuracy' and its synonym 'value'; keep one")
+    required = ["run", "task", "accuracy"] + (["family"] if episode == "family" else [])
+    for col in required:
+        if col not in raw:
+            hint = " (or its synonym 'value')" if col == "accuracy" else ""
+            why = " (required by --episode family)" if col == "family" else ""
+            raise InputError(f"{path}: missing required column '{col}'{hint}{why}; columns are: {', '.join(raw.columns)}")
+    time_cols = [c for c in TIME_COORDS if c in raw]
+    if not time_cols:
+        raise InputError(f"{path}: needs at least one of the columns tokens, flops, step; columns are: {', '.join(raw.columns)}")
+    lines = np.arange(len(raw)) + 2
+
+    def fail(col: str, bad: np.ndarray, what: str, values: pd.Series | None = None) -> None:
+        rows = lines[bad][:5]
+        more = f" and {int(bad.sum()) - len(rows)} more" if bad.sum() > len(rows) else ""
+        example = f" (e.g. {values[bad].iloc[0]!r})" if values is not None else ""
+        raise InputError(f"{path}: column '{col}': {what} on line(s) {', '.join(map(str, rows))}{more}{example}")
+
+    frame = pd.DataFrame(index=raw.index)
+    for col in raw.columns:
+        text = raw[col].str.strip()
+        if col in NUMERIC:
+            blank = (text == "").to_numpy()
+            value = pd.to_numeric(text.where(~blank), errors="coerce")
+            numeric = value.to_numpy(float)
+            bad = ~blank & np.isnan(numeric) & ~text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
+            if bad.any():
+                fail(col, bad, "non-numeric value", text)
+            bad = ~blank & ~np.isfinite(numeric)
+            if bad.any():
+                fail(col, bad, "NaN or infinite value", text)
+            frame[col] = numeric
+        else:
+            frame[col] = text.replace("", np.nan) if col in ("run", "task", "metric", "family") else raw[col]
+    for col in ("run", "task") + (("family",) if episode == "family" else ()):
+        bad = frame[col].isna().to_numpy()
+        if bad.any():
+            fail(col, bad, "blank value")
+    time_col = time_cols[0]
+    bad = np.isnan(frame[time_col].to_numpy())
+    if bad.any():
+        fail(time_col, bad, f"blank value in the time coordinate ('{time_col}' orders each trajectory)")
+    for col in COORDS:
+        if col in frame:
+            bad = (frame[col] <= 0).to_numpy()
+            if bad.any():
+                fail(col, bad, "non-positive value", raw[col])
+    acc = frame["accuracy"].to_numpy()
+    bad = (acc < 0) | (acc > 1)
+    if bad.any():
+        fail("accuracy", bad, "accuracy outside [0, 1]", raw["accuracy"])
+    if "loss" in frame:
+        bad = (frame["loss"] <= 0).to_numpy()
+        if bad.any():
+            fail("loss", bad, "non-positive loss", raw["loss"])
+    if "flops" not in frame and {"params", "tokens"} <= set(frame):
+        frame["flops"] = 6.0 * frame["params"] * frame["tokens"]
+
+    key = [k for k in TRAJECTORY_KEY if k in frame] + [time_col]
+    dup = frame.duplicated(key, keep=False).to_numpy()
+    if dup.any():
+        cols = [c for c in ("accuracy", "loss") if c in frame]
+        conflict = frame[dup].groupby(key, dropna=False)[cols].nunique(dropna=False).gt(1).any(axis=1)
+        if conflict.any():
+            bad_keys = conflict[conflict].index
+            rows = frame.set_index(key).index.isin(bad_keys)
+            fail("accuracy", rows, f"conflicting duplicates (same {', '.join(key)}, different values)")
+    exact = frame.duplicated(key, keep="first").to_numpy()
+    frame.attrs["dropped"] = {"exact duplicate rows": int(exact.sum())} if exact.any() else {}
+    frame["_line"] = lines
+    frame = frame[~exact]
+    _check_every_episode_has_context(path, frame, episode)
+    frame.attrs["path"] = str(path)
+    return frame
+
+
+def episode_key(frame: pd.DataFrame, episode: str) -> list[str]:
+    """Columns whose values identify one episode of a RUNS.csv (`--episode run|family`)."""
+    if episode == "run":
+        return [k for k in TRAJECTORY_KEY if k in frame]
+    if episode == "family":
+        return [k for k in ("family", "task", "metric") if k in frame]
+    raise InputError(f"--episode must be 'run' or 'family', got {episode!r}")
+
+
+def _check_every_episode_has_context(path: Path, frame: pd.DataFrame, episode: str) -> None:
+    key = episode_key(frame, episode)
+    has_context = frame["accuracy"].notna().groupby([frame[k] for k in key], dropna=False).transform("any")
+    bad = ~has_context.to_numpy()
+    if bad.any():
+        first = frame[bad].iloc[0]
+        name = ", ".join(f"{k}={first[k]!r}" for k in key)
+        lines = frame["_line"].to_numpy()[bad][:5]
+        raise InputError(
+            f"{path}: column 'accuracy': an episode ({name}) has rows to predict but no row with "
+            f"accuracy to condition on, on line(s) {', '.join(map(str, lines))}"
+        )
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+@lru_cache(maxsize=None)
+def split_rules(path: str = str(SPLITS_FILE)) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def task_family(tasks: pd.Series, rules: dict | None = None) -> pd.Series:
+    """The held-out task family of each task name ('' when the task is not held out)."""
+    rules = rules or split_rules()
+    norm = tasks.astype(str).str.lower().map(lambda t: re.sub(r"[^a-z0-9]", "", t))
+    out = pd.Series("", index=tasks.index, dtype=object)
+    for fam, patterns in rules["heldout_task_families"].items():
+        hit = norm.str.contains("|".join(map(re.escape, patterns)), regex=True).to_numpy()
+        out[hit & (out == "").to_numpy()] = fam
+    return out
+
+
+def _in_range(params: np.ndarray, rule: dict) -> np.ndarray:
+    lo = float(rule.get("min_params", -np.inf))
+    hi = float(rule.get("max_params", np.inf))
+    return (params >= lo) & (params < hi)
+
+
+def assign_splits(frame: pd.DataFrame, rules: dict | None = None) -> np.ndarray:
+    """One split label per row; rules look only at source, run and task, never at a point.
+
+    Priority (later overrides earlier): train < validation < heldout_tasks < test < unseen_family.
+    """
+    rules = rules or split_rules()
+    n = len(frame)
+    params = pd.to_numeric(frame["params"], errors="coerce") if "params" in frame else pd.Series(np.nan, index=frame.index)
+    # A run's label must not vary with one checkpoint's params value: use the run's maximum.
+    params = params.groupby(frame["run"].to_numpy()).transform("max").to_numpy(float)
+    sources = frame["source"].to_numpy() if "source" in frame else np.full(n, "")
+    label = np.full(n, "train", dtype=object)
+    per_source = rules.get("sources") or {}
+    for source, rule in per_source.items():
+        if "validation" in rule:
+            label[(sources == source) & _in_range(params, rule["validation"])] = "validation"
+    label[(task_family(frame["task"], rules) != "").to_numpy()] = "heldout_tasks"
+    for source, rule in per_source.items():
+        here = sources == source
+        if "test" in rule:
+            label[here & _in_range(params, rule["test"])] = "test"
+        if rule.get("unseen_family"):
+            label[here] = "unseen_family"
+    return label
