@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import re
 import zlib
@@ -121,17 +122,25 @@ def _time_axis(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
-    """pandas.read_csv with every failure turned into an InputError naming the file."""
+    """pandas.read_csv with every failure turned into an InputError naming the file.
+
+    Gzip files are decompressed whole first: pandas would silently parse a truncated stream.
+    """
     try:
-        frame = pd.read_csv(path, **kwargs)
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not a CSV file") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise InputError(f"{path}: cannot decompress ({err}); is the gzip file truncated?") from None
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), **kwargs)
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: the file is empty (no header, no rows)") from None
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as err:
-        raise InputError(f"{path}: cannot decompress ({err}); is the gzip file truncated?") from None
     except (UnicodeDecodeError, pd.errors.ParserError) as err:
         first = str(err).splitlines()[0]
         raise InputError(f"{path}: not a readable CSV file ({first})") from None
@@ -312,3 +321,42 @@ def assign_splits(frame: pd.DataFrame, rules: dict | None = None) -> np.ndarray:
         if rule.get("unseen_family"):
             label[here] = "unseen_family"
     return label
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per family: runs, tasks, trajectories, checkpoints per trajectory, loss coverage."""
+    frame = frame.assign(family=frame["family"] if "family" in frame else "(none)")
+    key = [k for k in TRAJECTORY_KEY if k in frame]
+    per_traj = frame.groupby(["family", *key], dropna=False).size().rename("n").reset_index()
+    ckpts = per_traj.groupby("family")["n"].agg(["min", "median", "max"])
+    out = pd.DataFrame(
+        {
+            "runs": frame.groupby("family")["run"].nunique(),
+            "tasks": frame.groupby("family")["task"].nunique(),
+            "trajectories": per_traj.groupby("family").size(),
+            "ckpt_min": ckpts["min"],
+            "ckpt_median": ckpts["median"],
+            "ckpt_max": ckpts["max"],
+            "rows": frame.groupby("family").size(),
+            "loss_coverage": frame["loss"].notna().groupby(frame["family"]).mean()
+            if "loss" in frame
+            else 0.0,
+        }
+    )
+    total = pd.DataFrame(
+        {
+            "runs": [frame["run"].nunique()],
+            "tasks": [frame["task"].nunique()],
+            "trajectories": [len(per_traj)],
+            "ckpt_min": [per_traj["n"].min()],
+            "ckpt_median": [per_traj["n"].median()],
+            "ckpt_max": [per_traj["n"].max()],
+            "rows": [len(frame)],
+            "loss_coverage": [frame["loss"].notna().mean() if "loss" in frame else 0.0],
+        },
+        index=["(all)"],
+    )
+    return pd.concat([out, total]).rename_axis("family")

@@ -37,6 +37,7 @@ class Context:
     accuracy: np.ndarray  # (E, C)
     run: np.ndarray  # (E, C) int, index into Episodes.run_names; -1 at padding
     mask: np.ndarray  # (E, C) bool, True at real points
+    row: np.ndarray  # (E, C) int, index label of the point in the frame given; -1 at padding
     meta: pd.DataFrame  # E rows: episode, source, family, run, task, metric, split, ...
 
 
@@ -51,7 +52,7 @@ class Query:
     loss: np.ndarray  # (E, Q) all NaN in the forecast variant
     run: np.ndarray  # (E, Q) int; -1 at padding
     mask: np.ndarray  # (E, Q) bool
-    row: np.ndarray  # (E, Q) int, position of the point in the frame the episodes came from; -1 pad
+    row: np.ndarray  # (E, Q) int, index label of the point in the frame given; -1 at padding
     meta: pd.DataFrame
 
 
@@ -132,6 +133,9 @@ def build_episodes(
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    # `row` reports the caller's index labels (an integer index), so a filtered view of a frame
+    # maps back to the frame it was cut from; otherwise positions.
+    original = points.index.to_numpy() if pd.api.types.is_integer_dtype(points.index) else None
     points = points.reset_index(drop=True)
     frame = pd.DataFrame(
         {
@@ -186,6 +190,7 @@ def build_episodes(
     q_len = int(n_qry[keep].max(initial=0))
     rows = frame["row"].to_numpy()
     runs = run_code[rows]
+    out_rows = rows if original is None else original[rows]
     # Episode labels come from its first query point (for scale episodes: a larger run).
     firsts = frame[q][~frame[q].duplicated("eid")]
     first_rows = firsts["row"].to_numpy()
@@ -207,12 +212,13 @@ def build_episodes(
         }
 
     ctx = part(~q, c_len)
+    ctx["row"] = scatter(~q, c_len, out_rows.astype(np.int64), -1)
     ctx_acc = scatter(~q, c_len, coords["accuracy"].astype(float), np.nan)
     qry = part(q, q_len)
     if variant == "forecast":
         qry["loss"] = np.full_like(qry["loss"], np.nan)
     target = scatter(q, q_len, coords["accuracy"].astype(float), np.nan)
-    row = scatter(q, q_len, rows.astype(np.int64), -1)
+    row = scatter(q, q_len, out_rows.astype(np.int64), -1)
     return Episodes(
         context=Context(accuracy=ctx_acc, meta=meta, **ctx),
         query=Query(row=row, meta=meta, **qry),
@@ -233,7 +239,6 @@ def checkpoint_episodes(
     """
     if not 0 <= ratio < 1:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
-    points = points.reset_index(drop=True)
     key = [k for k in TRAJECTORY_KEY if k in points]
     x = _time_coordinate(points)
     order = pd.DataFrame({"x": x}).assign(**{k: points[k] for k in key})
@@ -274,7 +279,6 @@ def scale_episodes(
     from neuneu.data import split_rules
 
     rules = rules or split_rules()
-    points = points.reset_index(drop=True)
     n = len(points)
     ladder = np.empty(n, dtype=object)
     lo = np.full(n, np.nan)
@@ -300,9 +304,5 @@ def scale_episodes(
     eps = build_episodes(
         points[keep], group[keep], is_qry[keep], protocol="scale", variant=variant
     )
-    eps.meta["ladder"] = ladder[keep][_first_query_rows(eps)]
+    eps.meta["ladder"] = pd.Series(ladder, index=points.index).loc[eps.query.row[:, 0]].to_numpy()
     return eps
-
-
-def _first_query_rows(eps: Episodes) -> np.ndarray:
-    return eps.query.row[:, 0]

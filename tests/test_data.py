@@ -1,0 +1,121 @@
+"""The RUNS.csv contract, source loading, the data-location rule and the split rules."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuneu.cli import main
+from neuneu.data import InputError, assign_splits, load_source, read_runs, resolve_data_dir, task_family
+
+HEADER = "run,task,accuracy,tokens\n"
+
+# (file content, the column the message must name, a phrase it must contain, the line it names)
+BAD_INPUTS = {
+    "missing_column": ("run,task,tokens\na,t,100\n", "accuracy", "missing required column", None),
+    "non_numeric": (HEADER + "a,t,0.5,100\na,t,,abc\n", "tokens", "non-numeric", "3"),
+    "accuracy_out_of_range": (HEADER + "a,t,0.5,100\na,t,1.5,200\n", "accuracy", "outside [0, 1]", "3"),
+    "non_positive_tokens": (HEADER + "a,t,0.5,100\na,t,,0\n", "tokens", "non-positive", "3"),
+    "conflicting_duplicates": (HEADER + "a,t,0.5,100\na,t,0.6,100\n", "accuracy", "conflicting duplicates", "2, 3"),
+    "queries_without_context": (HEADER + "a,t,0.5,100\nb,t,,100\nb,t,,200\n", "accuracy", "no row with accuracy", "3, 4"),
+    "empty_file": ("", None, "empty", None),
+    "header_only": (HEADER, None, "no rows", None),
+    "nan_coordinate": (HEADER + "a,t,0.5,100\na,t,,nan\n", "tokens", "NaN or infinite", "3"),
+    "inf_coordinate": (HEADER + "a,t,0.5,inf\na,t,,200\n", "tokens", "NaN or infinite", "2"),
+    "blank_time_coordinate": (HEADER + "a,t,0.5,100\na,t,,\n", "tokens", "blank value", "3"),
+    "no_time_column": ("run,task,accuracy\na,t,0.5\n", None, "tokens, flops, step", None),
+    "blank_run": (HEADER + "a,t,0.5,100\n,t,,200\n", "run", "blank value", "3"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_runs_csv_exits_2_with_one_line_naming_file_column_rows(case, tmp_path, capsys):
+    content, column, phrase, lines = BAD_INPUTS[case]
+    path = tmp_path / f"{case}.csv"
+    path.write_text(content)
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(path), "--method", "persistence", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(path) in err and phrase in err
+    if column:
+        assert f"'{column}'" in err
+    if lines:
+        assert f"line(s) {lines}" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [path]
+
+
+def test_truncated_gzip_and_binary_file_are_rejected(tmp_path):
+    whole = gzip.compress((HEADER + "".join(f"a,t,0.5,{i + 1}\n" for i in range(2000))).encode())
+    truncated = tmp_path / "runs.csv.gz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match="truncated"):
+        read_runs(truncated)
+    binary = tmp_path / "runs.csv"
+    binary.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(InputError, match="not a readable CSV"):
+        read_runs(binary)
+    (tmp_path / "ok.csv.gz").write_bytes(whole)
+    assert len(read_runs(tmp_path / "ok.csv.gz")) == 2000
+
+
+def test_value_is_a_synonym_of_accuracy_and_exact_duplicates_are_counted(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("run,task,value,tokens,extra\na,t,0.5,100,x\na,t,0.5,100,x\na,t,,200,y\n")
+    frame = read_runs(path)
+    assert list(frame["accuracy"].isna()) == [False, True]
+    assert frame.attrs["dropped"] == {"exact duplicate rows": 1}
+    assert list(frame["extra"]) == ["x", "y"]  # other columns are passed through
+
+
+def test_family_episodes_require_a_family_column(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text(HEADER + "a,t,0.5,100\na,t,,200\n")
+    with pytest.raises(InputError, match="'family'"):
+        read_runs(path, episode="family")
+
+
+def test_missing_data_directory_names_all_three_places(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUNEU_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(InputError) as err:
+        resolve_data_dir()
+    for place in ("--data", "$NEUNEU_DATA", "../shared/data"):
+        assert place in str(err.value)
+    assert resolve_data_dir(tmp_path) == tmp_path
+
+
+def test_held_out_task_families_match_every_spelling():
+    tasks = pd.Series(["commonsense_qa", "csqa_rc_5shot", "openbook_qa", "openbookqa_val_mc_5shot",
+                       "piqa|0shot", "winogrande", "socialiqa_rc_5shot", "hellaswag", "arc_easy|0shot"])
+    assert list(task_family(tasks)) == ["csqa", "csqa", "openbookqa", "openbookqa", "piqa", "winogrande", "", "", ""]
+
+
+def test_split_rules_follow_runs_tasks_and_sources():
+    frame = pd.DataFrame({
+        "source": ["olmo_ladder"] * 5 + ["pythia"],
+        "run": ["small", "small", "one_b", "big", "big", "p"],
+        "params": [1.9e8, 1.9e8, 1.28e9, 1.3e10, 1.3e10, 1e8],
+        "task": ["hellaswag", "piqa_rc_5shot", "hellaswag", "hellaswag", "piqa", "arc"],
+    })
+    assert list(assign_splits(frame)) == ["train", "heldout_tasks", "validation", "test", "test", "unseen_family"]
+
+
+def test_olmo_ladder_loads_with_the_documented_runs_and_splits(data_dir):
+    frame = load_source("olmo_ladder", data_dir)
+    assert frame["run"].nunique() == 41
+    runs = frame.groupby("split")["run"].unique().map(set)
+    assert runs["test"] == {f"peteish-3B-{m}" for m in ("0.5xC", "1xC", "1xC-rerun", "2xC", "5xC", "10xC")} | {
+        "peteish7", "peteish7_medlr", "peteish13"}
+    assert runs["validation"] == {r for r in frame["run"].unique() if r.startswith("peteish-1B-")}
+    # every trajectory has one split label
+    assert (frame.groupby(["run", "task", "metric"])["split"].nunique() == 1).all()
+    assert np.all(frame["tokens"] > 0) and frame["accuracy"].between(0, 1).all()
+
+
+def test_pythia_is_an_unseen_family_and_step_zero_is_dropped_and_counted(data_dir):
+    frame = load_source("pythia", data_dir)
+    assert set(frame["split"]) == {"unseen_family"}
+    assert frame.attrs["dropped"] == {"no positive tokens/flops/step (e.g. step 0)": 2032}

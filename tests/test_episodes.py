@@ -1,0 +1,106 @@
+"""Episodes: protocol arithmetic, no target leakage (property-based), padding, and no split leakage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neuneu.data import load_source
+from neuneu.episodes import Context, Query, checkpoint_episodes, scale_episodes
+
+from conftest import make_points
+
+
+def _float_arrays(obj):
+    return [v for k, v in vars(obj).items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
+
+
+def _assert_no_target_in_inputs(eps):
+    truth = eps.target[eps.query.mask]
+    assert not np.isnan(truth).any()
+    for arr in _float_arrays(eps.context) + _float_arrays(eps.query):
+        assert not np.isin(arr[~np.isnan(arr)], truth).any()
+    assert not hasattr(eps.query, "accuracy") and "accuracy" not in Query.__dataclass_fields__
+    # no point is both context and query
+    assert not np.intersect1d(eps.context.row[eps.context.mask], eps.query.row[eps.query.mask]).size
+
+
+@st.composite
+def point_frames(draw):
+    n_runs = draw(st.integers(2, 5))
+    n_tasks = draw(st.integers(1, 3))
+    n_points = draw(st.integers(3, 30))
+    seed = draw(st.integers(0, 10_000))
+    frame = make_points(n_runs, n_tasks, n_points, seed=seed)
+    # make every accuracy unique and far from every loss/coordinate value, so a leak shows
+    frame["accuracy"] = 0.1 + 0.8 * np.random.default_rng(seed).permutation(len(frame)) / len(frame) + 1.2345e-9
+    drop = draw(st.lists(st.integers(0, len(frame) - 1), max_size=len(frame) // 3))
+    return frame.drop(index=drop).reset_index(drop=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(frame=point_frames(), ratio=st.sampled_from([0.0, 0.1, 0.2, 0.4, 0.75]),
+       variant=st.sampled_from(["forecast", "loss-given"]))
+def test_checkpoint_episodes_never_leak_query_targets(frame, ratio, variant):
+    eps = checkpoint_episodes(frame, ratio, variant=variant)
+    _assert_no_target_in_inputs(eps)
+    # context = the first floor(ratio * N) + 1 points of each trajectory; queries = the rest
+    sizes = frame.groupby(["run", "task", "metric"]).size()
+    for i, row in eps.meta.iterrows():
+        n = sizes[(row["run"], row["task"], row["metric"])]
+        assert row["n_context"] == int(np.floor(ratio * n)) + 1 and row["n_query"] == n - row["n_context"]
+        x_ctx = eps.context.x[i][eps.context.mask[i]]
+        assert x_ctx.max() < eps.query.x[i][eps.query.mask[i]].min()
+    if variant == "forecast":
+        assert np.isnan(eps.query.loss).all()
+    else:
+        assert not np.isnan(eps.query.loss[eps.query.mask]).any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(frame=point_frames(), variant=st.sampled_from(["forecast", "loss-given"]))
+def test_scale_episodes_never_leak_query_targets(frame, variant):
+    threshold = float(np.median(frame["params"].unique()))
+    eps = scale_episodes(frame, variant=variant, context_max_params=threshold, query_min_params=threshold * 1.01)
+    _assert_no_target_in_inputs(eps)
+    if len(eps):
+        assert np.nanmax(eps.context.params) <= threshold < np.nanmin(eps.query.params)
+        ctx_runs = set(eps.context.run[eps.context.mask])
+        assert not ctx_runs & set(eps.query.run[eps.query.mask])
+
+
+def test_short_trajectories_are_skipped_and_counted():
+    frame = make_points(n_runs=2, n_tasks=1, n_points=10)
+    short = make_points(n_runs=1, n_tasks=1, n_points=2).assign(run="tiny")
+    eps = checkpoint_episodes(pd.concat([frame, short], ignore_index=True), 0.2)
+    assert len(eps) == 2 and eps.dropped == {"fewer than 3 checkpoints": 1}
+
+
+def test_subset_trims_padding_and_keeps_alignment():
+    frame = make_points(n_runs=3, n_tasks=2, n_points=12)
+    frame = frame[~((frame["run"] == "run0") & (frame["step"] > 6))]  # one short trajectory
+    eps = checkpoint_episodes(frame, 0.2)
+    short = np.flatnonzero(eps.meta["run"] == "run0")
+    sub = eps.subset(short)
+    assert sub.query.mask.shape[1] == 6 - 2 and sub.query.mask.all()
+    np.testing.assert_array_equal(sub.target, eps.target[short, :4])
+    assert list(sub.meta["run"]) == ["run0", "run0"]
+
+
+def test_olmo_ladder_training_episodes_share_no_trajectory_with_validation_or_test(data_dir):
+    points = load_source("olmo_ladder", data_dir)
+    for eps in (checkpoint_episodes(points, 0.2), scale_episodes(points)):
+        def pairs(split, part):
+            sel = (eps.meta["split"] == split).to_numpy()
+            obj = getattr(eps, part)
+            rows = obj.row[sel][obj.mask[sel]]
+            return set(map(tuple, points.loc[rows, ["run", "task"]].drop_duplicates().to_numpy()))
+
+        train = pairs("train", "context") | pairs("train", "query")
+        for split in ("validation", "test", "heldout_tasks"):
+            assert not train & pairs(split, "query"), split
+        if eps.protocol == "checkpoint":
+            assert pairs("test", "query") and pairs("validation", "query")
