@@ -1,0 +1,67 @@
+"""The command line, run in-process as a user would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuneu.cli import main
+from neuneu.data import read_runs
+
+from conftest import make_points
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("neuneu ")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for verb in ("data", "predict"):
+        assert verb in out
+
+
+def test_data_summary_counts_olmo_ladder_runs(data_dir, capsys):
+    assert main(["data", "summary", "olmo_ladder", "--data", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    total = next(line for line in out.splitlines() if line.startswith("(all)")).split()
+    assert total[1] == "41"  # runs
+    assert "dropped: 120 rows" in out and "test=9" in out and "validation=8" in out
+
+
+def test_data_episodes_writes_a_predictable_file_and_the_truth(data_dir, tmp_path, capsys):
+    runs, truth = tmp_path / "q.csv", tmp_path / "truth.csv"
+    argv = ["data", "episodes", "pythia", "--protocol", "checkpoint", "--ratio", "0.2",
+            "-o", str(runs), "--truth", str(truth), "--data", str(data_dir)]
+    assert main(argv) == 0
+    frame = read_runs(runs)
+    held = pd.read_csv(truth)
+    assert frame["accuracy"].isna().sum() == len(held) > 0
+    # per trajectory: floor(0.2 N) + 1 context rows, and the context precedes every blank row
+    one = frame[(frame["run"] == "pythia-v1/pythia-410m") & (frame["task"] == "arc_easy|0shot") & (frame["metric"] == "acc")]
+    n = len(one)
+    assert one["accuracy"].notna().sum() == int(np.floor(0.2 * n)) + 1
+    assert one.loc[one["accuracy"].notna(), "tokens"].max() < one.loc[one["accuracy"].isna(), "tokens"].min()
+
+
+def test_predict_persistence_round_trip_matches_the_last_context_value(tmp_path):
+    points = make_points(n_runs=2, n_tasks=2, n_points=10)
+    points["accuracy"] = points["accuracy"].where(points["step"] <= 3)
+    runs = tmp_path / "runs.csv"
+    points.drop(columns=["source"]).to_csv(runs, index=False)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(runs), "--method", "persistence", "-o", str(out)]) == 0
+    pred = pd.read_csv(out)
+    assert len(pred) == 2 * 2 * 7
+    for col in ("run", "task", "tokens", "method", "q10", "q25", "q50", "q75", "q90", "prediction"):
+        assert col in pred
+    last = points[points["step"] == 3].set_index(["run", "task"])["accuracy"]
+    expected = last.loc[list(zip(pred["run"], pred["task"]))].to_numpy()
+    np.testing.assert_allclose(pred["prediction"], expected)
+    q = pred[["q10", "q25", "q50", "q75", "q90"]].to_numpy()
+    assert (np.diff(q, axis=1) >= 0).all() and ((q >= 0) & (q <= 1)).all()
+    # input order is kept: the blank rows of the file, in file order
+    blank = points[points["accuracy"].isna()]
+    np.testing.assert_allclose(pred["tokens"], blank["tokens"])
