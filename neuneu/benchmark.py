@@ -1,0 +1,352 @@
+"""`neuneu benchmark`: every method answers exactly the same queries and is scored by one code path.
+
+For each source the episodes are built once per ratio (`neuneu.episodes`), cut to the requested
+split, and handed, unchanged, to every method: `prepare(train-split points of that source)`,
+`fit(context)`, `predict(query)`. Scores are tidy rows (one per trajectory × method); the
+leaderboard is a groupby over them (`neuneu.metrics.leaderboard`). Outputs in `out_dir`:
+scores.csv, leaderboard.csv, leaderboard.md, horizon.csv, report.html and its PNG figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neuneu.data import REPO_ROOT, SPLITS, InputError, data_fingerprint, load_source, resolve_data_dir
+from neuneu.episodes import PROTOCOLS, VARIANTS, checkpoint_episodes, scale_episodes
+from neuneu.metrics import GROUP_KEYS, horizon_errors, horizon_table, leaderboard, trajectory_scores
+
+SCORE_COLUMNS = [
+    "protocol", "variant", "ratio", "source", "run", "task", "metric", "split", "method",
+    "n_context", "n_query", "mae", "coverage80", "pinball", "fallback", "seconds",
+    "episode", "family", "final_x", "final_truth", "final_q50",
+]
+N_FAN = 4  # trajectories drawn as fan charts per leaderboard group
+
+
+def _methods(methods) -> list:
+    """'all', a comma list of registry names, or a list of names / Predictor instances."""
+    if isinstance(methods, str):
+        from neuneu.registry import list_predictors  # lazily: the registry imports every method
+
+        names = list_predictors()
+        if methods == "all":
+            return list(names)
+        wanted = [m.strip() for m in methods.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in names]
+        if unknown or not wanted:
+            raise InputError(f"unknown method(s) {', '.join(unknown) or '(none)'}; available: {', '.join(names)}, all")
+        return wanted
+    return list(methods)
+
+
+def _instance(method):
+    """A fresh predictor for `method` (a registry name, or a Predictor to copy)."""
+    if isinstance(method, str):
+        from neuneu.registry import get_predictor
+
+        return get_predictor(method)
+    return copy.deepcopy(method)
+
+
+def _available(name: str, note) -> bool:
+    """False (with a note) for a registered method that cannot run here: its module does not
+    import, or its checkpoint file does not exist yet."""
+    try:
+        predictor = _instance(name)
+    except ImportError as err:
+        note(f"skipped {name}: not available ({err})")
+        return False
+    checkpoint = getattr(predictor, "checkpoint", None)
+    if checkpoint is not None and not Path(checkpoint).exists():
+        note(f"skipped {name}: no checkpoint at {checkpoint}")
+        return False
+    return True
+
+
+def _name(method) -> str:
+    return method if isinstance(method, str) else method.name
+
+
+def _episode_sets(points: pd.DataFrame, protocol: str, ratios, variant: str, split) -> list[tuple]:
+    """[(ratio, episodes)] for one source; ratio is NaN for the scale protocol."""
+    if protocol == "checkpoint":
+        sets = [(float(r), checkpoint_episodes(points, float(r), variant=variant)) for r in ratios]
+    else:
+        try:
+            sets = [(np.nan, scale_episodes(points, variant=variant))]
+        except ValueError as err:  # e.g. a source without scale thresholds in splits.yaml
+            raise InputError(f"scale protocol: {err}") from None
+    if split is not None:
+        wanted = set(split)
+        sets = [(r, e.subset(e.meta["split"].isin(wanted).to_numpy())) for r, e in sets]
+    return sets
+
+
+def run_benchmark(
+    sources,
+    protocol: str = "checkpoint",
+    ratios=(0.2,),
+    variant: str = "forecast",
+    split: str | None = "test",
+    methods="all",
+    out_dir: str | os.PathLike = "results",
+    data: str | os.PathLike | None = None,
+    progress: bool = True,
+    *,
+    points: dict | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    command: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every method on the same episodes; write the leaderboard files to `out_dir`.
+
+    Args:
+        sources: source names (or one comma-separated string).
+        protocol: "checkpoint" or "scale"; ratios: checkpoint context ratios (ignored by scale).
+        variant: "forecast" or "loss-given"; methods lacking it are skipped with a printed note.
+        split: keep episodes whose `meta.split` is one of these (comma list); None or "all": all.
+        methods: "all", a comma list of registry names, or a list of names / Predictor objects.
+        points: source name → point frame, instead of loading from `data` (tests).
+        command: the command line recorded in the provenance (default: the equivalent CLI).
+
+    Returns:
+        (scores, leaderboard) DataFrames, as written to scores.csv and leaderboard.csv.
+
+    Raises:
+        InputError: unknown protocol, variant, method or source, or no episode at all.
+    """
+    from tqdm.auto import tqdm
+
+    sources = [s.strip() for s in sources.split(",")] if isinstance(sources, str) else list(sources)
+    if protocol not in PROTOCOLS:
+        raise InputError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if variant not in VARIANTS:
+        raise InputError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    ratios = [float(r) for r in ([ratios] if np.isscalar(ratios) else ratios)]
+    if protocol == "checkpoint" and not all(0 <= r < 1 for r in ratios):
+        raise InputError(f"--ratio must be in [0, 1), got {ratios}")
+    splits = None if split in (None, "all") else [s.strip() for s in (split.split(",") if isinstance(split, str) else split)]
+    unknown = sorted(set(splits or ()) - set(SPLITS))
+    if unknown:
+        raise InputError(f"--split: unknown split(s) {', '.join(unknown)}; known: {', '.join(SPLITS)}, all")
+    every = isinstance(methods, str) and methods == "all"
+    methods_arg = methods if isinstance(methods, str) else ",".join(_name(m) for m in methods)
+    methods = _methods(methods)
+    out_dir = Path(out_dir)
+    notes: list[str] = []
+    commit = git_commit(exclude=out_dir)  # before writing anything: our own outputs never dirty it
+
+    def note(text: str) -> None:
+        notes.append(text)
+        tqdm.write(f"neuneu benchmark: {text}", file=sys.stderr)
+
+    if every:  # 'all' means every method that can run here; a named one must run or fail loudly
+        methods = [m for m in methods if _available(m, note)]
+
+    loaded, sets, fingerprints = {}, {}, {}
+    for source in sources:
+        frame = points[source] if points is not None else load_source(source, data)
+        fingerprints[source] = data_fingerprint(frame)
+        loaded[source] = frame
+        sets[source] = []
+        for ratio, eps in _episode_sets(frame, protocol, ratios, variant, splits):
+            if len(eps) == 0:
+                note(f"{source}: no {protocol} episode in split {split!r}, skipped")
+                continue
+            for why, n in eps.dropped.items():
+                note(f"{source}: {n} trajectories/ladders of all splits form no episode ({why})")
+            sets[source].append((ratio, eps))
+    if not any(sets.values()):
+        raise InputError(f"no {protocol} episode in split {split!r} of {', '.join(sources)}")
+
+    rows, horizons, predictions = [], [], {}
+    for method in tqdm(methods, desc="benchmark", unit="method", disable=not progress):
+        name = _name(method)
+        for source in sources:
+            if not sets[source]:
+                continue
+            predictor = _instance(method)
+            if variant not in getattr(predictor, "variants", VARIANTS):
+                note(f"skipped {name}: it answers {', '.join(predictor.variants)}, not {variant}")
+                break
+            if protocol not in getattr(predictor, "protocols", PROTOCOLS):
+                note(f"skipped {name}: it answers the {', '.join(predictor.protocols)} protocol, not {protocol}")
+                break
+            frame = loaded[source]
+            start = time.perf_counter()
+            predictor.prepare(frame[frame["split"] == "train"] if "split" in frame else frame.iloc[:0])
+            t_prepare = (time.perf_counter() - start) / len(sets[source])
+            for ratio, eps in sets[source]:
+                start = time.perf_counter()
+                # Deep copies: a method that edits its inputs in place cannot change the next one's.
+                predictor.fit(copy.deepcopy(eps.context))
+                q = np.asarray(predictor.predict(copy.deepcopy(eps.query)), dtype=float)  # (E, Q, 5)
+                seconds = t_prepare + time.perf_counter() - start
+                converged = getattr(predictor, "converged_", None)
+                try:
+                    s = trajectory_scores(eps, q, converged)
+                except ValueError as err:
+                    raise ValueError(f"method {name!r} on {source}: {err}") from None
+                tags = {"protocol": protocol, "variant": variant, "ratio": ratio, "source": source, "method": name}
+                rows.append(s.assign(**tags, seconds=seconds / len(s)))
+                horizons.append(horizon_errors(eps, q).assign(**tags))
+                predictions[(source, _rkey(ratio), name)] = q.astype(np.float32)
+    if not rows:
+        raise InputError("every method was skipped; nothing to score")
+    scores = pd.concat(rows, ignore_index=True)
+    scores = scores[SCORE_COLUMNS + [c for c in scores if c not in SCORE_COLUMNS]]
+    check_same_queries(scores)
+    board = leaderboard(scores, n_boot=n_boot, seed=seed)
+    horizon = horizon_table(pd.concat(horizons, ignore_index=True), [*GROUP_KEYS, "method"])
+
+    provenance = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "data": "; ".join(f"{s} {fingerprints[s]}" for s in sources)
+        + (f" ({_data_dir(data)})" if points is None else " (in-memory frames)"),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "command": command or _command(sources, protocol, ratios, variant, split, methods_arg, out_dir, data),
+    }
+    write_outputs(out_dir, scores, board, horizon, provenance, notes, sets, predictions)
+    return scores, board
+
+
+def check_same_queries(scores: pd.DataFrame) -> None:
+    """Every method of a leaderboard group scored the same trajectories with the same n_query."""
+    keys = [k for k in (*GROUP_KEYS, "episode", "run") if k in scores]
+    for group, g in scores.groupby([k for k in GROUP_KEYS if k in scores], dropna=False, sort=False):
+        sig = {m: frozenset(map(tuple, gm[keys + ["n_query"]].astype(str).to_numpy())) for m, gm in g.groupby("method")}
+        if len(set(sig.values())) > 1:
+            raise AssertionError(f"methods scored different queries in group {group}: {sorted(sig)}")
+
+
+def write_outputs(out_dir: Path, scores, board, horizon, provenance: dict, notes, sets, predictions) -> None:
+    """scores.csv, leaderboard.csv, horizon.csv, leaderboard.md and report.html (+ figures)."""
+    from neuneu.io import write_csv_atomic
+    from neuneu.plotting import fan_frame, method_colors, plot_error_vs_horizon, plot_fan_charts, plot_mae_bars
+    from neuneu.report import LEADERBOARD_NOTE, Section, markdown_leaderboard, pretty_table, write_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic({out_dir / "scores.csv": scores, out_dir / "leaderboard.csv": board, out_dir / "horizon.csv": horizon})
+    (out_dir / "leaderboard.md").write_text(markdown_leaderboard(board, provenance, notes), encoding="utf-8")
+
+    colors = method_colors(board["method"])
+    sections = []
+    groups = [k for k in GROUP_KEYS if k in board]
+    for key, g in board.groupby(groups, sort=False, dropna=False):
+        key = dict(zip(groups, key))
+        title = group_title(key, len(scores.merge(pd.DataFrame([key]), on=groups)) // max(1, len(g)))
+        h = horizon.merge(pd.DataFrame([key]), on=groups)
+        figures = {
+            "mae": plot_mae_bars(g, title, colors),
+            "horizon": plot_error_vs_horizon(h, title, colors),
+        }
+        eps = {_rkey(r): e for r, e in sets[key["source"]]}.get(_rkey(key["ratio"]))
+        pk = (key["source"], _rkey(key["ratio"]))
+        quantiles = {m: predictions[(*pk, m)] for m in g["method"] if (*pk, m) in predictions}
+        if eps is not None and quantiles:
+            s = scores.merge(pd.DataFrame([key]), on=groups)
+            picks = pick_trajectories(eps, s[s["method"] == g["method"].iloc[0]], N_FAN)
+            figures["fan"] = plot_fan_charts(fan_frame(eps, quantiles, picks), title + f" — best: {g['method'].iloc[0]}", colors)
+        sections.append(Section(title, pretty_table(g), figures))
+    write_report(out_dir / "report.html", sections, provenance, intro=LEADERBOARD_NOTE, notes=notes)
+
+
+def _rkey(ratio) -> float | None:
+    """A dictionary key for a ratio: NaN (scale protocol) is not equal to itself."""
+    return None if pd.isna(ratio) else float(ratio)
+
+
+def pick_trajectories(eps, best: pd.DataFrame, n: int) -> list[tuple[int, int]]:
+    """Trajectories at the 25/50/75/95th percentiles of the best method's MAE: typical and bad
+    cases, deterministic. Returns (episode index, run code) pairs."""
+    best = best.sort_values(["mae", "episode", "run"]).reset_index(drop=True)
+    at = np.unique(np.round(np.array([0.25, 0.5, 0.75, 0.95][:n]) * (len(best) - 1)).astype(int))
+    code = {name: i for i, name in enumerate(eps.run_names)}
+    index = {ep: i for i, ep in enumerate(eps.meta["episode"])}
+    return [(index[best.loc[i, "episode"]], code[best.loc[i, "run"]]) for i in at]
+
+
+def group_title(key: dict, n_traj: int) -> str:
+    ratio = "" if pd.isna(key.get("ratio")) else f", ratio {key['ratio']:g}"
+    return f"{key['protocol']} protocol, {key['variant']}{ratio}, {key['source']} — {n_traj} trajectories"
+
+
+def git_commit(root: Path = REPO_ROOT, exclude: Path | None = None) -> str:
+    """`git rev-parse --short HEAD`, with `-dirty` when tracked or untracked files differ
+    (ignoring `exclude`, the output folder); 'unknown' outside a git checkout."""
+    try:
+        run = dict(cwd=root, capture_output=True, text=True, check=True, timeout=20)
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **run).stdout.strip()
+        spec = ["--", "."]
+        if exclude is not None:
+            try:
+                spec.append(f":(exclude){Path(exclude).resolve().relative_to(Path(root).resolve())}")
+            except ValueError:  # the output folder is outside the repository
+                pass
+        dirty = subprocess.run(["git", "status", "--porcelain", *spec], **run).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return sha + ("-dirty" if dirty else "")
+
+
+def _data_dir(data) -> str:
+    try:
+        return str(resolve_data_dir(data))
+    except InputError:
+        return "?"
+
+
+def _command(sources, protocol, ratios, variant, split, methods_arg, out_dir, data) -> str:
+    """The `neuneu benchmark` command line equivalent to these arguments."""
+    parts = ["neuneu", "benchmark", "--protocol", protocol]
+    if protocol == "checkpoint":
+        for r in ratios:
+            parts += ["--ratio", f"{r:g}"]
+    parts += ["--variant", variant, "--sources", ",".join(sources), "--split", split if isinstance(split, str) else "all"]
+    parts += ["--methods", methods_arg, "--out", str(out_dir)]
+    if data is not None:
+        parts += ["--data", str(data)]
+    return shlex.join(parts)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser) -> None:
+    """The flags of `neuneu benchmark`."""
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="checkpoint")
+    parser.add_argument("--ratio", type=float, action="append", help="checkpoint context ratio, repeatable (default 0.2)")
+    parser.add_argument("--variant", choices=VARIANTS, default="forecast", help="loss-given: the true loss at each query is an input")
+    parser.add_argument("--sources", default="olmo_ladder", help="comma list of sources (default olmo_ladder)")
+    parser.add_argument("--split", default="test", help="episodes of these splits (comma list, or 'all'); pythia: unseen_family")
+    parser.add_argument("--methods", default="all", help="comma list of registered methods, or 'all'")
+    parser.add_argument("--out", default="results", help="output folder (default results/)")
+    parser.add_argument("--data", help="data directory (default: $NEUNEU_DATA, else ../shared/data)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args) -> int:
+    """`neuneu benchmark`: run, write the files, print the Markdown leaderboard."""
+    ratios = args.ratio or [0.2]
+    scores, board = run_benchmark(
+        args.sources, args.protocol, ratios, args.variant, args.split, args.methods, args.out,
+        data=args.data, progress=not args.no_progress,
+    )
+    print((Path(args.out) / "leaderboard.md").read_text(encoding="utf-8"))
+    print(f"wrote {args.out}/: scores.csv ({len(scores):,} rows), leaderboard.csv, leaderboard.md, horizon.csv, report.html", file=sys.stderr)
+    return 0
+
+
+__all__ = ["run_benchmark", "check_same_queries", "add_arguments", "main", "git_commit"]

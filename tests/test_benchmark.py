@@ -1,0 +1,291 @@
+"""The leaderboard harness: hand-built episodes, predictors whose scores are known by hand."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuneu.benchmark import check_same_queries, run_benchmark
+from neuneu.episodes import checkpoint_episodes, scale_episodes
+from neuneu.metrics import bootstrap_ci, horizon_errors, leaderboard, neuneu_mean, ranking_accuracy, trajectory_scores
+from neuneu.predictor import Predictor, last_context_accuracy
+
+# Four trajectories: 2 runs × 2 tasks. At ratio 0.2 the context is the first floor(0.2 N) + 1 points.
+#   r1/t1 (A) N=5: context 0.3 0.4       | queries 0.5 0.6 0.8
+#   r2/t1 (B) N=4: context 0.2           | queries 0.2 0.2 0.9
+#   r1/t2 (C) N=3: context 0.5           | queries 0.5 0.5
+#   r2/t2 (D) N=3: context 0.1           | queries 0.3 0.5
+CURVES = {
+    ("r1", "t1"): [0.3, 0.4, 0.5, 0.6, 0.8],
+    ("r2", "t1"): [0.2, 0.2, 0.2, 0.9],
+    ("r1", "t2"): [0.5, 0.5, 0.5],
+    ("r2", "t2"): [0.1, 0.3, 0.5],
+}
+PARAMS = {"r1": 1e8, "r2": 2e8}
+
+
+def toy_points() -> pd.DataFrame:
+    rows = []
+    for (run, task), accs in CURVES.items():
+        for i, acc in enumerate(accs):
+            rows.append(
+                dict(source="toy", family="toy", run=run, task=task, metric="acc", params=PARAMS[run],
+                     tokens=(i + 1) * 1e9, step=i + 1, flops=6 * PARAMS[run] * (i + 1) * 1e9,
+                     loss=4.0 - 0.1 * i, accuracy=acc, split="test")
+            )
+    return pd.DataFrame(rows)
+
+
+class Constant(Predictor):
+    """Every quantile equal to `value`: MAE = mean |value − truth|, pinball = MAE / 2."""
+
+    variants = ("forecast", "loss-given")
+
+    def __init__(self, value: float, name: str = "constant"):
+        self.value, self.name = value, name
+
+    def _fit(self, context):
+        pass
+
+    def _predict(self, query):
+        return np.full((*query.x.shape, 5), self.value)
+
+
+class Oracle(Predictor):
+    """Handed the truth, keyed by (task, params, tokens)."""
+
+    name = "oracle"
+
+    def __init__(self, points: pd.DataFrame):
+        self.truth = {(r.task, r.params, r.tokens): r.accuracy for r in points.itertuples()}
+
+    def _fit(self, context):
+        pass
+
+    def _predict(self, query):
+        out = np.full((*query.x.shape, 5), np.nan)
+        for e, task in enumerate(query.meta["task"]):
+            for j in np.flatnonzero(query.mask[e]):
+                out[e, j] = self.truth[(task, query.params[e, j], query.tokens[e, j])]
+        return out
+
+
+class Persistence(Predictor):
+    name = "persistence"
+
+    def _fit(self, context):
+        pass
+
+    def _predict(self, query):
+        return np.repeat(last_context_accuracy(self.context_)[:, None, None], 5, -1) * np.ones((*query.x.shape, 5))
+
+
+class Vandal(Constant):
+    """Overwrites its inputs in place: must not change what the next method sees."""
+
+    def _fit(self, context):
+        context.accuracy[:] = 0.0
+        context.x[:] = 1.0
+
+    def _predict(self, query):
+        query.tokens[:] = 1.0  # the oracle after it looks its truth up by tokens
+        query.params[:] = 1.0
+        return super()._predict(query)
+
+
+class LossOnly(Constant):
+    variants = ("loss-given",)
+
+
+def bench(tmp_path, methods, **kw):
+    kw = {"split": "test", **kw}
+    return run_benchmark(["toy"], "checkpoint", [0.2], "forecast", methods=methods, out_dir=tmp_path,
+                         progress=False, points={"toy": toy_points()}, n_boot=200, **kw)
+
+
+def test_oracle_gets_zero_mae_full_coverage_and_ranks_first(tmp_path):
+    points = toy_points()
+    scores, board = bench(tmp_path, [Constant(0.45), Persistence(), Oracle(points)])
+    assert board["method"].iloc[0] == "oracle"
+    oracle = board.set_index("method").loc["oracle"]
+    assert oracle["mae"] == 0 and oracle["mae_neuneu"] == 0 and oracle["pinball"] == 0
+    assert oracle["coverage80"] == 1 and oracle["skill"] == 1
+    assert oracle["ranking_accuracy"] == 1 and oracle["n_pairs"] == 1  # t2's final truths tie: skipped
+
+
+def test_constant_gets_the_hand_computed_scores(tmp_path):
+    scores, board = bench(tmp_path, [Constant(0.45), Persistence()])
+    s = scores[scores["method"] == "constant"].set_index(["run", "task"])
+    # |0.45 − truth| over each trajectory's queries, by hand:
+    expected = {("r1", "t1"): (0.05 + 0.15 + 0.35) / 3, ("r2", "t1"): (0.25 + 0.25 + 0.45) / 3,
+                ("r1", "t2"): 0.05, ("r2", "t2"): (0.15 + 0.05) / 2}
+    for key, mae in expected.items():
+        assert s.loc[key, "mae"] == pytest.approx(mae)
+        assert s.loc[key, "pinball"] == pytest.approx(mae / 2)  # all quantiles equal: mean τ = 1/2
+    assert s.loc[("r1", "t1"), ["n_context", "n_query"]].tolist() == [2, 3]
+    assert s.loc[("r2", "t1"), ["n_context", "n_query"]].tolist() == [1, 3]
+    row = board.set_index("method").loc["constant"]
+    assert row["mae"] == pytest.approx(0.65 / 4)
+    assert row["coverage80"] == 0  # a zero-width interval never holds a truth ≠ 0.45
+    # persistence: A .1 .2 .4, B 0 0 .7, C 0 0, D .2 .4  →  (7/30 + 7/30 + 0 + 0.3) / 4
+    persistence = (0.7 / 3 + 0.7 / 3 + 0 + 0.3) / 4
+    assert board.set_index("method").loc["persistence", "mae"] == pytest.approx(persistence)
+    assert row["skill"] == pytest.approx(1 - (0.65 / 4) / persistence)
+    assert row["ranking_accuracy"] == 0.5  # the one t1 pair, predicted as a tie
+    assert row["fallback_rate"] == 0
+
+
+def test_every_method_is_scored_on_the_same_queries_even_if_one_edits_its_inputs(tmp_path):
+    points = toy_points()
+    scores, board = bench(tmp_path, [Vandal(0.3, name="vandal"), Persistence(), Oracle(points)])
+    assert board.set_index("method").loc["oracle", "mae"] == 0
+    assert board.set_index("method").loc["persistence", "mae"] == pytest.approx((0.7 / 3 + 0.7 / 3 + 0 + 0.3) / 4)
+    per_method = {m: g[["run", "task", "n_context", "n_query"]].sort_values(["run", "task"]).to_numpy().tolist()
+                  for m, g in scores.groupby("method")}
+    assert per_method["vandal"] == per_method["oracle"]
+    assert len(per_method["oracle"]) == 4
+    broken = scores.copy()
+    broken.loc[broken.index[0], "n_query"] += 1
+    with pytest.raises(AssertionError, match="different queries"):
+        check_same_queries(broken)
+
+
+def test_a_method_without_the_variant_is_skipped_with_a_note(tmp_path, capsys):
+    scores, board = bench(tmp_path, [Constant(0.45), LossOnly(0.5, name="loss_only")])
+    assert set(scores["method"]) == {"constant"}
+    assert "skipped loss_only" in capsys.readouterr().err
+    assert "skipped loss_only" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_split_filter_keeps_only_that_split(tmp_path):
+    points = toy_points()
+    points.loc[points["run"] == "r2", "split"] = "train"
+    scores, _ = run_benchmark(["toy"], "checkpoint", [0.2], "forecast", "test", [Constant(0.45)], tmp_path,
+                              progress=False, points={"toy": points}, n_boot=50)
+    assert set(scores["run"]) == {"r1"} and len(scores) == 2
+
+
+def test_bootstrap_ci_contains_the_point_estimate_and_has_the_normal_width():
+    rng = np.random.default_rng(1)
+    values = rng.gamma(2.0, 0.02, size=400)
+    lo, hi = bootstrap_ci(values, n_boot=2000, seed=0)
+    assert lo < values.mean() < hi
+    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values))
+    assert (hi - lo) / 2 == pytest.approx(half, rel=0.15)
+    assert bootstrap_ci(values, n_boot=2000, seed=0) == (lo, hi)  # seeded
+    runs = np.repeat(np.arange(40), 10)
+    nlo, nhi = bootstrap_ci(values, runs, n_boot=2000, seed=0)
+    assert nlo < neuneu_mean(values, runs) < nhi
+    assert bootstrap_ci(np.full(30, 0.07)) == pytest.approx((0.07, 0.07))
+
+
+def test_neuneu_aggregation_weights_runs_equally_not_trajectories():
+    # r1 has three trajectories at 0.1, r2 one at 0.5: plain mean 0.2, tasks-then-runs 0.3.
+    scores = pd.DataFrame({
+        "source": "toy", "method": "m", "episode": range(4), "run": ["r1", "r1", "r1", "r2"],
+        "task": ["a", "b", "c", "a"], "metric": "acc", "mae": [0.1, 0.1, 0.1, 0.5], "coverage80": 1.0,
+        "pinball": 0.0, "fallback": False, "seconds": 0.0, "final_truth": 0.5, "final_q50": 0.5,
+    })
+    row = leaderboard(scores, n_boot=100).iloc[0]
+    assert row["mae"] == pytest.approx(0.2)
+    assert row["mae_neuneu"] == pytest.approx(0.3)
+
+
+def test_ranking_accuracy_counts_pairs_and_half_credits_tied_predictions():
+    scores = pd.DataFrame({
+        "source": "s", "metric": "acc",
+        "task": ["t1"] * 3 + ["t2"] * 2 + ["t3"] * 2,
+        "final_truth": [0.3, 0.5, 0.7, 0.2, 0.6, 0.4, 0.4],
+        "final_q50": [0.4, 0.35, 0.8, 0.5, 0.5, 0.1, 0.9],
+    })
+    # t1: (0.3,0.5) wrong, (0.3,0.7) right, (0.5,0.7) right; t2: tied prediction = ½; t3: tied truth, skipped
+    accuracy, pairs = ranking_accuracy(scores)
+    assert pairs == 4
+    assert accuracy == pytest.approx(2.5 / 4)
+
+
+def test_horizon_is_log_distance_from_the_last_context_point():
+    eps = checkpoint_episodes(toy_points(), 0.2)
+    q = np.full((*eps.target.shape, 5), 0.45)
+    errors = horizon_errors(eps, q)
+    a = errors[(errors["run"] == "r1") & (errors["episode"] == eps.meta.index[(eps.meta["run"] == "r1") & (eps.meta["task"] == "t1")][0])]
+    # A: last context at 2e9 tokens; queries at 3, 4, 5e9 → ln 1.5 | ln 2, ln 2.5
+    assert a["horizon"].tolist() == pytest.approx([np.log(1.5), (np.log(2) + np.log(2.5)) / 2])
+    assert a["mae"].tolist() == pytest.approx([0.05, (0.15 + 0.35) / 2])
+    assert a["n_points"].tolist() == [1, 2]
+
+
+def test_scale_trajectory_is_one_episode_and_query_run():
+    # One ladder, one task: r1 (1e8) is context; r2 (2e8, 4 ckpts) and r3 (4e8, 2 ckpts) are queries.
+    rows = [dict(source="toy", family="toy", run=run, task="t", metric="acc", params=p, tokens=k * 1e9,
+                 flops=6 * p * k * 1e9, accuracy=0.1 * k + (0.1 if run == "r3" else 0.0), split="test")
+            for run, p, n in (("r1", 1e8, 3), ("r2", 2e8, 4), ("r3", 4e8, 2)) for k in range(1, n + 1)]
+    eps = scale_episodes(pd.DataFrame(rows), context_max_params=1.5e8, query_min_params=1.5e8)
+    assert len(eps) == 1
+    scores = trajectory_scores(eps, np.full((*eps.target.shape, 5), 0.2)).set_index("run")
+    assert sorted(scores.index) == ["r2", "r3"]
+    assert scores["n_query"].to_dict() == {"r2": 4, "r3": 2}
+    assert scores["n_context"].to_dict() == {"r2": 3, "r3": 3}
+    # r2 truths .1 .2 .3 .4 → |0.2 − ·| mean .1; r3 truths .2 .3 → .05; finals: r2 .4, r3 .3
+    assert scores["mae"].to_dict() == pytest.approx({"r2": 0.1, "r3": 0.05})
+    assert scores["final_truth"].to_dict() == pytest.approx({"r2": 0.4, "r3": 0.3})
+
+
+def test_report_html_references_only_existing_png_files(tmp_path):
+    bench(tmp_path, [Constant(0.45), Persistence(), Oracle(toy_points())])
+    page = (tmp_path / "report.html").read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) == 3  # MAE bars, error vs horizon, fan charts
+    for src in images:
+        assert not src.startswith("/")  # relative, so the folder can move
+        assert (tmp_path / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table" in page and "oracle" in page
+    md = (tmp_path / "leaderboard.md").read_text()
+    for field in ("- date:", "- commit:", "- data: toy", "- machine:", "- command: `neuneu benchmark"):
+        assert field in md
+    assert {"scores.csv", "leaderboard.csv", "horizon.csv"} <= {p.name for p in tmp_path.iterdir()}
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert len(scores) == 12 and {"mae", "coverage80", "pinball", "fallback", "seconds"} <= set(scores)
+
+
+def test_cli_benchmark_runs_registered_baselines_on_a_source_folder(tmp_path, capsys):
+    from neuneu.cli import main
+
+    data = tmp_path / "data"
+    (data / "toy").mkdir(parents=True)
+    toy_points().drop(columns="split").rename(columns={"accuracy": "value"}).to_csv(data / "toy" / "toy.csv", index=False)
+    out = tmp_path / "out"
+    common = ["benchmark", "--sources", "toy", "--data", str(data), "--split", "all", "--out", str(out), "--no-progress"]
+    assert main([*common, "--methods", "persistence,log_linear"]) == 0
+    scores = pd.read_csv(out / "scores.csv")
+    assert sorted(scores["method"].unique()) == ["log_linear", "persistence"] and len(scores) == 8
+    persistence = scores[scores["method"] == "persistence"]["mae"].mean()
+    assert persistence == pytest.approx((0.7 / 3 + 0.7 / 3 + 0 + 0.3) / 4)  # as hand-computed above
+    assert "--methods persistence,log_linear" in (out / "leaderboard.md").read_text()
+    assert "| persistence |" in capsys.readouterr().out
+    assert main([*common, "--methods", "no_such_method"]) == 2
+    assert "no_such_method" in capsys.readouterr().err
+
+
+def test_git_commit_is_marked_dirty_except_for_the_output_folder(tmp_path):
+    import subprocess
+
+    from neuneu.benchmark import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-qm", "one")
+    clean = git_commit(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{7,}", clean)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "scores.csv").write_text("x\n")
+    assert git_commit(tmp_path, exclude=tmp_path / "results") == clean
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_commit(tmp_path, exclude=tmp_path / "results") == clean + "-dirty"
