@@ -1,0 +1,342 @@
+"""Baselines: the predictor contract over the whole registry, parameter recovery on clean curves
+of each family, fallbacks, variants, and the batched solver against scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuneu import fitting
+from neuneu.baselines import f_bnsl, f_power, sigmoid
+from neuneu.episodes import build_episodes
+from neuneu.predictor import NotFittedError
+from neuneu.registry import LAZY, PREDICTORS, get_predictor, list_predictors
+
+PARAMS = 1e9
+
+
+def make_points(curves: dict, n: int = 30, tokens=(1e9, 1e11), loss=None, task="t", metric="acc", seed=0, noise=0.0):
+    """A point frame: one run per entry of `curves` (name → accuracy as a function of tokens),
+    n checkpoints geometrically spaced in tokens. `loss` maps tokens → loss (default: a power law)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for run, acc_fn in curves.items():
+        tok = np.geomspace(*tokens, n)
+        lo = loss(tok) if loss is not None else 2.0 + 8.0 * (tok / 1e9) ** -0.3
+        acc = acc_fn(tok) + noise * rng.standard_normal(n)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "source": "synthetic", "family": "f", "run": run, "params": PARAMS, "tokens": tok,
+                    "step": np.arange(1, n + 1), "flops": 6 * PARAMS * tok, "loss_name": "ce", "loss": lo,
+                    "task": task, "metric": metric, "accuracy": acc, "split": "test",
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def episodes_of(points, n_context, variant="forecast"):
+    """Checkpoint episodes: the first `n_context` points of each run are context."""
+    rank = points.groupby("run").cumcount().to_numpy()
+    return build_episodes(points, points["run"], rank >= n_context, protocol="checkpoint", variant=variant)
+
+
+def rising(tok):
+    return 0.25 + 0.5 * sigmoid(1.5 * (np.log(tok) - np.log(3e10)))
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    """Four trajectories of different shapes and lengths (so there is padding), loss-given."""
+    pts = make_points(
+        {
+            "a": rising,
+            "b": lambda t: 0.8 - 0.5 * (t / 1e9) ** -0.4,
+            "c": lambda t: 0.3 + 0.02 * np.log(t / 1e9),
+            "d": lambda t: np.full_like(t, 0.6),
+        },
+        noise=0.005,
+    )
+    pts = pts[~((pts["run"] == "c") & (pts.groupby("run").cumcount() >= 22))]  # shorter trajectory
+    return pts
+
+
+# ----------------------------------------------------------------------------- contract
+
+
+@pytest.mark.parametrize("name", list(PREDICTORS))
+def test_every_predictor_contract(name, mixed):
+    eps = episodes_of(mixed, 10, variant="loss-given")
+    method = get_predictor(name)
+    with pytest.raises(NotFittedError):
+        method.predict(eps.query)
+    assert method.fit(eps.context) is method
+    q = method.predict(eps.query)
+    assert q.shape == eps.query.mask.shape + (5,)
+    real = eps.query.mask
+    assert (~real).any(), "the fixture must have padding"
+    assert np.isfinite(q[real]).all()
+    assert np.isnan(q[~real]).all()
+    assert (q[real] >= 0).all() and (q[real] <= 1).all()
+    assert (np.diff(q[real], axis=-1) >= 0).all()
+    inside = real & (q[..., 2] > 0.01) & (q[..., 2] < 0.99)  # away from the clipping at 0 and 1
+    assert (q[inside][:, 0] < q[inside][:, -1]).all(), "intervals must not collapse to a point"
+    assert method.converged_.shape == (len(eps),)
+
+    # A second fit replaces the first: same answers as a fresh predictor on the new episodes.
+    other = episodes_of(mixed[mixed["run"].isin(["b", "c"])], 15, variant="loss-given")
+    again = method.fit(other.context).predict(other.query)
+    fresh = get_predictor(name).fit(other.context).predict(other.query)
+    assert again.shape == fresh.shape == other.query.mask.shape + (5,)
+    np.testing.assert_allclose(again, fresh, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", [n for n, c in PREDICTORS.items() if "forecast" not in c.variants])
+def test_loss_methods_refuse_the_forecast_variant(name, mixed):
+    eps = episodes_of(mixed, 10, variant="forecast")
+    method = get_predictor(name).fit(eps.context)
+    with pytest.raises(ValueError, match="loss-given"):
+        method.predict(eps.query)
+
+
+def test_variants_are_declared():
+    assert PREDICTORS["logistic_loss"].variants == ("loss-given",)
+    assert PREDICTORS["exp_loss"].variants == ("loss-given",)
+    assert set(PREDICTORS["two_stage"].variants) == {"forecast", "loss-given"}
+    assert "forecast" in PREDICTORS["power_law"].variants
+
+
+def test_persistence_predicts_the_last_context_accuracy(mixed):
+    eps = episodes_of(mixed, 10)
+    q = get_predictor("persistence").fit(eps.context).predict(eps.query)
+    last = mixed.groupby("run").nth(9).set_index("run")["accuracy"]  # 10th point of each run
+    expected = last.loc[eps.meta["run"]].to_numpy()
+    np.testing.assert_allclose(q[:, 0, 2], expected)
+    # a random walk: the interval widens with the horizon
+    width = q[..., 4] - q[..., 0]
+    assert (width[:, 5] > width[:, 0]).all()
+
+
+# ----------------------------------------------------------------------------- parameter recovery
+
+
+def fit_one(name, points, n_context, variant="forecast", pool=None):
+    eps = episodes_of(points, n_context, variant=variant)
+    method = get_predictor(name)
+    if pool is not None:
+        method.prepare(pool)
+    q = method.fit(eps.context).predict(eps.query)
+    mae = np.nanmean(np.abs(q[..., 2] - eps.target))
+    return method, mae
+
+
+def test_log_linear_recovers_slope_and_intercept():
+    pts = make_points({"r": lambda t: 0.3 + 0.04 * np.log(t / 1e9)})
+    method, mae = fit_one("log_linear", pts, 10)
+    x_ref = pts["tokens"].iloc[9]  # z = ln(tokens / x_ref)
+    theta = method.theta_.iloc[0]
+    assert theta["b"] == pytest.approx(0.04, abs=1e-6)
+    assert theta["a"] == pytest.approx(0.3 + 0.04 * np.log(x_ref / 1e9), abs=1e-6)
+    assert mae < 1e-6
+
+
+def test_power_law_recovers_known_parameters():
+    pts = make_points({"r": lambda t: 0.8 - 0.5 * (t / 1e9) ** -0.4})
+    method, mae = fit_one("power_law", pts, 12)
+    x_ref = pts["tokens"].iloc[11]
+    theta = method.theta_.iloc[0]
+    assert theta["E"] == pytest.approx(0.8, abs=1e-3)
+    assert theta["alpha"] == pytest.approx(0.4, abs=1e-3)
+    assert theta["A"] == pytest.approx(0.5 * (x_ref / 1e9) ** -0.4, rel=1e-3)
+    assert mae < 1e-3
+
+
+def test_logistic_recovers_known_parameters():
+    pts = make_points({"r": rising})
+    method, mae = fit_one("logistic", pts, 20)  # context reaches past the midpoint
+    x_ref = pts["tokens"].iloc[19]
+    theta = method.theta_.iloc[0]
+    assert theta["b"] == pytest.approx(0.25, abs=1e-3)
+    assert theta["a"] == pytest.approx(0.5, abs=1e-3)
+    assert theta["k"] == pytest.approx(1.5, abs=1e-2)
+    assert theta["z0"] == pytest.approx(np.log(3e10 / x_ref), abs=1e-2)
+    assert mae < 1e-3
+
+
+def test_bnsl_fits_a_broken_power_law():
+    # slow decay, then a faster one after a break at 1e10 tokens
+    truth = np.array([[0.85, 0.3, 0.1, 0.8, np.log(1e10 / 1e9), 0.3]])
+
+    def acc(t):
+        return f_bnsl(truth, np.log(t / 1e9)[None])[0]
+
+    pts = make_points({"r": acc}, n=40)
+    method, mae = fit_one("bnsl", pts, 25)
+    assert method.converged_.all()
+    assert mae < 5e-3
+    eps = episodes_of(pts, 25)
+    # a single power law cannot follow the break as closely
+    _, mae_pl = fit_one("power_law", pts, 25)
+    assert method.fit_.sse[0] < 1e-6
+    assert mae < mae_pl
+    del eps
+
+
+def test_exp_loss_recovers_known_parameters_from_context():
+    loss = lambda t: 2.0 + 8.0 * (t / 1e9) ** -0.3  # noqa: E731
+    b, a, c = 0.2, -0.6, 1.5
+
+    def acc(t):
+        return b - a * np.exp(-c * (loss(t) - 2.0))
+
+    pts = make_points({"r": acc}, loss=loss)
+    method, mae = fit_one("exp_loss", pts, 12, variant="loss-given")
+    theta = method.theta_.iloc[0]
+    l_ref = loss(pts["tokens"].iloc[11])  # the lowest context loss
+    assert theta["c"] == pytest.approx(c, rel=1e-3)
+    assert theta["b"] == pytest.approx(b, abs=1e-3)
+    assert theta["a"] == pytest.approx(a * np.exp(-c * (l_ref - 2.0)), rel=1e-3)
+    assert mae < 1e-3
+
+
+def test_exp_loss_takes_its_curvature_from_the_pool():
+    loss = lambda t: 2.0 + 2.0 * (t / 1e9) ** -0.3  # noqa: E731
+    curves = {f"p{i}": (lambda t, i=i: 0.2 + (0.5 + 0.05 * i) * np.exp(-2.0 * (loss(t) - 2.0))) for i in range(3)}
+    pool = make_points(curves, loss=loss)
+    target = make_points({"r": lambda t: 0.25 + 0.4 * np.exp(-2.0 * (loss(t) - 2.0))}, loss=loss, noise=0.003)
+    method, mae = fit_one("exp_loss", target, 10, variant="loss-given", pool=pool)
+    assert method.from_pool_.all()
+    assert method.theta_.iloc[0]["c"] == pytest.approx(2.0, rel=1e-3)
+    assert mae < 0.01
+    # the pooled curvature is what makes this short, noisy context extrapolate well
+    _, mae_alone = fit_one("exp_loss", target, 10, variant="loss-given")
+    assert mae < mae_alone
+
+
+def test_logistic_loss_uses_the_pool_fit_for_known_tasks_and_context_otherwise():
+    loss = lambda t: 2.0 + 8.0 * (t / 1e9) ** -0.3  # noqa: E731
+    b, a, k, x0 = 0.25, 0.5, 6.0, np.log(2.6)
+
+    def acc(t):
+        return b + a * sigmoid(k * (x0 - np.log(loss(t))))
+
+    pool = make_points({"p1": acc, "p2": acc}, loss=loss, tokens=(5e8, 3e11), task="known")
+    known = make_points({"r": acc}, loss=loss, task="known")
+    method, mae = fit_one("logistic_loss", known, 5, variant="loss-given", pool=pool)
+    assert method.from_pool_.all()
+    np.testing.assert_allclose(method.theta_.iloc[0].to_numpy(), [b, a, k, x0], rtol=1e-3)
+    assert mae < 1e-3
+
+    unknown = make_points({"r": acc}, loss=loss, task="unseen", tokens=(1e9, 1e12), n=40)
+    method, mae = fit_one("logistic_loss", unknown, 30, variant="loss-given", pool=pool)
+    assert not method.from_pool_.any()
+    assert method.converged_.all()
+    assert mae < 5e-3
+
+
+def test_two_stage_forecasts_through_the_predicted_loss():
+    loss = lambda t: 1.8 + 6.0 * (t / 1e9) ** -0.25  # noqa: E731
+
+    def acc(t):
+        return 0.25 + 0.6 * sigmoid(3.0 * (3.0 - loss(t)))
+
+    pts = make_points({"r": acc}, loss=loss, n=40)
+    method, mae_forecast = fit_one("two_stage", pts, 20)
+    assert method.converged_.all()
+    theta_l = method.loss_fit_.theta[0]
+    assert theta_l[0] == pytest.approx(1.8, abs=1e-2)  # the irreducible loss
+    assert theta_l[2] == pytest.approx(0.25, abs=1e-2)
+    assert mae_forecast < 5e-3
+    _, mae_given = fit_one("two_stage", pts, 20, variant="loss-given")
+    assert mae_given < 5e-3
+
+
+def test_power_law_uses_flops_across_runs_in_the_scale_protocol():
+    # two sizes, accuracy a power law of flops: context = the small run, queries = the big one
+    small = make_points({"s": lambda t: 0.8 - 0.5 * (6 * PARAMS * t / 1e18) ** -0.2})
+    big = make_points({"L": lambda t: 0.8 - 0.5 * (6 * 8 * PARAMS * t / 1e18) ** -0.2})
+    big["params"], big["flops"] = 8 * PARAMS, 8 * big["flops"]
+    pts = pd.concat([small, big], ignore_index=True)
+    eps = build_episodes(pts, np.zeros(len(pts)), (pts["run"] == "L").to_numpy(), protocol="scale")
+    q = get_predictor("power_law").fit(eps.context).predict(eps.query)
+    np.testing.assert_allclose(q[0, :, 2], eps.target[0], atol=2e-3)
+
+
+# ----------------------------------------------------------------------------- fallbacks
+
+
+def test_fit_failure_falls_back_to_persistence_and_is_flagged():
+    # three context points cannot pin down a four-parameter logistic (needs P + 1 = 5)
+    pts = make_points({"r": rising, "s": lambda t: 0.5 + 0.0 * t})
+    eps = episodes_of(pts, 3)
+    method = get_predictor("logistic").fit(eps.context)
+    q = method.predict(eps.query)
+    assert not method.converged_.any()
+    assert np.isfinite(q[eps.query.mask]).all()
+    persistence = get_predictor("persistence").fit(eps.context).predict(eps.query)
+    np.testing.assert_allclose(q, persistence, equal_nan=True)
+
+
+def test_solver_flags_non_finite_and_clearly_worse_than_persistence_fits():
+    z = np.tile(np.linspace(-2, 0, 10), (3, 1))
+    y = np.stack([0.3 + 0.05 * z[0], 0.3 + 0.05 * z[1], 0.3 + 0.05 * z[2]])
+    mask = np.ones_like(z, dtype=bool)
+    ref = ((y - y[:, -1:]) ** 2).sum(1)  # persistence's SSE
+
+    def fn(theta, zz):  # row 0: a fine line; row 1: NaN; row 2: stuck at 0.9, far from the data
+        out = theta[:, :1] + theta[:, 1:2] * zz
+        out = np.where(theta[:, 2:3] > 1.5, np.nan, out)
+        return np.where(theta[:, 2:3] < 0.5, 0.9, out)
+
+    starts = np.array([[[0.3, 0.0, 1.0]], [[0.3, 0.0, 2.0]], [[0.3, 0.0, 0.0]]])
+    lo = np.array([[-1, -1, 1.0], [-1, -1, 2.0], [-1, -1, 0.0]])
+    hi = np.array([[1, 1, 1.0], [1, 1, 2.0], [1, 1, 0.0]])
+    fit = fitting.least_squares(fn, z, y, mask, starts, lo, hi, ref_sse=ref)
+    assert fit.ok.tolist() == [True, False, False]
+    assert fit.sse[0] < 1e-12
+
+
+def test_batched_solver_matches_a_scipy_loop():
+    rng = np.random.default_rng(1)
+    z = np.tile(np.linspace(-3, 0, 15), (4, 1))
+    truth = np.array([[0.7, 0.2, 0.5], [0.5, 0.1, 1.5], [0.9, 0.6, 0.2], [0.4, -0.1, 0.8]])
+    y = f_power(truth, z) + 0.01 * rng.standard_normal(z.shape)
+    mask = np.ones_like(z, dtype=bool)
+    mask[3, :4] = False
+    starts = np.stack([np.array([[0.6, 0.1, 0.3], [0.9, 0.5, 2.0]])] * 4)
+    lo, hi = np.array([0.0, -1.0, 1e-3]), np.array([1.0, 1.0, 5.0])
+    ours = fitting.least_squares(f_power, z, y, mask, starts, lo, hi)
+    ref = fitting.least_squares_scipy(f_power, z, y, mask, starts, lo, hi)
+    np.testing.assert_allclose(ours.sse, ref.sse, rtol=1e-5)
+    np.testing.assert_allclose(ours.theta, ref.theta, atol=1e-3)
+    assert (ours.n == [15, 15, 15, 11]).all()
+
+
+def test_logistic_quantiles_widen_with_the_horizon():
+    pts = make_points({"r": rising}, noise=0.01, seed=3)
+    eps = episodes_of(pts, 15)
+    q = get_predictor("logistic").fit(eps.context).predict(eps.query)
+    width = q[0, :, 3] - q[0, :, 1]
+    assert width[-1] > width[0]
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_registry_lists_every_baseline_and_the_lazy_neural_entries():
+    assert set(list_predictors()) >= {
+        "persistence", "log_linear", "power_law", "logistic", "logistic_loss", "exp_loss", "bnsl", "two_stage",
+        "neuneu", "neuneu-ref-layout",
+    }
+    for name, cls in PREDICTORS.items():
+        assert cls.name == name
+    with pytest.raises(KeyError, match="power_law"):
+        get_predictor("no_such_method")
+
+
+def test_lazy_entry_with_a_missing_module_raises_a_clear_import_error(monkeypatch):
+    monkeypatch.setitem(LAZY, "ghost", ("neuneu.no_such_module", "Ghost", {}))
+    with pytest.raises(ImportError, match="ghost.*neuneu.no_such_module"):
+        get_predictor("ghost")
