@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -98,7 +99,13 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+LAZY_VERBS = {
+    "benchmark": ("neuneu.benchmark", "the leaderboard: every method on the same queries"),
+    "tune": ("neuneu.tune", "Optuna search over the model and training space (resumable, shareable)"),
+}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuneu",
         description="Predict how an LM's downstream accuracy evolves with more training and scale.",
@@ -137,19 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--truth", help="a truth CSV (from `neuneu data episodes --truth`) to draw on the fan charts")
     pred.set_defaults(func=cmd_predict)
 
-    try:
-        from neuneu import benchmark
-    except ImportError:  # the leaderboard module is optional while it is being built
-        benchmark = None
-    if benchmark is not None and hasattr(benchmark, "add_arguments"):
-        bench = sub.add_parser("benchmark", help="the leaderboard: every method on the same queries")
-        benchmark.add_arguments(bench)
-        bench.set_defaults(func=benchmark.main)
+    # Verbs whose modules import torch/optuna: their flags are only built when that verb runs,
+    # so `neuneu data ...` and `--help` stay fast.
+    verb = next((a for a in (argv or []) if not a.startswith("-")), None)
+    for name, (module, help_text) in LAZY_VERBS.items():
+        verb_parser = sub.add_parser(name, help=help_text)
+        if name == verb:
+            mod = importlib.import_module(module)
+            mod.add_arguments(verb_parser)
+            verb_parser.set_defaults(func=mod.main)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
