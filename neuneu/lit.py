@@ -1,0 +1,150 @@
+"""Lightning wrappers: the training system (LitNeuneu) and the episode DataModule."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+from torchmetrics import MeanMetric
+
+from neuneu.config import DataConfig
+from neuneu.episodes import checkpoint_episodes
+from neuneu.features import featurize, from_target
+from neuneu.model import ModelConfig, build_model, pinball_loss
+from neuneu.neural import feature_batches, to_batch
+from neuneu.sampling import TrajectoryBank, sample_batch
+
+
+class LitNeuneu(L.LightningModule):
+    """Pinball-loss training of a neuneu network; logs val/mae and val/coverage80."""
+
+    def __init__(self, model: dict, lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 200,
+                 max_steps: int = 10_000, max_seconds: float = 0.0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(ModelConfig(**model))
+        self.val_mae = MeanMetric()
+        self.val_coverage = MeanMetric()
+        self.val_pinball = MeanMetric()
+        self._t0 = None
+
+    def on_train_start(self) -> None:
+        self._t0 = time.monotonic()
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.model(batch["context"], batch["context_mask"], batch["query"], batch["query_mask"], batch["anchor"])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = pinball_loss(self(batch), batch["target"], batch["query_mask"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["anchor"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        pred = self(batch)  # (B, Q, 5) in target space
+        mask = batch["query_mask"]
+        acc = from_target(pred, batch["anchor"]).clamp(0, 1)  # (B, Q, 5) accuracy
+        truth = batch["accuracy"]
+        weight = batch["weight"][mask]
+        self.val_mae.update((acc[..., 2] - truth).abs()[mask], weight)
+        inside = ((truth >= acc[..., 0]) & (truth <= acc[..., 4])).float()
+        self.val_coverage.update(inside[mask], weight)
+        # Pinball in target space, per query, weighted per episode like the MAE.
+        self.val_pinball.update(pinball_loss(pred, batch["target"], mask), mask.any(1).sum().float())
+        self.log("val/mae", self.val_mae, prog_bar=True, batch_size=len(mask))
+        self.log("val/coverage80", self.val_coverage, batch_size=len(mask))
+        self.log("val/pinball", self.val_pinball, batch_size=len(mask))
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        warm, total = self.hparams.warmup_steps, max(self.hparams.max_steps, 1)
+        budget = self.hparams.max_seconds
+
+        def schedule(step: int) -> float:  # linear warmup, then cosine to 10% of lr
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(total - warm, 1)
+            if budget > 0 and self._t0 is not None:
+                # On a slow or shared CPU the wall-clock cap ends training before max_steps:
+                # follow whichever runs out first, so the learning rate is annealed either way.
+                t = max(t, (time.monotonic() - self._t0) / budget)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class _SampledEpisodes(IterableDataset):
+    """`steps` random batches per epoch, seeded by (seed, epoch): reproducible and resumable."""
+
+    def __init__(self, bank: TrajectoryBank, cfg: DataConfig, batch_size: int, steps: int, seed: int, epoch_fn):
+        self.bank, self.cfg, self.batch_size, self.steps, self.seed, self.epoch_fn = bank, cfg, batch_size, steps, seed, epoch_fn
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch_fn()])
+        for _ in range(self.steps):
+            ctx, qry, target = sample_batch(self.bank, self.cfg, self.batch_size, rng)
+            yield to_batch(featurize(ctx, qry, self.cfg.max_context), target)
+
+
+def load_points(cfg: DataConfig) -> pd.DataFrame:
+    """All points of the configured sources, with their split labels."""
+    from neuneu.data import load_source
+
+    return pd.concat([load_source(s, cfg.data_dir) for s in cfg.sources], ignore_index=True)
+
+
+def validation_episodes(points: pd.DataFrame, cfg: DataConfig):
+    """Fixed validation episodes: checkpoint protocol at `val_ratio`, forecast, validation split."""
+    val = points[points["split"] == "validation"]
+    if val.empty:
+        raise ValueError(f"no validation-split points in sources {cfg.sources}")
+    return checkpoint_episodes(val, cfg.val_ratio, variant="forecast", min_points=cfg.min_points)
+
+
+class EpisodeDataModule(L.LightningDataModule):
+    """Training episodes sampled from the train split; fixed validation episodes (1B runs)."""
+
+    def __init__(self, cfg: DataConfig, batch_size: int, steps_per_epoch: int, seed: int, val_batch_size: int = 128, points: pd.DataFrame | None = None, val_max_tokens: int = 20_000):
+        super().__init__()
+        self.cfg, self.batch_size, self.steps_per_epoch, self.seed = cfg, batch_size, steps_per_epoch, seed
+        self.val_batch_size, self.val_max_tokens = val_batch_size, val_max_tokens
+        self.points = points
+
+    def setup(self, stage: str | None = None) -> None:
+        if getattr(self, "bank", None) is not None:
+            return
+        points = self.points if self.points is not None else load_points(self.cfg)
+        train = points[points["split"] == "train"]
+        self.train_points = train
+        self.bank = TrajectoryBank(train, self.cfg.min_points)
+        self.val_episodes = validation_episodes(points, self.cfg)
+        # Validation weights need each episode's full query count, even when chunked.
+        feats = featurize(vars(self.val_episodes.context), vars(self.val_episodes.query), self.cfg.max_context)
+        target = self.val_episodes.target
+        n_query = np.maximum((feats.query_mask & np.isfinite(target)).sum(1), 1)  # (E,)
+        self.val_batches = []
+        for (first, _), sub, tgt in feature_batches(feats, target, self.val_batch_size, self.val_max_tokens):
+            batch = to_batch(sub, tgt)
+            # Chunks cut long episodes: weigh by the episode's full query count, not the chunk's.
+            n = torch.from_numpy(n_query[first : first + len(sub.anchor)].astype(np.float32))[:, None]
+            batch["weight"] = batch["query_mask"].float() / n
+            self.val_batches.append(batch)
+
+    def _epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.current_epoch) if trainer is not None else 0
+
+    def train_dataloader(self) -> DataLoader:
+        data = _SampledEpisodes(self.bank, self.cfg, self.batch_size, self.steps_per_epoch, self.seed, self._epoch)
+        return DataLoader(data, batch_size=None, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_batches, batch_size=None, num_workers=0, shuffle=False)

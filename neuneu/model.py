@@ -1,0 +1,177 @@
+"""The networks (pure torch, no Lightning): neuneu's layout and the published reference layout.
+
+Both map (context tokens, query tokens) of a batch of episodes to five quantiles per query in
+the normalised target space of `neuneu.features` (scaled change from the anchor accuracy):
+
+    forward(context (B, C, F), context_mask (B, C), query (B, Q, F), query_mask (B, Q),
+            anchor (B,)) -> (B, Q, 5)
+
+neuneu layout: one token per point (an MLP over the point's features), a pre-LN encoder in
+which context tokens attend to context tokens and every query token attends to the context and
+to itself only. That is exactly an encoder with the block mask [[ctx→ctx], [query→ctx + self]],
+but computed without the (C+Q)² matrix: the query rows are O(Q·C), so an episode with 700
+queries costs little more than its context, and queries cannot see each other by construction.
+
+ref layout (the ablation of issue 4 item 7, after the published NeuNeu): one sequence per query
+[BOS, ctx_0 … ctx_c]; a context token is linear(accuracy) ‖ linear(gap), where the gap is 0
+except on the last context token, which carries the query's distance in checkpoints; learned
+positions stand in for RoPE; bidirectional pre-LN encoder; read out at BOS; a plain linear head
+predicting raw accuracy (we convert it to the common target space so training is shared).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as Fn
+from torch import nn
+
+from neuneu.episodes import QUANTILES
+from neuneu.features import ACC_SCALE, F, N_FEATURES
+
+LAYOUTS = ("neuneu", "ref")
+
+
+@dataclass
+class ModelConfig:
+    """Network shape. The defaults are the shipped CPU model."""
+
+    layout: str = "neuneu"  # "neuneu" (all queries in one pass) or "ref" (published layout)
+    d_model: int = 96  # token width
+    n_layers: int = 3  # encoder blocks
+    n_heads: int = 4  # attention heads; d_model must be divisible by it
+    d_ff: int = 192  # hidden width of each block's MLP (and of the token MLP)
+    dropout: float = 0.0  # small data, short training: dropout mostly slowed convergence
+    n_features: int = N_FEATURES  # features per token read by the neuneu layout
+    max_context: int = 64  # longest context (ref layout: size of the position table)
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"model.layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
+        if self.n_features != N_FEATURES:
+            raise ValueError(f"model.n_features must be {N_FEATURES} (neuneu.features), got {self.n_features}")
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    return NeuneuTransformer(cfg) if cfg.layout == "neuneu" else RefLayoutTransformer(cfg)
+
+
+def monotone_quantiles(raw: torch.Tensor) -> torch.Tensor:
+    """(…, 5) unconstrained → (…, 5) non-decreasing: base + cumulative softplus increments."""
+    return torch.cat([raw[..., :1], raw[..., :1] + torch.cumsum(Fn.softplus(raw[..., 1:]), -1)], -1)
+
+
+def pinball_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean pinball loss: over quantile levels, over an episode's queries, then over episodes
+    (every episode weighs the same, as in the MAE of DESIGN.md). pred (B, Q, 5), target (B, Q)."""
+    taus = pred.new_tensor(QUANTILES)
+    diff = torch.where(mask, target, 0.0).unsqueeze(-1) - pred  # (B, Q, 5)
+    per_point = torch.maximum(taus * diff, (taus - 1) * diff).mean(-1)  # (B, Q)
+    per_point = torch.where(mask, per_point, 0.0)
+    n = mask.sum(1)
+    per_episode = per_point.sum(1) / n.clamp(min=1)
+    return per_episode[n > 0].mean()
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block over context and query tokens with the neuneu attention mask."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def _heads(self, h: torch.Tensor):
+        B, T, D = h.shape
+        q, k, v = self.qkv(h).split(D, dim=-1)
+        return [t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)]  # (B, H, T, Dh)
+
+    def forward(self, hc, hq, keep):
+        """hc (B, C, D) context, hq (B, Q, D) queries, keep (B, 1, 1, C) real context keys."""
+        B, C, D = hc.shape
+        qc, kc, vc = self._heads(self.ln1(hc))
+        qq, kq, vq = self._heads(self.ln1(hq))
+        ac = Fn.scaled_dot_product_attention(qc, kc, vc, attn_mask=keep)  # context → context
+        # Query → [context, itself]: softmax over C + 1 keys, one extra logit per query.
+        scale = 1.0 / math.sqrt(D // self.n_heads)
+        s_ctx = (qq @ kc.transpose(-1, -2)) * scale  # (B, H, Q, C)
+        s_ctx = s_ctx.masked_fill(~keep, float("-inf"))
+        s_self = (qq * kq).sum(-1, keepdim=True) * scale  # (B, H, Q, 1)
+        w = torch.softmax(torch.cat([s_ctx, s_self], -1), -1)
+        aq = w[..., :C] @ vc + w[..., C:] * vq  # (B, H, Q, Dh)
+        merge = lambda a: a.transpose(1, 2).reshape(a.shape[0], a.shape[2], D)  # noqa: E731
+        hc = hc + self.drop(self.proj(merge(ac)))
+        hq = hq + self.drop(self.proj(merge(aq)))
+        hc = hc + self.drop(self.mlp(self.ln2(hc)))
+        hq = hq + self.drop(self.mlp(self.ln2(hq)))
+        return hc, hq
+
+
+class NeuneuTransformer(nn.Module):
+    """neuneu layout: token MLP → pre-LN blocks → monotone quantile head at query tokens."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Sequential(nn.Linear(cfg.n_features, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, len(QUANTILES))
+
+    def forward(self, context, context_mask, query, query_mask, anchor=None):
+        n = self.cfg.n_features
+        hc = self.embed(context[..., :n])  # (B, C, D)
+        hq = self.embed(query[..., :n])  # (B, Q, D)
+        keep = context_mask[:, None, None, :]  # (B, 1, 1, C)
+        for block in self.blocks:
+            hc, hq = block(hc, hq, keep)
+        return monotone_quantiles(self.head(self.ln_f(hq)))  # (B, Q, 5)
+
+
+class RefLayoutTransformer(nn.Module):
+    """The published layout: one query per sequence, accuracy-only context, BOS readout."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        half = cfg.d_model // 2
+        self.acc_embed = nn.Linear(1, half)
+        self.gap_embed = nn.Linear(1, cfg.d_model - half)
+        self.bos = nn.Parameter(torch.zeros(cfg.d_model))
+        self.pos = nn.Parameter(torch.zeros(cfg.max_context + 1, cfg.d_model))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, len(QUANTILES))
+
+    def forward(self, context, context_mask, query, query_mask, anchor):
+        B, C, _ = context.shape
+        Q = query.shape[1]
+        if C > self.cfg.max_context:
+            raise ValueError(f"context of {C} points exceeds model.max_context={self.cfg.max_context}")
+        acc = context[..., F["acc"]] / 2.0 + 0.5  # raw accuracy back from the feature
+        last = context_mask.long().cumsum(1).argmax(1)  # (B,) index of the last real context token
+        # One sequence per (episode, query): (B*Q, C) accuracies and gaps.
+        acc = acc[:, None, :].expand(B, Q, C).reshape(B * Q, C, 1)
+        gap = torch.zeros(B, Q, C, device=context.device)
+        gap[torch.arange(B)[:, None], torch.arange(Q)[None, :], last[:, None]] = query[..., F["gap"]]
+        tokens = torch.cat([self.acc_embed(acc), self.gap_embed(gap.reshape(B * Q, C, 1))], -1)
+        tokens = torch.cat([self.bos.expand(B * Q, 1, -1), tokens], 1) + self.pos[: C + 1]
+        pad = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=context.device), ~context_mask], 1)
+        pad = pad[:, None, :].expand(B, Q, C + 1).reshape(B * Q, C + 1)
+        h = self.encoder(tokens, src_key_padding_mask=pad)
+        accuracy = self.head(self.ln_f(h[:, 0])).view(B, Q, len(QUANTILES))
+        # Raw accuracy quantiles → the shared target space (same pinball optimum, scaled).
+        return (accuracy - anchor[:, None, None]) * ACC_SCALE

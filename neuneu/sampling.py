@@ -1,0 +1,152 @@
+"""Training episodes, sampled on the fly from precomputed per-trajectory numpy arrays.
+
+Both protocols of DESIGN.md are sampled, from the training split only:
+- checkpoint: one trajectory (sometimes thinned to a few irregular checkpoints); context = its first floor(r·N)+1 points with r ~ U(min_ratio,
+  max_ratio), optionally thinned by context dropout (the last point is always kept); queries = a
+  uniform random subset (at most `max_query`) of the later points, so every horizon is seen.
+- scale: one (family, task, metric) ladder; a random size threshold splits its runs; context =
+  points of some smaller runs, queries = points of some larger runs.
+Loss masking: with probability 1 - p_loss_given the queries lose their loss (forecast variant),
+and with probability p_drop_context_loss the context loses it too, so one model serves both
+variants and sources without losses.
+
+`batch_arrays` pads a list of episodes into the (E, C) / (E, Q) dicts `neuneu.features`
+reads; the targets stay outside the query dict (they are returned separately).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from neuneu.data import TRAJECTORY_KEY
+
+FIELDS = ("x", "params", "flops", "loss", "accuracy", "index")  # index: checkpoint number in its trajectory
+
+
+@dataclass
+class SamplerConfig:
+    max_context: int = 64
+    max_query: int = 32
+    min_ratio: float = 0.05
+    max_ratio: float = 0.6
+    p_scale: float = 0.2
+    p_context_dropout: float = 0.5
+    context_dropout: float = 0.3
+    p_loss_given: float = 0.5
+    p_drop_context_loss: float = 0.2
+    p_thin: float = 0.5  # share of checkpoint episodes drawn from a thinned trajectory
+    thin_min: int = 8  # thinned trajectories keep between thin_min and thin_max points,
+    thin_max: int = 60  # like sparse public checkpoints (Pythia: ~15) or a user's RUNS.csv
+
+
+class TrajectoryBank:
+    """Training trajectories as sorted numpy arrays, plus the ladders they form."""
+
+    def __init__(self, points: pd.DataFrame, min_points: int = 3):
+        points = points.reset_index(drop=True)
+        x = pd.to_numeric(points["tokens"], errors="coerce")
+        for alt in ("flops", "step"):
+            if alt in points:
+                x = x.fillna(pd.to_numeric(points[alt], errors="coerce"))
+        frame = pd.DataFrame({f: pd.to_numeric(points[f], errors="coerce") for f in FIELDS if f not in ("x", "index")})
+        frame["x"] = x
+        key = [k for k in TRAJECTORY_KEY if k in points]
+        frame["traj"] = points.groupby(key, sort=True).ngroup().to_numpy()
+        frame = frame.sort_values(["traj", "x"], kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(frame["traj"].to_numpy()) != 0])
+        frame["index"] = frame.groupby("traj").cumcount()
+        cols = {f: frame[f].to_numpy(float) for f in FIELDS}
+        bounds = list(zip(starts, np.r_[starts[1:], len(frame)]))
+        self.trajectories = [{f: cols[f][a:b] for f in FIELDS} for a, b in bounds]
+        self.eligible = np.array([i for i, (a, b) in enumerate(bounds) if b - a >= min_points], dtype=int)
+        # Ladders: trajectories sharing (family, task, metric) with at least two run sizes.
+        info = points.groupby(key, sort=True).agg(
+            family=("family", "first"), params=("params", "max"), n=("run", "size")
+        ).reset_index()
+        info = info[info["n"] >= min_points]  # the index stays the trajectory id
+        self.ladders = []
+        for _, grp in info.groupby(["family", "task", "metric"], sort=True):
+            if grp["params"].nunique() >= 2:
+                self.ladders.append((grp.index.to_numpy(), grp["params"].to_numpy(float)))
+        if not len(self.eligible):
+            raise ValueError(f"no training trajectory with at least {min_points} points")
+
+    def __len__(self) -> int:
+        return len(self.eligible)
+
+
+def _take(traj: dict, idx: np.ndarray) -> dict:
+    return {f: traj[f][idx] for f in FIELDS}
+
+
+def sample_checkpoint(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator):
+    traj = bank.trajectories[bank.eligible[rng.integers(len(bank))]]
+    n = len(traj["x"])
+    if rng.random() < cfg.p_thin and n > cfg.thin_min:
+        # Fewer, irregular checkpoints: few-point contexts and long horizons, as in sparse data.
+        keep = np.sort(rng.choice(n, size=int(rng.integers(cfg.thin_min, min(cfg.thin_max, n) + 1)), replace=False))
+        traj = _take(traj, keep)
+        traj["index"] = np.arange(len(keep), dtype=float)  # a sparse trajectory counts its own checkpoints
+        n = len(keep)
+    ratio = rng.uniform(cfg.min_ratio, cfg.max_ratio)
+    n_ctx = min(int(np.floor(ratio * n)) + 1, n - 1)
+    ctx = np.arange(n_ctx)
+    if n_ctx > 1 and rng.random() < cfg.p_context_dropout:
+        keep = rng.random(n_ctx - 1) >= cfg.context_dropout
+        ctx = np.r_[ctx[:-1][keep], ctx[-1]]
+    later = np.arange(n_ctx, n)
+    qry = np.sort(rng.choice(later, size=min(len(later), cfg.max_query), replace=False))
+    return _take(traj, ctx), _take(traj, qry)
+
+
+def sample_scale(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator):
+    members, params = bank.ladders[rng.integers(len(bank.ladders))]
+    sizes = np.unique(params)
+    cut = sizes[rng.integers(len(sizes) - 1)]  # context: params <= cut; queries: params > cut
+    small, large = members[params <= cut], members[params > cut]
+    small = rng.choice(small, size=rng.integers(1, len(small) + 1), replace=False)
+    large = rng.choice(large, size=rng.integers(1, len(large) + 1), replace=False)
+    ctx = {f: np.concatenate([bank.trajectories[i][f] for i in small]) for f in FIELDS}
+    qry = {f: np.concatenate([bank.trajectories[i][f] for i in large]) for f in FIELDS}
+    if len(ctx["x"]) > cfg.max_context:  # random thinning; keep the largest-compute point
+        ref = int(np.nanargmax(np.where(np.isfinite(ctx["flops"]), ctx["flops"], -np.inf)))
+        others = np.setdiff1d(np.arange(len(ctx["x"])), [ref])
+        keep = np.sort(np.r_[rng.choice(others, cfg.max_context - 1, replace=False), ref])
+        ctx = _take(ctx, keep)
+    pick = np.sort(rng.choice(len(qry["x"]), size=min(len(qry["x"]), cfg.max_query), replace=False))
+    return ctx, _take(qry, pick)
+
+
+def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng: np.random.Generator):
+    """`batch_size` random training episodes → (ctx dict, query dict, target (E, Q))."""
+    episodes = []
+    for _ in range(batch_size):
+        scale = bank.ladders and rng.random() < cfg.p_scale
+        ctx, qry = (sample_scale if scale else sample_checkpoint)(bank, cfg, rng)
+        if rng.random() >= cfg.p_loss_given:
+            qry["loss"] = np.full_like(qry["loss"], np.nan)
+        if rng.random() < cfg.p_drop_context_loss:
+            ctx["loss"] = np.full_like(ctx["loss"], np.nan)
+        episodes.append((ctx, qry))
+    return batch_arrays(episodes)
+
+
+def _pad(rows: list[np.ndarray], fill=np.nan) -> np.ndarray:
+    width = max(len(r) for r in rows)
+    out = np.full((len(rows), width), fill, dtype=float)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def batch_arrays(episodes: list[tuple[dict, dict]]):
+    """Pad episodes [(ctx, qry)] → ctx dict, query dict (no accuracy), target (E, Q)."""
+    ctx = {f: _pad([c[f] for c, _ in episodes]) for f in FIELDS}
+    ctx["mask"] = _pad([np.ones(len(c["x"])) for c, _ in episodes], 0.0).astype(bool)
+    qry = {f: _pad([q[f] for _, q in episodes]) for f in FIELDS if f != "accuracy"}
+    qry["mask"] = _pad([np.ones(len(q["x"])) for _, q in episodes], 0.0).astype(bool)
+    target = _pad([q["accuracy"] for _, q in episodes])
+    return ctx, qry, target

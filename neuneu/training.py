@@ -1,0 +1,196 @@
+"""`train(cfg) -> Path`: the whole training run as one function (used by train.py, tune, tests).
+
+Lightning `.ckpt` files go to `runs/<name>/` (gitignored; `last.ckpt` is what `resume` reads);
+the result is exported as a slim inference checkpoint `checkpoints/<name>.pt`: a plain dict of
+primitives and tensors that loads with `torch.load(..., weights_only=True)` and needs no
+Lightning (see `neuneu.neural`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+import neuneu
+from neuneu.config import Config, config_to_dict
+from neuneu.data import REPO_ROOT, data_fingerprint
+from neuneu.features import ACC_SCALE, FEATURES, GAP_SCALE, LOSS_CENTER, LOSS_SCALE
+from neuneu.lit import EpisodeDataModule, LitNeuneu
+
+from neuneu.neural import CHECKPOINT_FORMAT  # noqa: E402
+
+
+def _under_repo(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, points=None, quiet: bool = False) -> Path:
+    """Train the configured model and export `<train.out_dir>/<train.name>.pt`.
+
+    Args:
+        cfg: the full config (`neuneu.config.load_config`).
+        resume: continue from `<train.runs_dir>/<train.name>/last.ckpt` (after an interruption).
+        callbacks: extra Lightning callbacks (tests use one to interrupt a run).
+        points: a point frame to use instead of loading `cfg.data.sources` (tests).
+        quiet: no progress bar and no summary print.
+
+    Returns:
+        The path of the exported checkpoint.
+    """
+    t0 = time.time()
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    run_dir = _under_repo(cfg.train.runs_dir) / cfg.train.name
+    last = run_dir / "last.ckpt"
+    if resume and not last.is_file():
+        raise FileNotFoundError(f"--resume: no {last} to resume from")
+    if not resume and last.exists():
+        last.unlink()  # a fresh run must not be confused with a stale one by a later --resume
+    ref = cfg.model.layout == "ref"
+    data = EpisodeDataModule(
+        cfg.data, cfg.train.batch_size, cfg.train.steps_per_epoch, cfg.train.seed, cfg.train.val_batch_size,
+        points=points, val_max_tokens=2_000 if ref else 20_000,
+    )
+    max_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
+    module = LitNeuneu(
+        config_to_dict(cfg)["model"], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+        warmup_steps=cfg.train.warmup_steps, max_steps=max_steps,
+        # the schedule's clock: a little under the cap, leaving room for the last validation
+        max_seconds=0.95 * 60 * cfg.train.max_minutes,
+    )
+    best = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/mae", mode="min", save_last=True)
+    trainer_args = config_to_dict(cfg)["trainer"]
+    if quiet:
+        trainer_args["enable_progress_bar"] = False
+    trainer = L.Trainer(
+        **trainer_args,
+        max_epochs=cfg.train.max_epochs,
+        max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes > 0 else None,
+        gradient_clip_val=cfg.train.grad_clip or None,
+        logger=CSVLogger(_under_repo(cfg.train.runs_dir), name=cfg.train.name),
+        callbacks=[best, EarlyStopping("val/mae", patience=cfg.train.patience, mode="min"), *(callbacks or [])],
+        deterministic=True,
+        enable_model_summary=not quiet,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    fit_seconds = time.time() - t0
+    if best.best_model_path:
+        module = LitNeuneu.load_from_checkpoint(best.best_model_path, map_location="cpu", weights_only=False)
+    figures, scale = evaluate_validation(module.model, data, cfg)
+    figures["name"] = cfg.train.name
+    figures["fit_seconds"] = round(fit_seconds, 1)
+    figures["epochs"] = int(trainer.current_epoch)
+    figures["steps"] = int(trainer.global_step)
+    out = _under_repo(cfg.train.out_dir) / f"{cfg.train.name}.pt"
+    export_checkpoint(module.model, cfg, out, data_fingerprint(data.train_points), figures, scale)
+    (run_dir / "validation.json").write_text(json.dumps(figures, indent=2))
+    if not quiet:
+        print(summary(figures, out))
+    return out
+
+
+def export_checkpoint(model: torch.nn.Module, cfg: Config, path: Path, fingerprint: str, figures: dict,
+                      interval_scale: float = 1.0) -> None:
+    """The slim inference checkpoint: primitives and tensors only (weights_only-loadable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "neuneu_version": neuneu.__version__,
+        "config": config_to_dict(cfg),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "features": {
+            "names": list(FEATURES), "acc_scale": ACC_SCALE, "loss_center": LOSS_CENTER,
+            "loss_scale": LOSS_SCALE, "gap_scale": GAP_SCALE, "max_context": cfg.data.max_context,
+        },
+        "calibration": {"interval_scale": float(interval_scale)},
+        "data_fingerprint": fingerprint,
+        "trained_on": {"sources": list(cfg.data.sources), "split": "train"},
+        "validation": {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in figures.items()},
+    }
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint behind
+
+
+def calibrate_intervals(episodes, raw: np.ndarray, target: float = 0.8) -> float:
+    """The smallest widening of the quantiles `raw` (E, Q, 5) around q50 (a grid from 1 to 3)
+    that gives the target q10–q90 coverage on the validation `episodes`. Pinball training on
+    noisy, few-point contexts tends to give intervals a little too narrow out of distribution."""
+    from neuneu.neural import widen
+
+    for scale in np.arange(1.0, 3.01, 0.05):
+        if episode_scores(episodes, np.clip(widen(raw, scale), 0, 1))["coverage80"] >= target:
+            return round(float(scale), 2)
+    return 3.0
+
+
+def evaluate_validation(model: torch.nn.Module, data: EpisodeDataModule, cfg: Config) -> tuple[dict, float]:
+    """Calibrate the intervals, then score the model and the baselines on the validation
+    episodes. Returns (figures, interval_scale)."""
+    from neuneu.neural import predict_quantiles, widen
+
+    episodes = data.val_episodes
+    raw = predict_quantiles(model, episodes.context, episodes.query, cfg.data.max_context)  # one pass
+    scale = calibrate_intervals(episodes, raw)
+    quantiles = np.clip(widen(raw, scale), 0, 1)
+    scores = episode_scores(episodes, quantiles)
+    figures = {"n_episodes": len(episodes), "interval_scale": scale, **{f"neuneu_{k}": v for k, v in scores.items()}}
+    figures["baselines"] = baseline_scores(episodes, cfg.train.baselines)
+    return figures, scale
+
+
+def baseline_scores(episodes, names: list[str]) -> dict:
+    """{name: {mae, coverage80}} of registered baselines on `episodes`; missing ones are noted."""
+    try:
+        from neuneu.registry import get_predictor
+    except ImportError as err:
+        print(f"(baselines unavailable: neuneu.registry cannot be imported: {err})")
+        return {}
+    out = {}
+    for name in names:
+        try:
+            method = get_predictor(name)
+            quantiles = method.fit(episodes.context).predict(episodes.query)
+        except Exception as err:  # one broken baseline must not lose a finished training run
+            print(f"(baseline {name} failed on the validation episodes: {type(err).__name__}: {err})")
+            continue
+        out[name] = episode_scores(episodes, quantiles)
+    return out
+
+
+def episode_scores(episodes, quantiles: np.ndarray) -> dict:
+    """MAE of q50 (mean over episodes of the mean over its queries) and q10–q90 coverage
+    (same weighting), in accuracy units. quantiles (E, Q, 5)."""
+    truth = episodes.target
+    valid = episodes.query.mask & np.isfinite(truth)
+    n = np.maximum(valid.sum(1), 1)
+    err = np.where(valid, np.abs(quantiles[..., 2] - truth), 0.0).sum(1) / n
+    inside = np.where(valid, (truth >= quantiles[..., 0]) & (truth <= quantiles[..., 4]), 0.0).sum(1) / n
+    has = valid.any(1)
+    return {"mae": float(err[has].mean()), "coverage80": float(inside[has].mean())}
+
+
+def summary(figures: dict, path: Path) -> str:
+    base = figures.get("baselines", {})
+    lines = [
+        f"checkpoint: {path}",
+        f"validation ({figures['n_episodes']} episodes: 1B runs, checkpoint protocol, ratio 0.2, forecast)",
+        f"  {'method':<16} {'MAE (acc pts)':>13} {'coverage80':>10}",
+        f"  {figures.get('name', 'neuneu'):<16} {100 * figures['neuneu_mae']:>13.3f} {figures['neuneu_coverage80']:>10.3f}",
+    ]
+    for name, s in sorted(base.items(), key=lambda kv: kv[1]["mae"]):
+        lines.append(f"  {name:<16} {100 * s['mae']:>13.3f} {s['coverage80']:>10.3f}")
+    if base:
+        best = min(base, key=lambda n: base[n]["mae"])
+        lines.append(f"  neuneu / best baseline ({best}) = {figures['neuneu_mae'] / base[best]['mae']:.3f}")
+    lines.append(f"  training time: {figures['fit_seconds']:.0f} s, {figures['steps']} steps")
+    return "\n".join(lines)

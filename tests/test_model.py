@@ -1,0 +1,162 @@
+"""The network, its features and its loss: the properties the design rests on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_points
+
+from neuneu.episodes import checkpoint_episodes
+from neuneu.features import F, featurize, from_target, subsample_context, to_target
+from neuneu.lit import to_batch
+from neuneu.model import ModelConfig, build_model, monotone_quantiles, pinball_loss
+from neuneu.sampling import SamplerConfig, TrajectoryBank, sample_batch
+
+
+def _inputs(seed=0, B=3, C=7, Q=5):
+    g = torch.Generator().manual_seed(seed)
+    ctx = torch.randn(B, C, 13, generator=g)
+    qry = torch.randn(B, Q, 13, generator=g)
+    cm = torch.ones(B, C, dtype=torch.bool)
+    cm[0, 5:] = False  # padded context in episode 0
+    qm = torch.ones(B, Q, dtype=torch.bool)
+    return ctx, cm, qry, qm, torch.rand(B, generator=g)
+
+
+@pytest.mark.parametrize("layout", ["neuneu", "ref"])
+def test_changing_one_query_leaves_the_other_queries_unchanged(layout):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(layout=layout, d_model=16, n_heads=2, d_ff=32, n_layers=2, max_context=8)).eval()
+    ctx, cm, qry, qm, anchor = _inputs()
+    before = model(ctx, cm, qry, qm, anchor)
+    qry2 = qry.clone()
+    qry2[1, 2] += 3.0  # one query of episode 1
+    after = model(ctx, cm, qry2, qm, anchor)
+    others = torch.ones(3, 5, dtype=torch.bool)
+    others[1, 2] = False
+    torch.testing.assert_close(after[others], before[others], atol=1e-6, rtol=0)
+    assert (after[1, 2] - before[1, 2]).abs().max() > 1e-4  # the changed query itself did move
+
+
+def test_padded_context_slots_are_ignored():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(d_model=16, n_heads=2, d_ff=32, n_layers=2)).eval()
+    ctx, cm, qry, qm, anchor = _inputs()
+    before = model(ctx, cm, qry, qm, anchor)
+    ctx2 = ctx.clone()
+    ctx2[0, 5:] = 100.0  # garbage in the padding of episode 0
+    torch.testing.assert_close(model(ctx2, cm, qry, qm, anchor), before, atol=1e-6, rtol=0)
+    ctx2[0, 2] += 1.0  # but a real context point matters
+    assert (model(ctx2, cm, qry, qm, anchor)[0] - before[0]).abs().max() > 1e-4
+
+
+def test_quantiles_are_monotone_and_pinball_matches_hand_value():
+    raw = torch.tensor([[[0.3, -5.0, 0.0, 2.0, -1.0]]])
+    q = monotone_quantiles(raw)
+    assert (q.diff(dim=-1) > 0).all() and q[0, 0, 0] == pytest.approx(0.3)
+    pred = torch.zeros(1, 2, 5)
+    target = torch.tensor([[1.0, -2.0]])
+    mask = torch.tensor([[True, False]])
+    # y - q = 1 at every level: pinball = mean(tau) = 0.5; the masked query must not count.
+    assert pinball_loss(pred, target, mask).item() == pytest.approx(0.5)
+
+
+def test_normalisation_round_trip_and_anchor_is_the_last_context_accuracy():
+    points = make_points(n_runs=2, n_tasks=2, n_points=12)
+    episodes = checkpoint_episodes(points, 0.4)
+    feats = featurize(vars(episodes.context), vars(episodes.query), max_context=64)
+    last = episodes.context.mask.sum(1) - 1
+    np.testing.assert_array_equal(feats.anchor, episodes.context.accuracy[np.arange(len(last)), last])
+    back = from_target(to_target(episodes.target, feats.anchor), feats.anchor)
+    np.testing.assert_allclose(back, episodes.target, atol=1e-12)
+    # The reference point sits at the origin of every relative coordinate.
+    ref = feats.context[np.arange(len(last)), last]
+    assert np.all(ref[:, [F["ln_x"], F["ln_params"], F["ln_flops"], F["acc_delta"]]] == 0)
+
+
+def test_features_are_scale_free():
+    points = make_points(n_runs=2, n_tasks=1, n_points=10)
+    big = points.assign(tokens=points["tokens"] * 1000, flops=points["flops"] * 1000, params=points["params"] * 7)
+    a = checkpoint_episodes(points, 0.2)
+    b = checkpoint_episodes(big, 0.2)
+    fa = featurize(vars(a.context), vars(a.query), 64)
+    fb = featurize(vars(b.context), vars(b.query), 64)
+    np.testing.assert_allclose(fa.query, fb.query, atol=1e-5)
+    np.testing.assert_allclose(fa.context, fb.context, atol=1e-5)
+
+
+def test_query_targets_never_reach_the_features():
+    points = make_points(n_runs=2, n_tasks=2, n_points=15)
+    episodes = checkpoint_episodes(points, 0.2)
+    altered = points.copy()
+    later = altered.groupby(["run", "task"])["tokens"].rank() > 4  # every query point (ratio 0.2 of 15 → 4 ctx)
+    altered.loc[later, "accuracy"] = 0.999
+    episodes2 = checkpoint_episodes(altered, 0.2)
+    assert not np.allclose(episodes.target, episodes2.target, equal_nan=True)  # the truth did change
+    f1 = featurize(vars(episodes.context), vars(episodes.query), 64)
+    f2 = featurize(vars(episodes2.context), vars(episodes2.query), 64)
+    np.testing.assert_array_equal(f1.query, f2.query)
+    np.testing.assert_array_equal(f1.context, f2.context)
+
+
+def test_training_batches_keep_query_accuracy_out_of_the_inputs():
+    points = make_points(n_runs=3, n_tasks=2, n_points=30).assign(split="train")
+    bank = TrajectoryBank(points)
+    ctx, qry, target = sample_batch(bank, SamplerConfig(), 16, np.random.default_rng(0))
+    assert "accuracy" not in qry
+    batch = to_batch(featurize(ctx, qry, 64), target)
+    qfeat = batch["query"][batch["query_mask"]]
+    assert torch.all(qfeat[:, [F["acc"], F["acc_delta"], F["has_acc"]]] == 0)
+    # Sampled context points all come before every query point of a checkpoint episode's run.
+    assert np.isfinite(target[qry["mask"]]).all()
+
+
+def test_long_contexts_are_subsampled_deterministically_keeping_the_reference_point():
+    E, C = 2, 100
+    x = np.tile(np.arange(1.0, C + 1), (E, 1))
+    ctx = dict(x=x, params=np.full((E, C), 1e9), flops=6e9 * x, loss=np.full((E, C), np.nan),
+               accuracy=np.linspace(0, 1, C)[None].repeat(E, 0), mask=np.ones((E, C), bool))
+    ctx["mask"][1, 30:] = False  # a short episode stays as it is
+    out = subsample_context(ctx, 16)
+    assert out["mask"][0].sum() <= 16 and out["x"][0][out["mask"][0]].max() == 100.0  # last point kept
+    assert out["x"][0, 0] == 1.0  # and the first
+    kept = out["x"][1][out["mask"][1]]  # 30 > 16 points: thinned evenly, both ends kept
+    assert len(kept) <= 16 and kept[0] == 1.0 and kept[-1] == 30.0 and np.diff(kept).max() <= 3
+    again = subsample_context(ctx, 16)
+    np.testing.assert_array_equal(again["x"], out["x"])
+
+
+def test_model_overfits_one_batch():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest (the fixture restores it)
+    points = make_points(n_runs=3, n_tasks=3, n_points=30).assign(split="train")
+    cfg = SamplerConfig(max_context=16, max_query=8)
+    ctx, qry, target = sample_batch(TrajectoryBank(points), cfg, 16, np.random.default_rng(1))
+    batch = to_batch(featurize(ctx, qry, 16), target)
+    model = build_model(ModelConfig(d_model=32, n_heads=2, d_ff=64, n_layers=2))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        loss = pinball_loss(model(batch["context"], batch["context_mask"], batch["query"], batch["query_mask"]), batch["target"], batch["query_mask"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] <= 0.2 * losses[0], (losses[0], losses[-1])
+
+
+def test_sampled_episodes_follow_their_protocol():
+    points = make_points(n_runs=4, n_tasks=2, n_points=30).assign(split="train")
+    bank = TrajectoryBank(points)
+    rng = np.random.default_rng(0)
+    from neuneu.sampling import sample_checkpoint, sample_scale
+
+    cfg = SamplerConfig(max_context=64, max_query=8)
+    for _ in range(50):
+        ctx, qry = sample_checkpoint(bank, cfg, rng)
+        assert len(ctx["x"]) >= 1 and 1 <= len(qry["x"]) <= 8
+        assert qry["x"].min() > ctx["x"].max()  # checkpoint protocol: queries come later
+        assert np.unique(np.r_[ctx["params"], qry["params"]]).size == 1  # one run
+        ctx, qry = sample_scale(bank, cfg, rng)
+        assert qry["params"].min() > ctx["params"].max()  # scale protocol: queries are larger runs

@@ -1,0 +1,156 @@
+"""Training end to end (configs/debug.yaml), the slim checkpoint, resume, and the CLI path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_points
+
+from neuneu.config import load_config
+from neuneu.data import InputError
+from neuneu.episodes import checkpoint_episodes
+from neuneu.model import ModelConfig, build_model
+from neuneu.neural import NeuralPredictor, load_checkpoint, predict_quantiles
+from neuneu.training import export_checkpoint, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _points() -> pd.DataFrame:
+    """Synthetic ladder with a train and a validation split (no shared data needed)."""
+    points = make_points(n_runs=5, n_tasks=4, n_points=25, seed=3)
+    points["split"] = np.where(points["run"] == "run4", "validation", "train")
+    return points
+
+
+def _debug_cfg(tmp_path, *overrides):
+    return load_config(
+        REPO / "configs" / "debug.yaml",
+        [f"train.out_dir={tmp_path / 'ck'}", f"train.runs_dir={tmp_path / 'runs'}", "train.baselines=[]", *overrides],
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = _debug_cfg(tmp)
+    path = train(cfg, points=_points(), quiet=True)
+    return cfg, path
+
+
+def test_debug_config_trains_end_to_end_and_its_checkpoint_predicts(trained):
+    cfg, path = trained
+    assert path.is_file() and path.stat().st_size < 1_000_000
+    payload = torch.load(path, map_location="cpu", weights_only=True)  # primitives and tensors only
+    assert payload["config"]["train"]["name"] == "neuneu-debug"
+    assert payload["trained_on"] == {"sources": ["olmo_ladder"], "split": "train"}
+    assert 0 < payload["validation"]["neuneu_mae"] < 0.5
+    episodes = checkpoint_episodes(_points(), 0.2)
+    quantiles = NeuralPredictor(path).fit(episodes.context).predict(episodes.query)
+    real = episodes.query.mask
+    assert quantiles.shape == (*episodes.target.shape, 5)
+    assert np.isfinite(quantiles[real]).all() and np.isnan(quantiles[~real]).all()
+    assert (np.diff(quantiles[real], axis=-1) >= 0).all()
+
+
+def test_predictions_do_not_depend_on_the_batch_size(trained):
+    _, path = trained
+    episodes = checkpoint_episodes(_points(), 0.2)
+    a = NeuralPredictor(path, batch_size=512).fit(episodes.context).predict(episodes.query)
+    b = NeuralPredictor(path, batch_size=3).fit(episodes.context).predict(episodes.query)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
+    torch.manual_seed(0)
+    cfg = load_config(REPO / "configs" / "debug.yaml")
+    model = build_model(ModelConfig(**vars(cfg.model))).eval()
+    with torch.no_grad():  # non-trivial weights, so a dropped tensor would show
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    episodes = checkpoint_episodes(_points(), 0.2)
+    before = predict_quantiles(model, episodes.context, episodes.query, cfg.data.max_context)
+    path = tmp_path / "m.pt"
+    export_checkpoint(model, cfg, path, "abc", {"neuneu_mae": 0.1})
+    loaded, payload = load_checkpoint(path)
+    after = predict_quantiles(loaded, episodes.context, episodes.query, cfg.data.max_context)
+    np.testing.assert_array_equal(after, before)
+    assert payload["data_fingerprint"] == "abc"
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "foreign_tensor", "pickled_object", "missing"])
+def test_bad_checkpoint_files_raise_input_error(trained, tmp_path, kind):
+    _, good = trained
+    path = tmp_path / "bad.pt"
+    if kind == "truncated":
+        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif kind == "garbage":
+        path.write_bytes(b"definitely not a checkpoint" * 10)
+    elif kind == "foreign_tensor":
+        torch.save({"weights": torch.zeros(3)}, path)
+    elif kind == "pickled_object":
+        torch.save({"format": "neuneu-checkpoint-v1", "config": object(), "state_dict": {}, "features": {}}, path)
+    with pytest.raises(InputError, match="bad.pt"):
+        NeuralPredictor(path).load()
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAtEpoch(L.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise _Interrupt
+
+
+class _RecordStart(L.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.step = trainer.global_step
+
+
+def test_resume_after_an_interruption_continues_and_finishes(tmp_path):
+    cfg = _debug_cfg(tmp_path, "train.max_epochs=3", "train.patience=10", "train.name=resume-test")
+    with pytest.raises(_Interrupt):
+        train(cfg, points=_points(), quiet=True, callbacks=[_StopAtEpoch(2)])
+    assert (tmp_path / "runs" / "resume-test" / "last.ckpt").is_file()
+    assert not (tmp_path / "ck" / "resume-test.pt").exists()  # nothing exported from a broken run
+    start = _RecordStart()
+    path = train(cfg, points=_points(), quiet=True, resume=True, callbacks=[start])
+    steps = cfg.train.steps_per_epoch
+    assert start.step == 2 * steps  # picked up after the two finished epochs, not from zero
+    figures = json.loads((tmp_path / "runs" / "resume-test" / "validation.json").read_text())
+    assert figures["steps"] == 3 * steps and path.is_file()
+
+
+def test_resume_without_a_previous_run_is_a_clear_error(tmp_path):
+    cfg = _debug_cfg(tmp_path, "train.name=never-ran")
+    with pytest.raises(FileNotFoundError, match="last.ckpt"):
+        train(cfg, points=_points(), quiet=True, resume=True)
+
+
+def test_debug_checkpoint_predicts_through_the_cli(trained, tmp_path):
+    from neuneu.cli import main
+
+    _, path = trained
+    points = make_points(n_runs=2, n_tasks=2, n_points=10, seed=5)
+    rank = points.groupby(["run", "task"])["tokens"].rank()
+    runs = points[["run", "task", "tokens", "params", "loss", "accuracy"]].copy()
+    runs.loc[rank > 3, "accuracy"] = np.nan
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(tmp_path / "runs.csv"), "--checkpoint", str(path), "-o", str(out)]) == 0
+    pred = pd.read_csv(out)
+    assert len(pred) == int((rank > 3).sum())
+    q = pred[["q10", "q25", "q50", "q75", "q90"]].to_numpy()
+    assert ((q >= 0) & (q <= 1)).all() and (np.diff(q, axis=1) >= 0).all()
+    np.testing.assert_array_equal(pred["prediction"], pred["q50"])
