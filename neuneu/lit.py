@@ -81,8 +81,10 @@ class LitNeuneu(L.LightningModule):
 class _SampledEpisodes(IterableDataset):
     """`steps` random batches per epoch, seeded by (seed, epoch): reproducible and resumable."""
 
-    def __init__(self, bank: TrajectoryBank, cfg: DataConfig, batch_size: int, steps: int, seed: int, epoch_fn):
+    def __init__(self, bank: TrajectoryBank, cfg: DataConfig, batch_size: int, steps: int, seed: int, epoch_fn,
+                 rank: int = 0, world: int = 1):
         self.bank, self.cfg, self.batch_size, self.steps, self.seed, self.epoch_fn = bank, cfg, batch_size, steps, seed, epoch_fn
+        self.rank, self.world = rank, world  # DDP: this process's share of each global batch
 
     def __len__(self) -> int:
         return self.steps
@@ -91,6 +93,10 @@ class _SampledEpisodes(IterableDataset):
         rng = np.random.default_rng([self.seed, self.epoch_fn()])
         for _ in range(self.steps):
             ctx, qry, target = sample_batch(self.bank, self.cfg, self.batch_size, rng)
+            if self.world > 1:  # every rank draws the same global batch (same seed) and keeps its share
+                ctx = {k: v[self.rank :: self.world] for k, v in ctx.items()}
+                qry = {k: v[self.rank :: self.world] for k, v in qry.items()}
+                target = target[self.rank :: self.world]
             yield to_batch(featurize(ctx, qry, self.cfg.max_context), target)
 
 
@@ -143,7 +149,9 @@ class EpisodeDataModule(L.LightningDataModule):
         return int(trainer.current_epoch) if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
-        data = _SampledEpisodes(self.bank, self.cfg, self.batch_size, self.steps_per_epoch, self.seed, self._epoch)
+        trainer = getattr(self, "trainer", None)  # batch_size is the global batch, split over the DDP ranks
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        data = _SampledEpisodes(self.bank, self.cfg, self.batch_size, self.steps_per_epoch, self.seed, self._epoch, rank, world)
         return DataLoader(data, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:

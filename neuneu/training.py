@@ -83,6 +83,9 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     fit_seconds = time.time() - t0
+    out = _under_repo(cfg.train.out_dir) / f"{cfg.train.name}.pt"
+    if not trainer.is_global_zero:
+        return out  # multi-process: rank 0 alone evaluates and exports (the others would race on its files)
     if best.best_model_path:
         module = LitNeuneu.load_from_checkpoint(best.best_model_path, map_location="cpu", weights_only=False)
     figures, scale = evaluate_validation(module.model, data, cfg)
@@ -90,7 +93,6 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     figures["fit_seconds"] = round(fit_seconds, 1)
     figures["epochs"] = int(trainer.current_epoch)
     figures["steps"] = int(trainer.global_step)
-    out = _under_repo(cfg.train.out_dir) / f"{cfg.train.name}.pt"
     export_checkpoint(module.model, cfg, out, data_fingerprint(data.train_points), figures, scale)
     (run_dir / "validation.json").write_text(json.dumps(figures, indent=2))
     if not quiet:
