@@ -1,0 +1,78 @@
+"""Regenerate every leaderboard the README shows, then paste them into README.md.
+
+    python scripts/make_results.py [--only NAME ...] [--no-readme]
+
+Each entry below is one `neuneu benchmark` run writing `results/<name>/`; the README block
+between `<!-- results:<name> -->` and `<!-- /results:<name> -->` is replaced by that run's
+leaderboard table and provenance. No number in the README's Results section is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name → `neuneu benchmark` arguments (the README names these commands)
+RUNS = {
+    "checkpoint-olmo-test": "--protocol checkpoint --ratio 0.2 --variant forecast --sources olmo_ladder --split test",
+    "checkpoint-olmo-heldout-tasks": "--protocol checkpoint --ratio 0.2 --variant forecast --sources olmo_ladder --split heldout_tasks",
+    "checkpoint-pythia": "--protocol checkpoint --ratio 0.2 --variant forecast --sources pythia --split unseen_family",
+    "scale-olmo-loss-given": "--protocol scale --variant loss-given --sources olmo_ladder --split test",
+    "scale-olmo-forecast": "--protocol scale --variant forecast --sources olmo_ladder --split test",
+}
+
+
+def run(name: str, extra: list[str]) -> None:
+    out = ROOT / "results" / name
+    cmd = ["neuneu", "benchmark", *shlex.split(RUNS[name]), "--out", f"results/{name}", "--no-progress", *extra]
+    print("$", shlex.join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    assert (out / "leaderboard.md").is_file()
+
+
+def block(name: str) -> str:
+    """The README block for one run: its provenance lines and its table(s)."""
+    text = (ROOT / "results" / name / "leaderboard.md").read_text(encoding="utf-8")
+    keep = []
+    for line in text.splitlines():
+        if line.startswith(("- date:", "- commit:", "- machine:", "- data:", "- command:", "- note:")):
+            keep.append(line)
+        elif line.startswith(("|", "## ")):
+            keep.append(line if line.startswith("|") else "\n**" + line[3:] + "**\n")
+    return "\n".join(keep)
+
+
+def update_readme(names: list[str]) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    for name in names:
+        pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(\n<!-- /results:{re.escape(name)} -->)", re.S)
+        if not pattern.search(text):
+            print(f"README has no block for {name}; skipped", file=sys.stderr)
+            continue
+        text = pattern.sub(lambda m: m.group(1) + block(name) + m.group(2), text)
+    readme.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(RUNS), help="regenerate only these")
+    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--no-run", action="store_true", help="only paste existing results into README.md")
+    args, extra = parser.parse_known_args()
+    names = args.only or list(RUNS)
+    if not args.no_run:
+        for name in names:
+            run(name, extra)
+    if not args.no_readme:
+        update_readme(names)
+
+
+if __name__ == "__main__":
+    main()
