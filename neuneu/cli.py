@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("neuneu: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `neuneu predict runs.csv | head`: the reader left, not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -103,8 +103,10 @@ def plot_fan_charts(fan: pd.DataFrame, title: str = "", colors: dict | None = No
             if i < max_methods_with_bands:
                 ax.fill_between(g["x"], 100 * g["q10"], 100 * g["q90"], color=colors[method], alpha=0.12, lw=0)
         ax.set_xscale("log")
-        # Frame the data, not a runaway band: observed range plus half of it again (≥ 2 points).
-        seen = 100 * pd.concat([ctx["accuracy"], truth["accuracy"]]).dropna()
+        # Frame the data and the medians, not a runaway band: their range plus half of it again
+        # (≥ 2 points).
+        medians = here.loc[here["role"] == "prediction", "q50"]
+        seen = 100 * pd.concat([ctx["accuracy"], truth["accuracy"], medians]).dropna()
         if len(seen):
             pad = max(2.0, 0.5 * (seen.max() - seen.min()))
             ax.set_ylim(max(0.0, seen.min() - pad), min(100.0, seen.max() + pad))
