@@ -52,11 +52,11 @@ def update_readme(names: list[str]) -> None:
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
     for name in names:
-        pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(\n<!-- /results:{re.escape(name)} -->)", re.S)
+        pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
         if not pattern.search(text):
             print(f"README has no block for {name}; skipped", file=sys.stderr)
             continue
-        text = pattern.sub(lambda m: m.group(1) + block(name) + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + block(name) + "\n" + m.group(2), text)
     readme.write_text(text, encoding="utf-8")
 
 
