@@ -8,5 +8,15 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+local"
 
 from neuneu.data import InputError, load_source, read_runs  # noqa: E402
+from neuneu.predictor import Predictor  # noqa: E402
 
-__all__ = ["InputError", "load_source", "read_runs", "__version__"]
+
+def __getattr__(name):  # the registry pulls in scipy: import it only when asked, so the CLI starts fast
+    if name in ("get_predictor", "list_predictors"):
+        from neuneu import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'neuneu' has no attribute {name!r}")
+
+
+__all__ = ["InputError", "Predictor", "get_predictor", "list_predictors", "load_source", "read_runs", "__version__"]

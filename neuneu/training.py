@@ -87,6 +87,8 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     if not trainer.is_global_zero:
         return out  # multi-process: rank 0 alone evaluates and exports (the others would race on its files)
     if best.best_model_path:
+        # This run's own best .ckpt, written moments ago under runs/ (its hyper-parameters are
+        # dataclasses, which weights_only=True refuses); user-supplied files never come here.
         module = LitNeuneu.load_from_checkpoint(best.best_model_path, map_location="cpu", weights_only=False)
     figures, scale = evaluate_validation(module.model, data, cfg)
     figures["name"] = cfg.train.name
