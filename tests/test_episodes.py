@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuneu.data import load_source
-from neuneu.episodes import Context, Query, checkpoint_episodes, scale_episodes
+from neuneu.episodes import Query, checkpoint_episodes, scale_episodes
 
 from conftest import make_points
 
