@@ -59,4 +59,11 @@ def finalize_quantiles(quantiles: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["QUANTILES", "Predictor", "NotFittedError", "finalize_quantiles"]
+def last_context_accuracy(context: Context) -> np.ndarray:
+    """Accuracy at the context point with the largest time coordinate, per episode. (E,)"""
+    x = np.where(context.mask, context.x, -np.inf)
+    idx = np.argmax(x, axis=1)
+    return context.accuracy[np.arange(len(idx)), idx]
+
+
+__all__ = ["QUANTILES", "Predictor", "NotFittedError", "finalize_quantiles", "last_context_accuracy"]
