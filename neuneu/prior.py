@@ -1,0 +1,186 @@
+"""Synthetic prior: random accuracy-vs-tokens trajectories for prior-fitted-network pretraining.
+
+One draw picks a shape family (`FAMILIES`), a token grid, a chance level and ceiling, a noise
+model and, with probability `p_loss`, a loss curve. It returns one trajectory in the sampler's
+format: a dict of equal-length float arrays keyed by `neuneu.sampling.FIELDS`, sorted by x, plus
+the extra key ``"family"`` (the family name, a str), which the sampler ignores.
+
+Shapes are written in s = log(x / x_lo) / log(x_hi / x_lo), the position of a checkpoint on
+the log-token axis of the curve's nominal range [x_lo, x_hi] (so s is in [0, 1]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FAMILIES: tuple[str, ...] = ("power_law", "logistic", "bnsl", "plateau", "emergence", "inverse", "u_shaped", "flat")
+
+
+@dataclass
+class PriorConfig:
+    """Knobs of the prior.
+
+    Attributes:
+        min_points, max_points: the number of checkpoints is uniform in [min_points, max_points].
+        noise_min, noise_max: per-checkpoint accuracy noise std, drawn log-uniformly per curve.
+        p_loss: share of curves that carry a loss curve (else loss is all NaN).
+    """
+
+    min_points: int = 8
+    max_points: int = 160
+    noise_min: float = 0.002
+    noise_max: float = 0.03
+    p_loss: float = 0.6
+
+    def __post_init__(self):
+        if not 2 <= self.min_points <= self.max_points:
+            raise ValueError("need 2 <= min_points <= max_points")
+        if not 0 < self.noise_min <= self.noise_max:
+            raise ValueError("need 0 < noise_min <= noise_max")
+
+
+def _loguniform(rng: np.random.Generator, lo: float, hi: float, size=None):
+    return np.exp(rng.uniform(np.log(lo), np.log(hi), size))
+
+
+def _tokens(rng: np.random.Generator, n: int) -> tuple[np.ndarray, float, float]:
+    """`n` strictly increasing token counts and the nominal range (x_lo, x_hi) they span.
+
+    The spacing is one of: log grid, linear grid, sorted log-uniform draws, or dense early /
+    sparse late (log-uniform draws over the first 20-40% of the log range, a log grid after).
+    """
+    lo = _loguniform(rng, 1e8, 1e10)
+    hi = _loguniform(rng, max(1e10, 30 * lo), 5e12)
+    kind = rng.integers(4)
+    if kind == 0:
+        x = np.geomspace(lo, hi, n)
+    elif kind == 1:
+        x = np.linspace(lo, hi, n)
+    elif kind == 2:
+        x = np.sort(_loguniform(rng, lo, hi, n))
+    else:
+        n_early = int(round(n * rng.uniform(0.5, 0.8)))
+        mid = lo * (hi / lo) ** rng.uniform(0.2, 0.4)
+        x = np.sort(np.concatenate([_loguniform(rng, lo, mid, n_early), np.geomspace(mid, hi, n - n_early)]))
+    if not np.all(np.diff(x) > 0):  # colliding random draws: practically never
+        x = np.geomspace(lo, hi, n)
+    return x, lo, hi
+
+
+def _ar1(rng: np.random.Generator, n: int, std: float, rho: float) -> np.ndarray:
+    """A stationary AR(1) series of length `n` with marginal std `std`, as one matrix product."""
+    lag = np.arange(n)[:, None] - np.arange(n)[None, :]
+    kernel = np.where(lag >= 0, rho ** np.maximum(lag, 0), 0.0)
+    scale = np.full(n, np.sqrt(1 - rho**2))
+    scale[0] = 1.0
+    return kernel @ (rng.normal(0.0, std, n) * scale)
+
+
+def _shape(family: str, rng: np.random.Generator, s: np.ndarray, log_r: float, c: float, u: float, progress) -> np.ndarray:
+    """Noise-free accuracy of `family` at positions `s`, for chance `c` and ceiling `u`.
+
+    `progress(s)` is the loss-based progress in [0, 1] (0 at x_lo, 1 at x_hi); `log_r` is
+    log(x_hi / x_lo), so s * log_r = log(x / x_lo).
+    """
+    gap = u - c
+    z = s * log_r
+    if family == "power_law":  # u - (u - c) b (x / x_lo)^-a
+        return u - gap * rng.uniform(0.5, 1.0) * np.exp(-_loguniform(rng, 0.03, 0.5) * z)
+    if family == "logistic":  # in log tokens, or half the time in the loss
+        t = s if rng.random() < 0.5 else progress(s)
+        k, t0 = _loguniform(rng, 3.0, 15.0), rng.uniform(-0.2, 1.2)
+        return c + gap / (1 + np.exp(-k * (t - t0)))
+    if family == "bnsl":  # log error piecewise linear in log x, with 1 or 2 smooth breaks
+        n_breaks = int(rng.integers(1, 3))
+        slopes = rng.uniform(0.0, 0.6, n_breaks + 1)
+        breaks = np.sort(rng.uniform(0.15, 0.85, n_breaks)) * log_r
+        width = rng.uniform(0.02, 0.1) * log_r
+        log_e = -slopes[0] * z
+        for i in range(n_breaks):
+            log_e -= (slopes[i + 1] - slopes[i]) * width * np.logaddexp(0.0, (z - breaks[i]) / width)
+        return u - gap * rng.uniform(0.5, 1.0) * np.exp(log_e)
+    if family == "plateau":  # fast rise over the first ~10-40% of the range, then a slow creep
+        a0 = c + gap * rng.uniform(0.0, 0.3)
+        rise = (u - a0) * rng.uniform(0.3, 1.0) * (1 - np.exp(-s / rng.uniform(0.03, 0.15)))
+        return a0 + rise + rng.uniform(-0.02, 0.03) * s
+    if family == "emergence":  # flat near chance until s_e in [0.4, 0.85], then a rise
+        s_e = rng.uniform(0.4, 0.85)
+        ramp = np.clip((s - s_e) / (1 - s_e), 0.0, None) ** rng.uniform(0.7, 2.0)
+        return c + rng.uniform(0.0, 0.02) + gap * rng.uniform(0.3, 1.0) * ramp
+    if family == "inverse":  # slow decline (inverse scaling), possibly below chance
+        a0 = c + gap * rng.uniform(0.3, 1.0)
+        return a0 - min(a0, rng.uniform(0.02, 0.25)) * s ** rng.uniform(0.5, 2.0)
+    if family == "u_shaped":  # decline to an interior minimum at s_m, then recovery
+        s_m = rng.uniform(0.25, 0.75)
+        low = c + gap * rng.uniform(0.0, 0.4)
+        d_left, d_right = rng.uniform(0.03, 0.4, 2) * min(1.0, 1.0 - low)
+        left = np.clip((s_m - s) / s_m, 0.0, None) ** rng.uniform(1.0, 2.0)
+        right = np.clip((s - s_m) / (1 - s_m), 0.0, None) ** rng.uniform(1.0, 2.0)
+        return low + d_left * left + d_right * right
+    if family == "flat":  # chance plus a small offset and drift
+        return c + rng.uniform(0.0, 0.03) + rng.uniform(-0.01, 0.01) * s
+    raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+
+
+def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig(), family: str | None = None) -> dict:
+    """One synthetic trajectory as a dict of the FIELDS arrays, sorted by x.
+
+    Args:
+        rng: the only source of randomness (same state, same trajectory).
+        cfg: the prior's knobs.
+        family: one of `FAMILIES`; None draws one uniformly.
+
+    Returns:
+        {"x", "params", "flops", "loss", "accuracy", "index"} as float arrays of one length,
+        plus "family" (str, the shape family drawn).
+    """
+    if family is None:
+        family = FAMILIES[rng.integers(len(FAMILIES))]
+    elif family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+    n = int(rng.integers(cfg.min_points, cfg.max_points + 1))
+    x, lo, hi = _tokens(rng, n)
+    log_r = float(np.log(hi / lo))
+    s = np.log(x / lo) / log_r
+    params = _loguniform(rng, 1e7, 2e10)
+
+    # Latent loss E + A x^-alpha, 2..5 nats at x_lo; also drives loss-tied accuracy shapes.
+    floor = rng.uniform(1.7, 3.0)
+    excess = rng.uniform(0.3, min(2.0, 5.0 - floor))
+    alpha = rng.uniform(0.1, 0.45)
+
+    def loss_at(t):
+        return floor + excess * np.exp(-alpha * t * log_r)
+
+    def progress(t):
+        return (loss_at(0.0) - loss_at(t)) / (loss_at(0.0) - loss_at(1.0))
+
+    c = (0.0, 0.25, 0.5, rng.uniform(0.0, 0.3))[rng.integers(4)]
+    u = c + rng.uniform(0.05, 1.0 - c)
+    clean = _shape(family, rng, s, log_r, c, u, progress)
+
+    sigma = _loguniform(rng, cfg.noise_min, cfg.noise_max)
+    noise = rng.normal(0.0, sigma, n)
+    if rng.random() < 0.3:  # slowly varying wobble of checkpoint evals
+        noise += _ar1(rng, n, sigma * rng.uniform(0.5, 1.5), rho=rng.uniform(0.7, 0.9))
+    if rng.random() < cfg.p_loss:
+        loss = loss_at(s) + rng.normal(0.0, 0.005, n)
+    else:
+        loss = np.full(n, np.nan)
+    out = {
+        "x": x,
+        "params": np.full(n, params),
+        "flops": 6.0 * params * x,
+        "loss": loss,
+        "accuracy": np.clip(clean + noise, 0.0, 1.0),
+        "index": np.arange(n, dtype=float),
+    }
+    out["family"] = family
+    return out
+
+
+def sample_trajectories(n: int, rng: np.random.Generator, cfg: PriorConfig = PriorConfig()) -> list[dict]:
+    """`n` independent draws of `sample_trajectory` (families drawn uniformly)."""
+    return [sample_trajectory(rng, cfg) for _ in range(n)]
