@@ -23,10 +23,12 @@ from neuneu.sampling import SamplerConfig
 class DataConfig(SamplerConfig):
     """What the model learns from, and how training episodes are drawn (see neuneu.sampling)."""
 
-    sources: list[str] = field(default_factory=lambda: ["olmo_ladder"])  # pythia never, by default
+    sources: list[str] = field(default_factory=lambda: ["olmo_ladder"])
     data_dir: str | None = None  # None: --data / $NEUNEU_DATA / ../shared/data
     min_points: int = 3  # shorter trajectories cannot be split into context and queries
     val_ratio: float = 0.2  # validation episodes: checkpoint protocol at this ratio, forecast
+    pretrain_epochs: int = 0  # the first epochs train on synthetic curves only (neuneu.prior)
+    calibration_ratios: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.4])  # conformal calibration episodes
 
 
 @dataclass

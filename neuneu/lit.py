@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import lightning as L
 import numpy as np
@@ -24,17 +23,13 @@ class LitNeuneu(L.LightningModule):
     """Pinball-loss training of a neuneu network; logs val/mae and val/coverage80."""
 
     def __init__(self, model: dict, lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 200,
-                 max_steps: int = 10_000, max_seconds: float = 0.0):
+                 max_steps: int = 10_000):
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(ModelConfig(**model))
         self.val_mae = MeanMetric()
         self.val_coverage = MeanMetric()
         self.val_pinball = MeanMetric()
-        self._t0 = None
-
-    def on_train_start(self) -> None:
-        self._t0 = time.monotonic()
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.model(batch["context"], batch["context_mask"], batch["query"], batch["query_mask"], batch["anchor"])
@@ -62,16 +57,11 @@ class LitNeuneu(L.LightningModule):
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         warm, total = self.hparams.warmup_steps, max(self.hparams.max_steps, 1)
-        budget = self.hparams.max_seconds
 
-        def schedule(step: int) -> float:  # linear warmup, then cosine to 10% of lr
+        def schedule(step: int) -> float:  # linear warmup, then cosine to 10% of lr, by step only
             if step < warm:
                 return (step + 1) / warm
             t = (step - warm) / max(total - warm, 1)
-            if budget > 0 and self._t0 is not None:
-                # On a slow or shared CPU the wall-clock cap ends training before max_steps:
-                # follow whichever runs out first, so the learning rate is annealed either way.
-                t = max(t, (time.monotonic() - self._t0) / budget)
             return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
@@ -83,6 +73,7 @@ class _SampledEpisodes(IterableDataset):
 
     def __init__(self, bank: TrajectoryBank, cfg: DataConfig, batch_size: int, steps: int, seed: int, epoch_fn,
                  rank: int = 0, world: int = 1):
+        # The first cfg.pretrain_epochs epochs draw synthetic curves only (prior pretraining).
         self.bank, self.cfg, self.batch_size, self.steps, self.seed, self.epoch_fn = bank, cfg, batch_size, steps, seed, epoch_fn
         self.rank, self.world = rank, world  # DDP: this process's share of each global batch
 
@@ -90,9 +81,11 @@ class _SampledEpisodes(IterableDataset):
         return self.steps
 
     def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.epoch_fn()])
+        epoch = self.epoch_fn()
+        rng = np.random.default_rng([self.seed, epoch])
+        synthetic = epoch < self.cfg.pretrain_epochs
         for _ in range(self.steps):
-            ctx, qry, target = sample_batch(self.bank, self.cfg, self.batch_size, rng)
+            ctx, qry, target = sample_batch(self.bank, self.cfg, self.batch_size, rng, synthetic)
             if self.world > 1:  # every rank draws the same global batch (same seed) and keeps its share
                 ctx = {k: v[self.rank :: self.world] for k, v in ctx.items()}
                 qry = {k: v[self.rank :: self.world] for k, v in qry.items()}
@@ -107,12 +100,13 @@ def load_points(cfg: DataConfig) -> pd.DataFrame:
     return pd.concat([load_source(s, cfg.data_dir) for s in cfg.sources], ignore_index=True)
 
 
-def validation_episodes(points: pd.DataFrame, cfg: DataConfig):
-    """Fixed validation episodes: checkpoint protocol at `val_ratio`, forecast, validation split."""
+def validation_episodes(points: pd.DataFrame, cfg: DataConfig, ratio: float | None = None):
+    """Fixed validation episodes: checkpoint protocol at `ratio` (default `val_ratio`), forecast,
+    validation split of every training source."""
     val = points[points["split"] == "validation"]
     if val.empty:
         raise ValueError(f"no validation-split points in sources {cfg.sources}")
-    return checkpoint_episodes(val, cfg.val_ratio, variant="forecast", min_points=cfg.min_points)
+    return checkpoint_episodes(val, cfg.val_ratio if ratio is None else ratio, variant="forecast", min_points=cfg.min_points)
 
 
 class EpisodeDataModule(L.LightningDataModule):
@@ -128,6 +122,7 @@ class EpisodeDataModule(L.LightningDataModule):
         if getattr(self, "bank", None) is not None:
             return
         points = self.points if self.points is not None else load_points(self.cfg)
+        self.all_points = points
         train = points[points["split"] == "train"]
         self.train_points = train
         self.bank = TrajectoryBank(train, self.cfg.min_points)

@@ -1,9 +1,15 @@
 """Training episodes, sampled on the fly from precomputed per-trajectory numpy arrays.
 
 Both protocols of DESIGN.md are sampled, from the training split only:
-- checkpoint: one trajectory (sometimes thinned to a few irregular checkpoints); context = its first floor(r·N)+1 points with r ~ U(min_ratio,
-  max_ratio), optionally thinned by context dropout (the last point is always kept); queries = a
-  uniform random subset (at most `max_query`) of the later points, so every horizon is seen.
+- checkpoint: one trajectory, or (with probability `p_synthetic`, and always while pretraining)
+  one synthetic curve from `neuneu.prior`. Augmentations, each switchable for the ablations:
+  *thinning* to `thin_min`..`thin_max` checkpoints spaced uniformly in time, log-uniformly, or at
+  random (`thin_modes`), like sparse public checkpoints or a user's RUNS.csv; *truncation*
+  (`p_truncate`: the trajectory starts late and/or ends early, so the curve is not always seen to
+  the end of its schedule); *noise* (`noise_max`: Gaussian noise on the context accuracies, up to
+  the seed-to-seed spread of about 1 accuracy point). Context = the first floor(r·N)+1 points,
+  r ~ U(min_ratio, max_ratio), optionally thinned by context dropout (the last point is always
+  kept); queries = a uniform random subset (at most `max_query`) of the later points.
 - scale: one (family, task, metric) ladder; a random size threshold splits its runs; context =
   points of some smaller runs, queries = points of some larger runs.
 Loss masking: with probability 1 - p_loss_given the queries lose their loss (forecast variant),
@@ -16,7 +22,7 @@ reads; the targets stay outside the query dict (they are returned separately).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,6 +30,7 @@ import pandas as pd
 from neuneu.data import TRAJECTORY_KEY
 
 FIELDS = ("x", "params", "flops", "loss", "accuracy", "index")  # index: checkpoint number in its trajectory
+THIN_MODES = ("random", "uniform", "log")  # random checkpoints; evenly spaced in tokens; in log tokens
 
 
 @dataclass
@@ -40,6 +47,17 @@ class SamplerConfig:
     p_thin: float = 0.5  # share of checkpoint episodes drawn from a thinned trajectory
     thin_min: int = 8  # thinned trajectories keep between thin_min and thin_max points,
     thin_max: int = 60  # like sparse public checkpoints (Pythia: ~15) or a user's RUNS.csv
+    thin_modes: list[str] = field(default_factory=lambda: list(THIN_MODES))  # how thinned points are spaced
+    p_truncate: float = 0.0  # share of checkpoint episodes whose trajectory starts late / ends early
+    p_noise: float = 0.0  # share of episodes whose context accuracies get Gaussian noise
+    noise_max: float = 0.01  # its std, drawn uniformly in [0, noise_max] per episode
+    p_synthetic: float = 0.0  # share of checkpoint episodes drawn from the synthetic prior
+    balance_sources: bool = True  # checkpoint episodes: every source equally likely, whatever its size
+
+    def __post_init__(self):
+        unknown = sorted(set(self.thin_modes) - set(THIN_MODES))
+        if unknown or not self.thin_modes:
+            raise ValueError(f"data.thin_modes: expected a non-empty subset of {list(THIN_MODES)}, got {self.thin_modes}")
 
 
 class TrajectoryBank:
@@ -47,6 +65,8 @@ class TrajectoryBank:
 
     def __init__(self, points: pd.DataFrame, min_points: int = 3):
         points = points.reset_index(drop=True)
+        if "params" not in points:
+            points = points.assign(params=np.nan)
         x = pd.to_numeric(points["tokens"], errors="coerce")
         for alt in ("flops", "step"):
             if alt in points:
@@ -62,12 +82,14 @@ class TrajectoryBank:
         bounds = list(zip(starts, np.r_[starts[1:], len(frame)]))
         self.trajectories = [{f: cols[f][a:b] for f in FIELDS} for a, b in bounds]
         self.eligible = np.array([i for i, (a, b) in enumerate(bounds) if b - a >= min_points], dtype=int)
+        # Eligible trajectories per source, for source-balanced draws (pythia has 7x olmo_ladder's count).
+        source = points.groupby(key, sort=True)["source"].first().to_numpy() if "source" in points else np.zeros(len(bounds))
+        self.by_source = [self.eligible[source[self.eligible] == s] for s in np.unique(source[self.eligible])]
         # Ladders: trajectories sharing (family, task, metric) with at least two run sizes.
-        info = points.groupby(key, sort=True).agg(
-            family=("family", "first"), params=("params", "max"), n=("run", "size")
-        ).reset_index()
-        info = info[info["n"] >= min_points]  # the index stays the trajectory id
+        # Single-checkpoint sources (gadre, dclm, loss_to_loss) take part in ladders only.
+        info = points.groupby(key, sort=True).agg(family=("family", "first"), params=("params", "max")).reset_index()
         self.ladders = []
+        info = info[np.isfinite(info["params"].to_numpy(float))]
         for _, grp in info.groupby(["family", "task", "metric"], sort=True):
             if grp["params"].nunique() >= 2:
                 self.ladders.append((grp.index.to_numpy(), grp["params"].to_numpy(float)))
@@ -77,20 +99,62 @@ class TrajectoryBank:
     def __len__(self) -> int:
         return len(self.eligible)
 
+    def draw(self, rng: np.random.Generator, balanced: bool) -> dict:
+        """A random eligible trajectory; `balanced`: each source equally likely, then uniform within it."""
+        if balanced and len(self.by_source) > 1:  # one source: the same draws as unbalanced
+            pool = self.by_source[rng.integers(len(self.by_source))]
+            return self.trajectories[pool[rng.integers(len(pool))]]
+        return self.trajectories[self.eligible[rng.integers(len(self.eligible))]]
+
 
 def _take(traj: dict, idx: np.ndarray) -> dict:
     return {f: traj[f][idx] for f in FIELDS}
 
 
-def sample_checkpoint(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator):
-    traj = bank.trajectories[bank.eligible[rng.integers(len(bank))]]
+def thin(traj: dict, k: int, mode: str, rng: np.random.Generator) -> dict:
+    """Keep about `k` checkpoints of `traj`: at random, evenly spaced in x, or in log x."""
+    n = len(traj["x"])
+    if mode == "random":
+        keep = np.sort(rng.choice(n, size=k, replace=False))
+    else:
+        x = np.log(traj["x"]) if mode == "log" else traj["x"]
+        grid = np.linspace(x[0], x[-1], k)
+        keep = np.unique(np.clip(np.searchsorted(x, grid), 0, n - 1))
+    out = _take(traj, keep)
+    out["index"] = np.arange(len(keep), dtype=float)  # a sparse trajectory counts its own checkpoints
+    return out
+
+
+def truncate(traj: dict, rng: np.random.Generator, min_keep: int = 4) -> dict:
+    """Start up to 30% late and/or end up to 50% early (at least `min_keep` points remain)."""
+    n = len(traj["x"])
+    if n <= min_keep:
+        return traj
+    start = int(rng.integers(0, max(1, int(0.3 * n)) + 1)) if rng.random() < 0.5 else 0
+    start = min(start, n - min_keep)
+    end = n if rng.random() < 0.3 else int(rng.integers(start + max(min_keep, (n - start) // 2), n + 1))
+    out = _take(traj, np.arange(start, end))
+    out["index"] = out["index"] - out["index"][0]
+    return out
+
+
+def _draw_trajectory(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator, synthetic: bool) -> dict:
+    if synthetic:
+        from neuneu.prior import sample_trajectory  # only the pretraining stage needs the prior
+
+        return {f: np.asarray(v, float) for f, v in sample_trajectory(rng).items() if f in FIELDS}
+    return bank.draw(rng, cfg.balance_sources)
+
+
+def sample_checkpoint(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator, synthetic: bool = False):
+    traj = _draw_trajectory(bank, cfg, rng, synthetic or rng.random() < cfg.p_synthetic)
+    if rng.random() < cfg.p_truncate:
+        traj = truncate(traj, rng)
     n = len(traj["x"])
     if rng.random() < cfg.p_thin and n > cfg.thin_min:
-        # Fewer, irregular checkpoints: few-point contexts and long horizons, as in sparse data.
-        keep = np.sort(rng.choice(n, size=int(rng.integers(cfg.thin_min, min(cfg.thin_max, n) + 1)), replace=False))
-        traj = _take(traj, keep)
-        traj["index"] = np.arange(len(keep), dtype=float)  # a sparse trajectory counts its own checkpoints
-        n = len(keep)
+        k = int(rng.integers(cfg.thin_min, min(cfg.thin_max, n) + 1))
+        traj = thin(traj, k, cfg.thin_modes[rng.integers(len(cfg.thin_modes))], rng)
+        n = len(traj["x"])
     ratio = rng.uniform(cfg.min_ratio, cfg.max_ratio)
     n_ctx = min(int(np.floor(ratio * n)) + 1, n - 1)
     ctx = np.arange(n_ctx)
@@ -120,12 +184,19 @@ def sample_scale(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Genera
     return ctx, _take(qry, pick)
 
 
-def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng: np.random.Generator):
-    """`batch_size` random training episodes → (ctx dict, query dict, target (E, Q))."""
+def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng: np.random.Generator,
+                 synthetic: bool = False):
+    """`batch_size` random training episodes → (ctx dict, query dict, target (E, Q)).
+    `synthetic`: checkpoint episodes of synthetic curves only (the pretraining stage)."""
     episodes = []
     for _ in range(batch_size):
-        scale = bank.ladders and rng.random() < cfg.p_scale
-        ctx, qry = (sample_scale if scale else sample_checkpoint)(bank, cfg, rng)
+        if not synthetic and bank.ladders and rng.random() < cfg.p_scale:
+            ctx, qry = sample_scale(bank, cfg, rng)
+        else:
+            ctx, qry = sample_checkpoint(bank, cfg, rng, synthetic)
+        if rng.random() < cfg.p_noise:  # the context is as noisy as another seed of the same run
+            noisy = ctx["accuracy"] + rng.normal(0.0, rng.uniform(0.0, cfg.noise_max), len(ctx["accuracy"]))
+            ctx = {**ctx, "accuracy": np.clip(noisy, 0.0, 1.0)}
         if rng.random() >= cfg.p_loss_given:
             qry["loss"] = np.full_like(qry["loss"], np.nan)
         if rng.random() < cfg.p_drop_context_loss:

@@ -95,12 +95,13 @@ def test_held_out_task_families_match_every_spelling():
 
 def test_split_rules_follow_runs_tasks_and_sources():
     frame = pd.DataFrame({
-        "source": ["olmo_ladder"] * 5 + ["pythia"],
-        "run": ["small", "small", "one_b", "big", "big", "p"],
-        "params": [1.9e8, 1.9e8, 1.28e9, 1.3e10, 1.3e10, 1e8],
-        "task": ["hellaswag", "piqa_rc_5shot", "hellaswag", "hellaswag", "piqa", "arc"],
+        "source": ["olmo_ladder"] * 5 + ["pythia", "pythia", "gadre", "gadre", "obsscaling"],
+        "run": ["small", "small", "one_b", "big", "big", "p", "p1b", "g", "g7b", "o"],
+        "params": [1.9e8, 1.9e8, 1.28e9, 1.3e10, 1.3e10, 1e8, 1.01e9, 4e8, 6.9e9, 1e8],
+        "task": ["hellaswag", "piqa_rc_5shot", "hellaswag", "hellaswag", "piqa", "arc", "arc", "arc", "arc", "arc"],
     })
-    assert list(assign_splits(frame)) == ["train", "heldout_tasks", "validation", "test", "test", "unseen_family"]
+    assert list(assign_splits(frame)) == ["train", "heldout_tasks", "validation", "test", "test",
+                                          "train", "validation", "train", "test", "unseen_family"]
 
 
 def test_olmo_ladder_loads_with_the_documented_runs_and_splits(data_dir):
@@ -115,7 +116,9 @@ def test_olmo_ladder_loads_with_the_documented_runs_and_splits(data_dir):
     assert np.all(frame["tokens"] > 0) and frame["accuracy"].between(0, 1).all()
 
 
-def test_pythia_is_an_unseen_family_and_step_zero_is_dropped_and_counted(data_dir):
+def test_pythia_validates_on_its_1b_runs_and_step_zero_is_dropped_and_counted(data_dir):
     frame = load_source("pythia", data_dir)
-    assert set(frame["split"]) == {"unseen_family"}
+    runs = frame.groupby("split")["run"].unique().map(set)
+    assert runs["validation"] == {r for r in frame["run"].unique() if "-1b" in r}  # v0 and v1, 5 runs
+    assert len(runs["validation"]) == 5 and set(runs.index) == {"train", "validation", "heldout_tasks"}
     assert frame.attrs["dropped"] == {"no positive tokens/flops/step (e.g. step 0)": 2032}
