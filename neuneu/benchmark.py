@@ -74,6 +74,27 @@ def _available(name: str, note) -> bool:
     return True
 
 
+def _never_saw(method, family: str, note, strict: bool) -> bool:
+    """True when `method` was not trained on `family` (baselines: always); else a note (or, for
+    a method the user named, an InputError)."""
+    predictor = _instance(method)
+    if getattr(predictor, "checkpoint", None) is None:
+        return True
+    seen = predictor.load().payload_.get("trained_on", {}).get("sources", [])
+    if family not in seen:
+        return True
+    why = f"{_name(method)}: its checkpoint {predictor.checkpoint} was trained on {family}, the held-out family"
+    if strict:
+        raise InputError(why)
+    note(f"skipped {why}")
+    return False
+
+
+def holdout_checkpoint(family: str, variant: str = "") -> Path:
+    """Where the leave-one-family-out model without `family` lives (scripts/make_generalisation.py)."""
+    return REPO_ROOT / "checkpoints" / "lofo" / f"neuneu-without-{family}{'-' + variant if variant else ''}.pt"
+
+
 def _name(method) -> str:
     return method if isinstance(method, str) else method.name
 
@@ -108,6 +129,7 @@ def run_benchmark(
     n_boot: int = 1000,
     seed: int = 0,
     command: str | None = None,
+    holdout: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every method on the same episodes; write the leaderboard files to `out_dir`.
 
@@ -119,6 +141,9 @@ def run_benchmark(
         methods: "all", a comma list of registry names, or a list of names / Predictor objects.
         points: source name → point frame, instead of loading from `data` (tests).
         command: the command line recorded in the provenance (default: the equivalent CLI).
+        holdout: leave-one-family-out: the held-out source. Every trained method must never
+            have seen it (its checkpoint records what it saw); one that has is skipped under
+            'all' and an error when named.
 
     Returns:
         (scores, leaderboard) DataFrames, as written to scores.csv and leaderboard.csv.
@@ -153,6 +178,8 @@ def run_benchmark(
 
     if every:  # 'all' means every method that can run here; a named one must run or fail loudly
         methods = [m for m in methods if _available(m, note)]
+    if holdout is not None:
+        methods = [m for m in methods if _never_saw(m, holdout, note, strict=not (every and isinstance(m, str)))]
 
     loaded, sets, fingerprints = {}, {}, {}
     for source in sources:
@@ -331,19 +358,71 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ratio", type=float, action="append", help="checkpoint context ratio, repeatable (default 0.2)")
     parser.add_argument("--variant", choices=VARIANTS, default="forecast", help="loss-given: the true loss at each query is an input")
     parser.add_argument("--sources", default="olmo_ladder", help="comma list of sources (default olmo_ladder)")
-    parser.add_argument("--split", default="test", help="episodes of these splits (comma list, or 'all'); pythia: unseen_family")
+    parser.add_argument("--split", help="episodes of these splits (comma list, or 'all'; default test)")
     parser.add_argument("--methods", default="all", help="comma list of registered methods, or 'all'")
     parser.add_argument("--out", default="results", help="output folder (default results/)")
     parser.add_argument("--data", help="data directory (default: $NEUNEU_DATA, else ../shared/data)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--holdout-family", metavar="SOURCE",
+                        help="leave-one-family-out: score every run of SOURCE (split 'all' unless --split is given) "
+                             "with the neuneu model trained without it (checkpoints/lofo/neuneu-without-SOURCE.pt), "
+                             "raw and calibrated, next to every baseline")
+    parser.add_argument("--checkpoint", help="the checkpoint of the 'neuneu' method (default: the shipped one, or "
+                                             "the leave-one-family-out one with --holdout-family)")
+    parser.add_argument("--neural", action="append", default=[], metavar="NAME=CHECKPOINT",
+                        help="also score this checkpoint under NAME (repeatable; e.g. ablations)")
+
+
+def _cli_command(args, sources, ratios, split) -> str:
+    """The command line of this run, as the provenance records it."""
+    parts = shlex.split(_command([sources] if isinstance(sources, str) else sources, args.protocol, ratios,
+                                 args.variant, split, args.methods, args.out, args.data))
+    for flag, value in (("--holdout-family", args.holdout_family), ("--checkpoint", args.checkpoint)):
+        if value:
+            parts += [flag, str(value)]
+    for item in args.neural:
+        parts += ["--neural", item]
+    return shlex.join(parts)
+
+
+def neural_methods(checkpoint, family, extra) -> list:
+    """NeuralPredictors for --checkpoint / --holdout-family / --neural NAME=PATH."""
+    from neuneu.neural import NeuralPredictor
+
+    spec = []
+    checkpoint = checkpoint or (holdout_checkpoint(family) if family else None)
+    if checkpoint is not None:
+        spec.append(("neuneu", checkpoint, "context"))
+        if family is not None:  # the "before" of the calibration: the same network, other intervals
+            spec += [("neuneu-valcal", checkpoint, "validation"), ("neuneu-uncalibrated", checkpoint, "none")]
+    for item in extra:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--neural {item!r}: expected NAME=CHECKPOINT")
+        spec.append((name, path, "context"))
+    for name, path, _ in spec:
+        if not Path(path).is_file():
+            hint = " (train it: python scripts/make_generalisation.py --train)" if family else ""
+            raise InputError(f"{name}: no checkpoint at {path}{hint}")
+    return [NeuralPredictor(path, calibration=cal, name=name) for name, path, cal in spec]
 
 
 def main(args) -> int:
     """`neuneu benchmark`: run, write the files, print the Markdown leaderboard."""
     ratios = args.ratio or [0.2]
+    sources, split, family = args.sources, args.split or "test", args.holdout_family
+    if family is not None:
+        sources, split = family, args.split or "all"
+    methods, neural = args.methods, neural_methods(args.checkpoint, family, args.neural)
+    if neural:  # these checkpoints stand in for the registry's neural methods
+        names = [m for m in _methods(methods) if m not in {p.name for p in neural}]
+        if methods == "all":
+            names = [m for m in names if not m.startswith("neuneu")]
+        methods = names + neural
     scores, board = run_benchmark(
-        args.sources, args.protocol, ratios, args.variant, args.split, args.methods, args.out,
-        data=args.data, progress=not args.no_progress,
+        sources, args.protocol, ratios, args.variant, split, methods, args.out,
+        data=args.data, progress=not args.no_progress, holdout=family,
+        command=_cli_command(args, sources, ratios, split),
     )
     print((Path(args.out) / "leaderboard.md").read_text(encoding="utf-8"))
     print(f"wrote {args.out}/: scores.csv ({len(scores):,} rows), leaderboard.csv, leaderboard.md, horizon.csv, report.html", file=sys.stderr)

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from neuneu.data import REPO_ROOT, InputError
 from neuneu.episodes import Context, Query
-from neuneu.features import Features, featurize, from_target, to_target
+from neuneu.features import F, Features, featurize, from_target, to_target
 from neuneu.model import ModelConfig, build_model
 from neuneu.predictor import Predictor
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "neuneu-default.pt"
+CALIBRATIONS = ("context", "validation", "none")
 CHECKPOINT_FORMAT = "neuneu-checkpoint-v1"
 _REQUIRED = ("format", "config", "state_dict", "features")
 
@@ -102,11 +104,13 @@ def feature_batches(features: Features, target: np.ndarray | None, batch_size: i
 @torch.no_grad()
 def predict_quantiles(model: torch.nn.Module, context: Context, query: Query, max_context: int,
                       batch_size: int = 512, max_tokens: int = 100_000, device: str = "cpu",
-                      interval_scale: float = 1.0) -> np.ndarray:
+                      calibration=None, return_horizon: bool = False):
     """Accuracy quantiles (E, Q, 5) of `model` (unclipped; NaN at padding).
 
-    `interval_scale` widens every quantile's distance from the median by that factor: the
-    calibration chosen on validation episodes at the end of training (stored in the checkpoint).
+    `calibration`: a `neuneu.calibration.Calibration` (the one fitted on validation runs at the
+    end of training and stored in the checkpoint) applied to the raw quantiles; None: raw.
+    `return_horizon`: also return each query's horizon (E, Q), ln(x_query / x_reference), the
+    coordinate the calibration is binned on.
     """
     was_training = model.training
     model.eval()
@@ -122,15 +126,63 @@ def predict_quantiles(model: torch.nn.Module, context: Context, query: Query, ma
         out[a : a + len(sub.anchor), b : b + sub.query.shape[1]] = acc
     out[~feats.query_mask] = np.nan
     model.train(was_training)
-    return widen(out, interval_scale)
+    horizon = np.where(feats.query_mask, feats.query[..., F["ln_x"]].astype(float), np.nan)
+    if calibration is not None:
+        out = calibration.apply(out, horizon)
+    return (out, horizon) if return_horizon else out
 
 
-def widen(quantiles: np.ndarray, scale: float) -> np.ndarray:
-    """Scale every quantile's distance from q50 by `scale` (> 1 widens). (E, Q, 5) → (E, Q, 5)."""
-    if scale == 1.0:
-        return quantiles
-    mid = quantiles[..., 2:3]
-    return mid + scale * (quantiles - mid)
+def load_calibration(payload: dict):
+    """The checkpoint's `Calibration` (identity for a checkpoint without one)."""
+    from neuneu.calibration import Calibration
+
+    stored = payload.get("calibration") or {}
+    if "factors" not in stored:  # checkpoints of neuneu < 0.3 stored one widening factor
+        scale = float(stored.get("interval_scale", 1.0))
+        return Calibration(edges=[], factors=[[scale, scale, 1.0, scale, scale]], n=0, method="interval-scale")
+    try:
+        return Calibration.from_dict(stored)
+    except ValueError as err:
+        raise InputError(f"checkpoint calibration is malformed: {err}") from None
+
+
+def backtest_calibration(model: torch.nn.Module, context: Context, query: Query, max_context: int,
+                         ratio: float = 0.5, min_episodes: int = 50):
+    """A `Calibration` fitted on the user's own contexts, never on a query's truth (or None).
+
+    Each single-run context of at least 3 points is split like a checkpoint episode: its first
+    floor(ratio·n)+1 points predict its later points, whose accuracies are known. The conformal
+    factors fitted on those pseudo-queries carry the noise and shape of the family being
+    predicted, which the validation runs of the training families do not: from one family to
+    another the raw intervals were 1.5x too wide (olmo_ladder) or too narrow (pythia).
+    Multi-run (scale) contexts are skipped; with fewer than `min_episodes` usable contexts the
+    caller keeps the checkpoint's validation calibration.
+    """
+    from neuneu.calibration import Calibration
+
+    mask = np.asarray(context.mask, bool)
+    n = mask.sum(1)
+    runs = np.where(mask, context.run, -1)
+    one_run = (runs.max(1) == np.where(mask, context.run, np.iinfo(np.int64).max).min(1))
+    usable = (n >= 3) & one_run
+    if usable.sum() < min_episodes:
+        return None
+    idx = np.flatnonzero(usable)
+    pos = np.cumsum(mask[idx], axis=1) - 1  # rank of each real point in its context (sorted by x)
+    k = np.floor(ratio * n[idx]).astype(int) + 1  # pseudo-context size, leaves >= 1 pseudo-query
+    k = np.minimum(k, n[idx] - 1)
+    ctx_mask = mask[idx] & (pos < k[:, None])
+    qry_mask = mask[idx] & (pos >= k[:, None])
+    fields = {f: np.asarray(getattr(context, f))[idx] for f in ("x", "params", "flops", "loss", "accuracy")}
+    pseudo_ctx = SimpleNamespace(**fields, mask=ctx_mask)
+    q_loss = fields["loss"].copy()
+    forecast = ~np.isfinite(np.where(query.mask, query.loss, np.nan)).any(1)[idx]
+    q_loss[forecast] = np.nan  # the pseudo-queries see a loss only where the real ones do
+    pseudo_qry = SimpleNamespace(**{f: fields[f] for f in ("x", "params", "flops")}, loss=q_loss, mask=qry_mask)
+    raw, horizon = predict_quantiles(model, pseudo_ctx, pseudo_qry, max_context, return_horizon=True)
+    truth = np.where(qry_mask, fields["accuracy"], np.nan)
+    weight = np.broadcast_to(1.0 / np.maximum(qry_mask.sum(1, keepdims=True), 1), qry_mask.shape)
+    return Calibration.fit(raw[qry_mask], truth[qry_mask], horizon[qry_mask], weight[qry_mask])
 
 
 class NeuralPredictor(Predictor):
@@ -141,7 +193,7 @@ class NeuralPredictor(Predictor):
     variants = ("forecast", "loss-given")
 
     def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT, device: str = "cpu", batch_size: int = 512,
-                 threads: int | None = 1):
+                 threads: int | None = 1, calibration: str = "context", name: str | None = None):
         self.checkpoint = Path(checkpoint)
         if not self.checkpoint.is_absolute() and not self.checkpoint.exists():
             self.checkpoint = REPO_ROOT / self.checkpoint  # relative to the repository, like the default
@@ -153,6 +205,14 @@ class NeuralPredictor(Predictor):
         self.threads = threads
         if self.checkpoint.stem.startswith("neuneu-ref-layout"):
             self.name = "neuneu-ref-layout"  # the ablation reads the same class, its own checkpoint
+        # "context": conformal factors backtested on the contexts being predicted (`backtest_calibration`),
+        # else the checkpoint's; "validation": the checkpoint's (fitted on its validation runs);
+        # "none": the network's raw quantiles (the "before" of the calibration tables)
+        if calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {calibration!r}")
+        self.calibration = calibration
+        if name is not None:
+            self.name = name
         self._model = None
 
     def load(self) -> "NeuralPredictor":
@@ -162,7 +222,7 @@ class NeuralPredictor(Predictor):
             self._model = model.to(self.device)
             self.payload_ = {k: v for k, v in payload.items() if k != "state_dict"}
             self.max_context_ = int(payload["features"]["max_context"])
-            self.interval_scale_ = float(payload.get("calibration", {}).get("interval_scale", 1.0))
+            self.calibration_ = load_calibration(payload) if self.calibration != "none" else None
         return self
 
     def _fit(self, context: Context) -> None:
@@ -173,7 +233,11 @@ class NeuralPredictor(Predictor):
         if self.threads and self.device == "cpu":
             torch.set_num_threads(self.threads)
         try:
+            calibration = self.calibration_
+            if self.calibration == "context":
+                calibration = backtest_calibration(self._model, self.context_, query, self.max_context_) or calibration
+            self.calibration_used_ = calibration
             return predict_quantiles(self._model, self.context_, query, self.max_context_, self.batch_size,
-                                     device=self.device, interval_scale=self.interval_scale_)
+                                     device=self.device, calibration=calibration)
         finally:
             torch.set_num_threads(previous)

@@ -22,7 +22,7 @@ import neuneu
 from neuneu.config import Config, config_to_dict
 from neuneu.data import REPO_ROOT, data_fingerprint
 from neuneu.features import ACC_SCALE, FEATURES, GAP_SCALE, LOSS_CENTER, LOSS_SCALE
-from neuneu.lit import EpisodeDataModule, LitNeuneu
+from neuneu.lit import EpisodeDataModule, LitNeuneu, validation_episodes
 
 from neuneu.neural import CHECKPOINT_FORMAT  # noqa: E402
 
@@ -53,8 +53,9 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     last = run_dir / "last.ckpt"
     if resume and not last.is_file():
         raise FileNotFoundError(f"--resume: no {last} to resume from")
-    if not resume and last.exists():
-        last.unlink()  # a fresh run must not be confused with a stale one by a later --resume
+    if not resume:  # a fresh run must not be confused with a stale one (by --resume or best-v1 names)
+        for stale in run_dir.glob("*.ckpt"):
+            stale.unlink()
     ref = cfg.model.layout == "ref"
     data = EpisodeDataModule(
         cfg.data, cfg.train.batch_size, cfg.train.steps_per_epoch, cfg.train.seed, cfg.train.val_batch_size,
@@ -64,8 +65,6 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     module = LitNeuneu(
         config_to_dict(cfg)["model"], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
         warmup_steps=cfg.train.warmup_steps, max_steps=max_steps,
-        # the schedule's clock: a little under the cap, leaving room for the last validation
-        max_seconds=0.95 * 60 * cfg.train.max_minutes,
     )
     best = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/mae", mode="min", save_last=True)
     trainer_args = config_to_dict(cfg)["trainer"]
@@ -90,20 +89,37 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
         # This run's own best .ckpt, written moments ago under runs/ (its hyper-parameters are
         # dataclasses, which weights_only=True refuses); user-supplied files never come here.
         module = LitNeuneu.load_from_checkpoint(best.best_model_path, map_location="cpu", weights_only=False)
-    figures, scale = evaluate_validation(module.model, data, cfg)
+    figures, calibration = evaluate_validation(module.model, data, cfg)
     figures["name"] = cfg.train.name
     figures["fit_seconds"] = round(fit_seconds, 1)
     figures["epochs"] = int(trainer.current_epoch)
     figures["steps"] = int(trainer.global_step)
-    export_checkpoint(module.model, cfg, out, data_fingerprint(data.train_points), figures, scale)
+    export_checkpoint(module.model, cfg, out, data_fingerprint(data.train_points), figures, calibration.to_dict(),
+                      trained_on(data.all_points))
     (run_dir / "validation.json").write_text(json.dumps(figures, indent=2))
     if not quiet:
         print(summary(figures, out))
     return out
 
 
+def trained_on(points) -> dict:
+    """What a checkpoint saw, for `checkpoints/README.md` and the leave-one-family-out guard:
+    the sources, families and runs of its train split, and its validation runs."""
+    out = {}
+    for split in ("train", "validation"):
+        part = points[points["split"] == split]
+        out[split] = {
+            "sources": sorted(map(str, part["source"].unique())),
+            "families": sorted(map(str, part["family"].unique())),
+            "runs": int(part["run"].nunique()),
+            "trajectories": int(part.groupby(["run", "task", "metric"]).ngroups),
+        }
+    out["sources"] = sorted(set(out["train"]["sources"]) | set(out["validation"]["sources"]))
+    return out
+
+
 def export_checkpoint(model: torch.nn.Module, cfg: Config, path: Path, fingerprint: str, figures: dict,
-                      interval_scale: float = 1.0) -> None:
+                      calibration: dict | None = None, seen: dict | None = None) -> None:
     """The slim inference checkpoint: primitives and tensors only (weights_only-loadable)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -115,9 +131,9 @@ def export_checkpoint(model: torch.nn.Module, cfg: Config, path: Path, fingerpri
             "names": list(FEATURES), "acc_scale": ACC_SCALE, "loss_center": LOSS_CENTER,
             "loss_scale": LOSS_SCALE, "gap_scale": GAP_SCALE, "max_context": cfg.data.max_context,
         },
-        "calibration": {"interval_scale": float(interval_scale)},
+        "calibration": calibration or {},
         "data_fingerprint": fingerprint,
-        "trained_on": {"sources": list(cfg.data.sources), "split": "train"},
+        "trained_on": seen or {"sources": list(cfg.data.sources)},
         "validation": {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in figures.items()},
     }
     tmp = path.with_suffix(".pt.tmp")
@@ -125,31 +141,36 @@ def export_checkpoint(model: torch.nn.Module, cfg: Config, path: Path, fingerpri
     tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint behind
 
 
-def calibrate_intervals(episodes, raw: np.ndarray, target: float = 0.8) -> float:
-    """The smallest widening of the quantiles `raw` (E, Q, 5) around q50 (a grid from 1 to 3)
-    that gives the target q10–q90 coverage on the validation `episodes`. Pinball training on
-    noisy, few-point contexts tends to give intervals a little too narrow out of distribution."""
-    from neuneu.neural import widen
+def fit_calibration(model: torch.nn.Module, data: EpisodeDataModule, cfg: Config):
+    """Conformal calibration of the quantiles (`neuneu.calibration`) on the validation runs:
+    checkpoint episodes at every `cfg.data.calibration_ratios`, each episode weighing 1."""
+    from neuneu.calibration import Calibration
+    from neuneu.neural import predict_quantiles
 
-    for scale in np.arange(1.0, 3.01, 0.05):
-        if episode_scores(episodes, np.clip(widen(raw, scale), 0, 1))["coverage80"] >= target:
-            return round(float(scale), 2)
-    return 3.0
+    quantiles, truth, horizon, weight = [], [], [], []
+    for ratio in cfg.data.calibration_ratios:
+        eps = validation_episodes(data.all_points, cfg.data, ratio)
+        raw, h = predict_quantiles(model, eps.context, eps.query, cfg.data.max_context, return_horizon=True)
+        ok = eps.query.mask & np.isfinite(eps.target)
+        w = np.broadcast_to(1.0 / np.maximum(ok.sum(1, keepdims=True), 1), ok.shape)
+        quantiles.append(raw[ok]), truth.append(eps.target[ok]), horizon.append(h[ok]), weight.append(w[ok])
+    return Calibration.fit(np.concatenate(quantiles), np.concatenate(truth), np.concatenate(horizon), np.concatenate(weight))
 
 
-def evaluate_validation(model: torch.nn.Module, data: EpisodeDataModule, cfg: Config) -> tuple[dict, float]:
-    """Calibrate the intervals, then score the model and the baselines on the validation
-    episodes. Returns (figures, interval_scale)."""
-    from neuneu.neural import predict_quantiles, widen
+def evaluate_validation(model: torch.nn.Module, data: EpisodeDataModule, cfg: Config) -> tuple[dict, object]:
+    """Fit the interval calibration, then score the model (raw and calibrated) and the
+    baselines on the validation episodes (ratio `val_ratio`). Returns (figures, calibration)."""
+    from neuneu.neural import predict_quantiles
 
+    calibration = fit_calibration(model, data, cfg)
     episodes = data.val_episodes
-    raw = predict_quantiles(model, episodes.context, episodes.query, cfg.data.max_context)  # one pass
-    scale = calibrate_intervals(episodes, raw)
-    quantiles = np.clip(widen(raw, scale), 0, 1)
-    scores = episode_scores(episodes, quantiles)
-    figures = {"n_episodes": len(episodes), "interval_scale": scale, **{f"neuneu_{k}": v for k, v in scores.items()}}
+    raw, horizon = predict_quantiles(model, episodes.context, episodes.query, cfg.data.max_context, return_horizon=True)
+    scores = episode_scores(episodes, np.clip(calibration.apply(raw, horizon), 0, 1))
+    figures = {"n_episodes": len(episodes), "val_ratio": cfg.data.val_ratio, **{f"neuneu_{k}": v for k, v in scores.items()},
+               "neuneu_coverage80_uncalibrated": episode_scores(episodes, np.clip(raw, 0, 1))["coverage80"],
+               "validation_runs": int(data.all_points.loc[data.all_points["split"] == "validation", "run"].nunique())}
     figures["baselines"] = baseline_scores(episodes, cfg.train.baselines)
-    return figures, scale
+    return figures, calibration
 
 
 def baseline_scores(episodes, names: list[str]) -> dict:
@@ -187,7 +208,9 @@ def summary(figures: dict, path: Path) -> str:
     base = figures.get("baselines", {})
     lines = [
         f"checkpoint: {path}",
-        f"validation ({figures['n_episodes']} episodes: 1B runs, checkpoint protocol, ratio 0.2, forecast)",
+        f"validation ({figures['n_episodes']} episodes of {figures.get('validation_runs', '?')} runs: checkpoint protocol, "
+        f"ratio {figures.get('val_ratio', 0.2):g}, forecast; coverage after conformal calibration, "
+        f"{figures.get('neuneu_coverage80_uncalibrated', float('nan')):.3f} before)",
         f"  {'method':<16} {'MAE (acc pts)':>13} {'coverage80':>10}",
         f"  {figures.get('name', 'neuneu'):<16} {100 * figures['neuneu_mae']:>13.3f} {figures['neuneu_coverage80']:>10.3f}",
     ]

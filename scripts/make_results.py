@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = {
     "checkpoint-olmo-test": "--protocol checkpoint --ratio 0.2 --variant forecast --sources olmo_ladder --split test",
     "checkpoint-olmo-heldout-tasks": "--protocol checkpoint --ratio 0.2 --variant forecast --sources olmo_ladder --split heldout_tasks",
-    "checkpoint-pythia": "--protocol checkpoint --ratio 0.2 --variant forecast --sources pythia --split unseen_family",
     "scale-olmo-loss-given": "--protocol scale --variant loss-given --sources olmo_ladder --split test",
     "scale-olmo-forecast": "--protocol scale --variant forecast --sources olmo_ladder --split test",
+    # Gadre et al. 2024: fit on the <= 412M models, predict the 1.4B / 6.9B models' accuracy from their loss
+    "scale-gadre-loss-given": "--protocol scale --variant loss-given --sources gadre --split test",
 }
 
 
@@ -48,16 +49,20 @@ def block(name: str) -> str:
     return "\n".join(keep)
 
 
-def update_readme(names: list[str]) -> None:
+def replace_block(name: str, body: str) -> None:
+    """Put `body` between README.md's `<!-- results:NAME -->` and `<!-- /results:NAME -->`."""
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
+    pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
+    if not pattern.search(text):
+        print(f"README has no block for {name}; skipped", file=sys.stderr)
+        return
+    readme.write_text(pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text), encoding="utf-8")
+
+
+def update_readme(names: list[str]) -> None:
     for name in names:
-        pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
-        if not pattern.search(text):
-            print(f"README has no block for {name}; skipped", file=sys.stderr)
-            continue
-        text = pattern.sub(lambda m: m.group(1) + block(name) + "\n" + m.group(2), text)
-    readme.write_text(text, encoding="utf-8")
+        replace_block(name, block(name))
 
 
 def main() -> None:

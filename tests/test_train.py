@@ -49,7 +49,10 @@ def test_debug_config_trains_end_to_end_and_its_checkpoint_predicts(trained):
     assert path.is_file() and path.stat().st_size < 1_000_000
     payload = torch.load(path, map_location="cpu", weights_only=True)  # primitives and tensors only
     assert payload["config"]["train"]["name"] == "neuneu-debug"
-    assert payload["trained_on"] == {"sources": ["olmo_ladder"], "split": "train"}
+    seen = payload["trained_on"]
+    assert seen["sources"] == ["synthetic"] and seen["train"]["runs"] == 4 and seen["validation"]["runs"] == 1
+    calibration = payload["calibration"]
+    assert calibration["method"] == "conformal-scaled-quantile" and calibration["n"] > 0
     assert 0 < payload["validation"]["neuneu_mae"] < 0.5
     episodes = checkpoint_episodes(_points(), 0.2)
     quantiles = NeuralPredictor(path).fit(episodes.context).predict(episodes.query)

@@ -1,0 +1,172 @@
+"""Leave-one-family-out models, their leaderboards and the ablations; pasted into README.md.
+
+    python scripts/make_generalisation.py --train            # train what is missing, then score (~1.5 h on 2 cores)
+    python scripts/make_generalisation.py                    # score the existing checkpoints (~25 min)
+    python scripts/make_generalisation.py --no-ablations     # the leave-one-family-out table only
+
+For every multi-checkpoint family F (olmo_ladder, pythia: its v0 and v1 suites are the same
+models, so they are held out together) a model is trained with configs/default.yaml on every
+other source (`data.sources` without F); its validation runs and conformal calibration come
+from the remaining families. `neuneu benchmark --holdout-family F` then scores it on every run
+of F at ratios 0.1, 0.2 and 0.4 next to every baseline, raw ("neuneu-uncalibrated") and
+with the checkpoint's validation calibration ("neuneu-valcal") and with the calibration
+backtested on the held-out family's own contexts ("neuneu", the default of `neuneu predict`).
+
+Ablations: the same leave-one-family-out training with one choice switched off (ABLATIONS);
+same config, seed and step budget otherwise. Their checkpoints go to runs/ablations/ (not
+committed); the leave-one-family-out ones to checkpoints/lofo/ (committed, ~0.5 MB each).
+Outputs: results/lofo-<F>/ (full leaderboards), results/ablations-<F>/, results/lofo.md and
+results/ablations.md (the summary tables the README shows between `<!-- results:lofo -->` and
+`<!-- results:ablations -->` markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from scripts.make_results import replace_block  # noqa: E402
+
+FAMILIES = ("olmo_ladder", "pythia")
+SOURCES = ("olmo_ladder", "pythia", "gadre", "dclm", "loss_to_loss")  # configs/default.yaml
+RATIOS = (0.1, 0.2, 0.4)
+# name → config overrides (relative to configs/default.yaml); "full" is the leave-one-family-out model
+ABLATIONS = {
+    "full": [],
+    "no-synthetic-prior": ["data.pretrain_epochs=0", "data.p_synthetic=0"],
+    "no-thinning": ["data.p_thin=0"],
+    "random-thinning-only": ["data.thin_modes=[random]"],
+    "no-truncation": ["data.p_truncate=0"],
+    "no-noise": ["data.p_noise=0"],
+}
+
+
+def checkpoint(family: str, ablation: str) -> Path:
+    if ablation == "full":
+        return ROOT / "checkpoints" / "lofo" / f"neuneu-without-{family}.pt"
+    return ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{ablation}.pt"
+
+
+def train_one(family: str, ablation: str) -> None:
+    path = checkpoint(family, ablation)
+    sources = ",".join(s for s in SOURCES if s != family)
+    cmd = [sys.executable, "train.py", "configs/default.yaml", f"data.sources=[{sources}]",
+           f"train.name={path.stem}", f"train.out_dir={path.parent.relative_to(ROOT)}",
+           "trainer.enable_progress_bar=false", *ABLATIONS[ablation]]
+    print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
+    log = ROOT / "runs" / f"{path.stem}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as fh:
+        done = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise SystemExit(f"training {path.stem} failed (exit {done.returncode}); see {log}")
+    print(f"trained {path.stem}: {log}", file=sys.stderr, flush=True)
+
+
+def benchmark(family: str, out: str, extra: list[str]) -> pd.DataFrame:
+    cmd = ["neuneu", "benchmark", "--holdout-family", family, *[a for r in RATIOS for a in ("--ratio", str(r))],
+           "--out", out, "--no-progress", *extra]
+    print("$", shlex.join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return pd.read_csv(ROOT / out / "leaderboard.csv")
+
+
+def lofo_table(boards: dict[str, pd.DataFrame]) -> str:
+    """One row per (family, ratio): neuneu vs the best baseline, coverage before/after calibration."""
+    lines = ["| held-out family | ratio | trajectories | neuneu MAE | best baseline | its MAE | neuneu / best "
+             "| persistence MAE | coverage80: raw / validation-calibrated / context-calibrated | best baseline's coverage80 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for family, board in boards.items():
+        for ratio, g in board.groupby("ratio"):
+            g = g.set_index("method")
+            base = g.drop(index=[m for m in g.index if m.startswith("neuneu")])
+            best = base["mae"].idxmin()
+            nn, raw, val = g.loc["neuneu"], g.loc["neuneu-uncalibrated"], g.loc["neuneu-valcal"]
+            lines.append(
+                f"| {family} | {ratio:g} | {int(nn['n_trajectories']):,} | **{100 * nn['mae']:.2f}** | {best} "
+                f"| {100 * base.loc[best, 'mae']:.2f} | {nn['mae'] / base.loc[best, 'mae']:.2f} "
+                f"| {100 * g.loc['persistence', 'mae']:.2f} | {raw['coverage80']:.2f} / {val['coverage80']:.2f} / **{nn['coverage80']:.2f}** "
+                f"| {base.loc[best, 'coverage80']:.2f} |")
+    return "\n".join(lines)
+
+
+def ablation_table(boards: dict[str, pd.DataFrame], lofo: dict[str, pd.DataFrame]) -> str:
+    """Rows = ablations; columns = MAE (coverage80) per held-out family and ratio."""
+    cols = [(f, r) for f in boards for r in RATIOS]
+    head = "| model | " + " | ".join(f"{f} r={r:g}" for f, r in cols) + " |"
+    lines = [head, "|---" * (len(cols) + 1) + "|"]
+    for name in ABLATIONS:
+        cells = []
+        for f, r in cols:
+            g = boards[f][(boards[f]["method"] == name) & (boards[f]["ratio"].round(3) == r)]
+            cells.append(f"{100 * g['mae'].iloc[0]:.2f} ({g['coverage80'].iloc[0]:.2f})" if len(g) else "—")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    cells = []
+    for f, r in cols:
+        g = lofo[f][(lofo[f]["ratio"].round(3) == r) & ~lofo[f]["method"].str.startswith("neuneu")]
+        best = g.loc[g["mae"].idxmin()]
+        cells.append(f"{100 * best['mae']:.2f} ({best['method']})")
+    lines.append("| best baseline | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def provenance(out: str) -> str:
+    text = (ROOT / out / "leaderboard.md").read_text(encoding="utf-8")
+    return "\n".join(line for line in text.splitlines() if line.startswith(("- date:", "- commit:", "- machine:")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", action="store_true", help="train the checkpoints that are missing")
+    parser.add_argument("--retrain", action="store_true", help="train every checkpoint again")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings at once (1 torch thread each)")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--train-only", action="store_true", help="train what is missing, score nothing")
+    parser.add_argument("--reuse-lofo", action="store_true",
+                        help="read results/lofo-<family>/leaderboard.csv instead of running those benchmarks again")
+    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    args = parser.parse_args()
+    ablations = ["full"] if args.no_ablations else list(ABLATIONS)
+    todo = [(f, a) for f in args.families for a in ablations if args.retrain or not checkpoint(f, a).is_file()]
+    if todo and not (args.train or args.retrain or args.train_only):
+        missing = ", ".join(str(checkpoint(f, a).relative_to(ROOT)) for f, a in todo)
+        raise SystemExit(f"missing checkpoints: {missing}; run with --train")
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        list(pool.map(lambda fa: train_one(*fa), todo))
+    if args.train_only:
+        return
+
+    def lofo_board(family: str) -> pd.DataFrame:
+        done = ROOT / "results" / f"lofo-{family}" / "leaderboard.csv"
+        return pd.read_csv(done) if args.reuse_lofo and done.is_file() else benchmark(family, f"results/lofo-{family}", [])
+
+    lofo = {f: lofo_board(f) for f in args.families}
+    (ROOT / "results" / "lofo.md").write_text(lofo_table(lofo) + "\n\n" + provenance(f"results/lofo-{args.families[0]}") + "\n")
+    blocks = {"lofo": (ROOT / "results" / "lofo.md").read_text()}
+    if not args.no_ablations:
+        boards = {}
+        for f in args.families:
+            extra = ["--methods", "persistence"]
+            for a in ablations:
+                extra += ["--neural", f"{a}={checkpoint(f, a)}"]
+            boards[f] = benchmark(f, f"results/ablations-{f}", extra)
+        (ROOT / "results" / "ablations.md").write_text(
+            ablation_table(boards, lofo) + "\n\n" + provenance(f"results/ablations-{args.families[0]}") + "\n")
+        blocks["ablations"] = (ROOT / "results" / "ablations.md").read_text()
+    print("\n\n".join(blocks.values()))
+    if not args.no_readme:
+        for name, text in blocks.items():
+            replace_block(name, text)
+
+
+if __name__ == "__main__":
+    main()

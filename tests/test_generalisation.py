@@ -1,0 +1,193 @@
+"""Issue 6: augmentations, synthetic pretraining, single-checkpoint ladders, calibrated
+checkpoints, and leave-one-family-out (the benchmark refuses a model that saw the family)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_points
+
+from neuneu.benchmark import run_benchmark
+from neuneu.cli import main as cli_main
+from neuneu.config import load_config
+from neuneu.data import InputError
+from neuneu.episodes import checkpoint_episodes
+from neuneu.neural import NeuralPredictor
+from neuneu.sampling import SamplerConfig, TrajectoryBank, sample_batch, sample_checkpoint, sample_scale, thin, truncate
+from neuneu.training import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _trajectory(n=200):
+    x = np.geomspace(1e9, 1e12, n)
+    return {"x": x, "params": np.full(n, 1e8), "flops": 6e8 * x, "loss": np.linspace(4, 3, n),
+            "accuracy": np.linspace(0.3, 0.6, n), "index": np.arange(n, dtype=float)}
+
+
+@pytest.mark.parametrize("mode, axis", [("log", np.log), ("uniform", lambda x: x)])
+def test_thinning_spaces_checkpoints_evenly_on_its_axis(mode, axis):
+    traj = _trajectory()
+    out = thin(traj, 12, mode, np.random.default_rng(0))
+    gaps = np.diff(axis(out["x"]))
+    assert 8 <= len(out["x"]) <= 12 and np.all(gaps > 0)
+    # even on its own axis (up to the grid of available checkpoints), uneven on the other
+    assert gaps.max() / gaps.min() < 3 if mode == "log" else gaps[1:].max() / gaps[1:].min() < 3
+    other = np.diff(out["x"] if mode == "log" else np.log(out["x"]))
+    assert other.max() / other.min() > 5
+    np.testing.assert_array_equal(out["index"], np.arange(len(out["x"])))
+
+
+def test_truncation_keeps_a_contiguous_run_of_checkpoints():
+    traj, rng = _trajectory(50), np.random.default_rng(1)
+    lengths = set()
+    for _ in range(200):
+        out = truncate(traj, rng)
+        first = int(np.searchsorted(traj["x"], out["x"][0]))
+        np.testing.assert_array_equal(out["x"], traj["x"][first : first + len(out["x"])])
+        assert len(out["x"]) >= 4 and out["index"][0] == 0
+        lengths.add((first, len(out["x"])))
+    assert len(lengths) > 20  # starts late and ends early in many ways
+
+
+def test_noise_reaches_the_context_only_and_synthetic_batches_come_from_the_prior():
+    points = make_points(n_runs=3, n_tasks=2, n_points=30).assign(split="train")
+    bank = TrajectoryBank(points)
+    quiet = SamplerConfig(max_context=64, p_scale=0, p_thin=0, p_context_dropout=0, p_noise=0)
+    noisy = SamplerConfig(max_context=64, p_scale=0, p_thin=0, p_context_dropout=0, p_noise=1, noise_max=0.05)
+    # the first episode of a batch is drawn identically; only the noise differs
+    a = sample_batch(bank, quiet, 1, np.random.default_rng(5))
+    b = sample_batch(bank, noisy, 1, np.random.default_rng(5))
+    np.testing.assert_array_equal(a[0]["x"], b[0]["x"])
+    np.testing.assert_array_equal(a[2], b[2])  # same targets: the truth is never noised
+    assert not np.allclose(a[0]["accuracy"], b[0]["accuracy"])
+    real_params = set(points["params"])
+    ctx, _, _ = sample_batch(bank, quiet, 16, np.random.default_rng(0), synthetic=True)
+    assert not set(np.unique(ctx["params"][np.isfinite(ctx["params"])])) & real_params
+
+
+def test_single_checkpoint_runs_form_scale_ladders():
+    rows = [dict(source="s", family="f", run=f"r{i}", params=p, tokens=20 * p, step=1, flops=120 * p * p,
+                 loss=4 - i * 0.3, task="t", metric="acc", accuracy=0.3 + 0.1 * i, split="train")
+            for i, p in enumerate([1e7, 1e8, 1e9])]
+    points = pd.concat([pd.DataFrame(rows), make_points(n_runs=2, n_tasks=1).assign(split="train")])
+    bank = TrajectoryBank(points)
+    single = [ladder for ladder in bank.ladders if len(ladder[1]) == 3 and ladder[1].min() == 1e7]
+    assert single, "the three single-checkpoint runs must make a ladder"
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        ctx, qry = sample_scale(bank, SamplerConfig(), rng)
+        assert qry["params"].min() > ctx["params"].max()
+    for _ in range(50):  # and never a checkpoint episode: one point cannot be split
+        ctx, _ = sample_checkpoint(bank, SamplerConfig(), rng)
+        assert ctx["params"][0] not in (1e7, 1e9)
+
+
+def test_default_training_set_has_no_evaluated_run(data_dir):
+    """What configs/default.yaml trains on: no test, validation or held-out-task row of any
+    source; gadre's 1.4B/6.9B runs (the published comparison's targets) are test runs."""
+    from neuneu.lit import load_points
+
+    cfg = load_config(REPO / "configs" / "default.yaml")
+    points = load_points(cfg.data)
+    train = points[points["split"] == "train"]
+    assert set(train["source"]) == set(cfg.data.sources)
+    evaluated = points[points["split"] != "train"][["source", "run", "task", "metric"]].drop_duplicates()
+    assert train.merge(evaluated, on=["source", "run", "task", "metric"]).empty
+    gadre = points[points["source"] == "gadre"]
+    assert gadre.loc[gadre["split"] == "train", "params"].max() < 1e9
+    assert set(gadre.loc[gadre["params"] >= 1e9, "split"]) <= {"test"}
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gen")
+    points = make_points(n_runs=5, n_tasks=4, n_points=25, seed=3)
+    points["split"] = np.where(points["run"] == "run4", "validation", "train")
+    cfg = load_config(REPO / "configs" / "debug.yaml", [
+        f"train.out_dir={tmp / 'ck'}", f"train.runs_dir={tmp / 'runs'}", "train.baselines=[]",
+        "data.pretrain_epochs=1", "data.p_synthetic=0.2", "data.p_truncate=0.5", "data.p_noise=0.5"])
+    return train(cfg, points=points, quiet=True), points
+
+
+def test_checkpoint_carries_a_calibration_that_keeps_the_median_and_moves_the_interval(calibrated):
+    path, points = calibrated
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert payload["config"]["data"]["pretrain_epochs"] == 1
+    factors = np.array(payload["calibration"]["factors"])
+    assert factors.shape[1] == 5 and np.all(factors[:, 2] == 1.0)
+    eps = checkpoint_episodes(points[points["split"] == "validation"], 0.2)
+    cal = NeuralPredictor(path).fit(eps.context).predict(eps.query)
+    raw = NeuralPredictor(path, calibration="none").fit(eps.context).predict(eps.query)
+    real = eps.query.mask
+    np.testing.assert_allclose(cal[real][:, 2], raw[real][:, 2])
+    assert not np.allclose(cal[real][:, [0, 4]], raw[real][:, [0, 4]])
+    assert (np.diff(cal[real], axis=-1) >= 0).all()
+
+
+def test_holdout_benchmark_refuses_a_model_that_saw_the_family(calibrated, tmp_path):
+    path, points = calibrated
+    frames = {"synthetic": points.assign(split="test")}
+    with pytest.raises(InputError, match="trained on synthetic, the held-out family"):
+        run_benchmark("synthetic", split="all", methods=["persistence", NeuralPredictor(path)], out_dir=tmp_path,
+                      points=frames, progress=False, n_boot=10, holdout="synthetic")
+    other = {"other": points.assign(source="other", split="test")}
+    _, board = run_benchmark("other", split="all", methods=["persistence", NeuralPredictor(path)], out_dir=tmp_path,
+                             points=other, progress=False, n_boot=10, holdout="other")
+    assert set(board["method"]) == {"persistence", "neuneu"}
+
+
+def test_holdout_cli_without_its_checkpoint_is_a_clear_error(tmp_path, capsys):
+    missing = tmp_path / "nope.pt"
+    code = cli_main(["benchmark", "--holdout-family", "pythia", "--checkpoint", str(missing), "--out", str(tmp_path)])
+    assert code == 2
+    assert f"no checkpoint at {missing}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family, members", [("olmo_ladder", {"OLMo-2-ladder", "OLMo-2-main"}),
+                                             ("pythia", {"pythia-v0", "pythia-v1"})])
+def test_committed_leave_one_family_out_checkpoints_never_saw_their_family(family, members):
+    path = REPO / "checkpoints" / "lofo" / f"neuneu-without-{family}.pt"
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    seen = payload["trained_on"]
+    assert family not in seen["sources"] and family not in seen["train"]["sources"]
+    assert not members & set(seen["train"]["families"]) and not members & set(seen["validation"]["families"])
+    assert payload["calibration"]["method"] == "conformal-scaled-quantile"
+
+
+def test_balanced_draws_give_every_source_an_equal_share():
+    small = make_points(n_runs=1, n_tasks=2, n_points=10).assign(source="small", split="train", params=7e7)
+    big = make_points(n_runs=6, n_tasks=3, n_points=10, seed=1).assign(source="big", split="train")
+    big["run"] = "big-" + big["run"]
+    bank = TrajectoryBank(pd.concat([small, big]))
+    small_params = set(small["params"])
+    for balanced, share in ((True, 0.5), (False, 2 / 20)):
+        rng = np.random.default_rng(0)
+        hits = np.mean([bank.draw(rng, balanced)["params"][0] in small_params for _ in range(4000)])
+        assert abs(hits - share) < 0.03, (balanced, hits)
+
+
+def test_backtest_calibration_follows_the_noise_of_the_contexts_and_skips_scale_contexts(calibrated):
+    from neuneu.episodes import scale_episodes
+    from neuneu.neural import backtest_calibration, load_checkpoint
+
+    path, _ = calibrated
+    model, payload = load_checkpoint(path)
+    width = payload["features"]["max_context"]
+
+    def q90_factor(noise):
+        points = make_points(n_runs=6, n_tasks=10, n_points=20, seed=7)
+        points["accuracy"] = np.clip(points["accuracy"] + np.random.default_rng(0).normal(0, noise, len(points)), 0, 1)
+        eps = checkpoint_episodes(points, 0.4)
+        return np.mean(np.array(backtest_calibration(model, eps.context, eps.query, width).factors)[:, 4])
+
+    assert q90_factor(0.05) > 1.5 * q90_factor(0.0)  # noisier contexts → wider intervals
+    points = make_points(n_runs=6, n_tasks=10, n_points=20, seed=7).assign(split="train")
+    eps = scale_episodes(points, context_max_params=5e8, query_min_params=1e9)
+    assert backtest_calibration(model, eps.context, eps.query, width, min_episodes=1) is None  # multi-run contexts
+    few = checkpoint_episodes(points, 0.4).subset(np.arange(10))
+    assert backtest_calibration(model, few.context, few.query, width) is None  # too few to calibrate on
