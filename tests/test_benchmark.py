@@ -287,5 +287,7 @@ def test_git_commit_is_marked_dirty_except_for_the_output_folder(tmp_path):
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "scores.csv").write_text("x\n")
     assert git_commit(tmp_path, exclude=tmp_path / "results") == clean
+    (tmp_path / "README.md").write_text("pasted tables\n")  # the README's tables are pasted results
+    assert git_commit(tmp_path) == clean
     (tmp_path / "a.py").write_text("x = 2\n")
     assert git_commit(tmp_path, exclude=tmp_path / "results") == clean + "-dirty"
