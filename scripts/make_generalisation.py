@@ -3,6 +3,7 @@
     python scripts/make_generalisation.py --train            # train what is missing, then score (~1.5 h on 2 cores)
     python scripts/make_generalisation.py                    # score the existing checkpoints (~25 min)
     python scripts/make_generalisation.py --no-ablations     # the leave-one-family-out table only
+    python scripts/make_generalisation.py --no-run           # rebuild the tables from results/ only
 
 For every multi-checkpoint family F (olmo_ladder, pythia: its v0 and v1 suites are the same
 models, so they are held out together) a model is trained with configs/default.yaml on every
@@ -46,6 +47,7 @@ ABLATIONS = {
     "random-thinning-only": ["data.thin_modes=[random]"],
     "no-truncation": ["data.p_truncate=0"],
     "no-noise": ["data.p_noise=0"],
+    "full-seed-1": ["train.seed=1"],  # the same as full with another seed: the spread to read the rows against
 }
 
 
@@ -91,7 +93,7 @@ def lofo_table(boards: dict[str, pd.DataFrame]) -> str:
             best = base["mae"].idxmin()
             nn, raw, val = g.loc["neuneu"], g.loc["neuneu-uncalibrated"], g.loc["neuneu-valcal"]
             lines.append(
-                f"| {family} | {ratio:g} | {int(nn['n_trajectories']):,} | **{100 * nn['mae']:.2f}** | {best} "
+                f"| {family} | {ratio:g} | {int(nn['n_trajectories']):,} | {100 * nn['mae']:.2f} | {best} "
                 f"| {100 * base.loc[best, 'mae']:.2f} | {nn['mae'] / base.loc[best, 'mae']:.2f} "
                 f"| {100 * g.loc['persistence', 'mae']:.2f} | {raw['coverage80']:.2f} / {val['coverage80']:.2f} / **{nn['coverage80']:.2f}** "
                 f"| {base.loc[best, 'coverage80']:.2f} |")
@@ -133,10 +135,13 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true", help="train what is missing, score nothing")
     parser.add_argument("--reuse-lofo", action="store_true",
                         help="read results/lofo-<family>/leaderboard.csv instead of running those benchmarks again")
+    parser.add_argument("--no-run", action="store_true",
+                        help="run no benchmark: rebuild the tables from the leaderboards already in results/")
     parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
     args = parser.parse_args()
     ablations = ["full"] if args.no_ablations else list(ABLATIONS)
-    todo = [(f, a) for f in args.families for a in ablations if args.retrain or not checkpoint(f, a).is_file()]
+    todo = [] if args.no_run else [
+        (f, a) for f in args.families for a in ablations if args.retrain or not checkpoint(f, a).is_file()]
     if todo and not (args.train or args.retrain or args.train_only):
         missing = ", ".join(str(checkpoint(f, a).relative_to(ROOT)) for f, a in todo)
         raise SystemExit(f"missing checkpoints: {missing}; run with --train")
@@ -147,7 +152,7 @@ def main() -> None:
 
     def lofo_board(family: str) -> pd.DataFrame:
         done = ROOT / "results" / f"lofo-{family}" / "leaderboard.csv"
-        return pd.read_csv(done) if args.reuse_lofo and done.is_file() else benchmark(family, f"results/lofo-{family}", [])
+        return pd.read_csv(done) if (args.reuse_lofo or args.no_run) else benchmark(family, f"results/lofo-{family}", [])
 
     lofo = {f: lofo_board(f) for f in args.families}
     (ROOT / "results" / "lofo.md").write_text(lofo_table(lofo) + "\n\n" + provenance(f"results/lofo-{args.families[0]}") + "\n")
@@ -158,7 +163,8 @@ def main() -> None:
             extra = ["--methods", "persistence"]
             for a in ablations:
                 extra += ["--neural", f"{a}={checkpoint(f, a)}"]
-            boards[f] = benchmark(f, f"results/ablations-{f}", extra)
+            done = ROOT / "results" / f"ablations-{f}" / "leaderboard.csv"
+            boards[f] = pd.read_csv(done) if args.no_run else benchmark(f, f"results/ablations-{f}", extra)
         (ROOT / "results" / "ablations.md").write_text(
             ablation_table(boards, lofo) + "\n\n" + provenance(f"results/ablations-{args.families[0]}") + "\n")
         blocks["ablations"] = (ROOT / "results" / "ablations.md").read_text()
