@@ -90,9 +90,9 @@ def _never_saw(method, family: str, note, strict: bool) -> bool:
     return False
 
 
-def holdout_checkpoint(family: str, variant: str = "") -> Path:
+def holdout_checkpoint(family: str) -> Path:
     """Where the leave-one-family-out model without `family` lives (scripts/make_generalisation.py)."""
-    return REPO_ROOT / "checkpoints" / "lofo" / f"neuneu-without-{family}{'-' + variant if variant else ''}.pt"
+    return REPO_ROOT / "checkpoints" / "lofo" / f"neuneu-without-{family}.pt"
 
 
 def _name(method) -> str:
