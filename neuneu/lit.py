@@ -121,8 +121,9 @@ class EpisodeDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "bank", None) is not None:
             return
-        points = self.points if self.points is not None else load_points(self.cfg)
-        self.all_points = points
+        if self.points is None:
+            self.points = load_points(self.cfg)
+        points = self.points
         train = points[points["split"] == "train"]
         self.train_points = train
         self.bank = TrajectoryBank(train, self.cfg.min_points)

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from neuneu.calibration import Calibration
 from neuneu.data import REPO_ROOT, InputError
 from neuneu.episodes import Context, Query
 from neuneu.features import F, Features, featurize, from_target, to_target
@@ -134,8 +135,6 @@ def predict_quantiles(model: torch.nn.Module, context: Context, query: Query, ma
 
 def load_calibration(payload: dict):
     """The checkpoint's `Calibration` (identity for a checkpoint without one)."""
-    from neuneu.calibration import Calibration
-
     stored = payload.get("calibration") or {}
     if "factors" not in stored:  # checkpoints of neuneu < 0.3 stored one widening factor
         scale = float(stored.get("interval_scale", 1.0))
@@ -158,12 +157,10 @@ def backtest_calibration(model: torch.nn.Module, context: Context, query: Query,
     Multi-run (scale) contexts are skipped; with fewer than `min_episodes` usable contexts the
     caller keeps the checkpoint's validation calibration.
     """
-    from neuneu.calibration import Calibration
-
     mask = np.asarray(context.mask, bool)
     n = mask.sum(1)
-    runs = np.where(mask, context.run, -1)
-    one_run = (runs.max(1) == np.where(mask, context.run, np.iinfo(np.int64).max).min(1))
+    run = np.asarray(context.run)
+    one_run = ((run == run[:, :1]) | ~mask).all(1)  # real points come first, so column 0 is real
     usable = (n >= 3) & one_run
     if usable.sum() < min_episodes:
         return None
@@ -236,7 +233,6 @@ class NeuralPredictor(Predictor):
             calibration = self.calibration_
             if self.calibration == "context":
                 calibration = backtest_calibration(self._model, self.context_, query, self.max_context_) or calibration
-            self.calibration_used_ = calibration
             return predict_quantiles(self._model, self.context_, query, self.max_context_, self.batch_size,
                                      device=self.device, calibration=calibration)
         finally:

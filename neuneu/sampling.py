@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from neuneu.data import TRAJECTORY_KEY
+from neuneu.prior import sample_trajectory
 
 FIELDS = ("x", "params", "flops", "loss", "accuracy", "index")  # index: checkpoint number in its trajectory
 THIN_MODES = ("random", "uniform", "log")  # random checkpoints; evenly spaced in tokens; in log tokens
@@ -140,8 +141,6 @@ def truncate(traj: dict, rng: np.random.Generator, min_keep: int = 4) -> dict:
 
 def _draw_trajectory(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator, synthetic: bool) -> dict:
     if synthetic:
-        from neuneu.prior import sample_trajectory  # only the pretraining stage needs the prior
-
         return {f: np.asarray(v, float) for f, v in sample_trajectory(rng).items() if f in FIELDS}
     return bank.draw(rng, cfg.balance_sources)
 

@@ -95,7 +95,7 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     figures["epochs"] = int(trainer.current_epoch)
     figures["steps"] = int(trainer.global_step)
     export_checkpoint(module.model, cfg, out, data_fingerprint(data.train_points), figures, calibration.to_dict(),
-                      trained_on(data.all_points))
+                      trained_on(data.points))
     (run_dir / "validation.json").write_text(json.dumps(figures, indent=2))
     if not quiet:
         print(summary(figures, out))
@@ -143,18 +143,22 @@ def export_checkpoint(model: torch.nn.Module, cfg: Config, path: Path, fingerpri
 
 def fit_calibration(model: torch.nn.Module, data: EpisodeDataModule, cfg: Config):
     """Conformal calibration of the quantiles (`neuneu.calibration`) on the validation runs:
-    checkpoint episodes at every `cfg.data.calibration_ratios`, each episode weighing 1."""
+    checkpoint episodes at every `cfg.data.calibration_ratios`, each episode weighing 1.
+    Returns (calibration, {ratio: (episodes, raw quantiles, horizon)})."""
     from neuneu.calibration import Calibration
     from neuneu.neural import predict_quantiles
 
-    quantiles, truth, horizon, weight = [], [], [], []
+    passes, quantiles, truth, horizon, weight = {}, [], [], [], []
     for ratio in cfg.data.calibration_ratios:
-        eps = validation_episodes(data.all_points, cfg.data, ratio)
+        eps = data.val_episodes if ratio == cfg.data.val_ratio else validation_episodes(data.points, cfg.data, ratio)
         raw, h = predict_quantiles(model, eps.context, eps.query, cfg.data.max_context, return_horizon=True)
+        passes[ratio] = (eps, raw, h)
         ok = eps.query.mask & np.isfinite(eps.target)
         w = np.broadcast_to(1.0 / np.maximum(ok.sum(1, keepdims=True), 1), ok.shape)
         quantiles.append(raw[ok]), truth.append(eps.target[ok]), horizon.append(h[ok]), weight.append(w[ok])
-    return Calibration.fit(np.concatenate(quantiles), np.concatenate(truth), np.concatenate(horizon), np.concatenate(weight))
+    calibration = Calibration.fit(np.concatenate(quantiles), np.concatenate(truth), np.concatenate(horizon),
+                                  np.concatenate(weight))
+    return calibration, passes
 
 
 def evaluate_validation(model: torch.nn.Module, data: EpisodeDataModule, cfg: Config) -> tuple[dict, object]:
@@ -162,13 +166,16 @@ def evaluate_validation(model: torch.nn.Module, data: EpisodeDataModule, cfg: Co
     baselines on the validation episodes (ratio `val_ratio`). Returns (figures, calibration)."""
     from neuneu.neural import predict_quantiles
 
-    calibration = fit_calibration(model, data, cfg)
+    calibration, passes = fit_calibration(model, data, cfg)
     episodes = data.val_episodes
-    raw, horizon = predict_quantiles(model, episodes.context, episodes.query, cfg.data.max_context, return_horizon=True)
+    if cfg.data.val_ratio in passes:
+        _, raw, horizon = passes[cfg.data.val_ratio]
+    else:
+        raw, horizon = predict_quantiles(model, episodes.context, episodes.query, cfg.data.max_context, return_horizon=True)
     scores = episode_scores(episodes, np.clip(calibration.apply(raw, horizon), 0, 1))
     figures = {"n_episodes": len(episodes), "val_ratio": cfg.data.val_ratio, **{f"neuneu_{k}": v for k, v in scores.items()},
                "neuneu_coverage80_uncalibrated": episode_scores(episodes, np.clip(raw, 0, 1))["coverage80"],
-               "validation_runs": int(data.all_points.loc[data.all_points["split"] == "validation", "run"].nunique())}
+               "validation_runs": int(data.points.loc[data.points["split"] == "validation", "run"].nunique())}
     figures["baselines"] = baseline_scores(episodes, cfg.train.baselines)
     return figures, calibration
 
