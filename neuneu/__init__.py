@@ -16,7 +16,14 @@ def __getattr__(name):  # the registry pulls in scipy: import it only when asked
         from neuneu import registry
 
         return getattr(registry, name)
+    if name in ("predict_df", "load_predictor"):  # the Python API (neuneu/api.py); torch loads only when a neural method runs
+        from neuneu import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'neuneu' has no attribute {name!r}")
 
 
-__all__ = ["InputError", "Predictor", "get_predictor", "list_predictors", "load_source", "read_runs", "__version__"]
+__all__ = [
+    "InputError", "Predictor", "get_predictor", "list_predictors", "load_predictor", "load_source", "predict_df",
+    "read_runs", "__version__",
+]

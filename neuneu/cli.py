@@ -102,6 +102,7 @@ def cmd_predict(args) -> int:
 LAZY_VERBS = {
     "benchmark": ("neuneu.benchmark", "the leaderboard: every method on the same queries"),
     "tune": ("neuneu.tune", "Optuna search over the model and training space (resumable, shareable)"),
+    "train": ("neuneu.train_cli", "train a model from a YAML config and overrides (= python train.py)"),
 }
 
 
@@ -132,11 +133,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     eps.add_argument("--data", **data_arg)
     eps.set_defaults(func=cmd_data_episodes)
 
+    from neuneu.importers import add_import_parser  # pandas only, like the rest of `data`
+
+    add_import_parser(data_sub)
+
     pred = sub.add_parser("predict", help="predict the blank-accuracy rows of a RUNS.csv, with quantiles")
     pred.add_argument("runs", help="RUNS.csv: rows with accuracy are context, blank rows are predicted")
     pred.add_argument("-o", "--output", help="output CSV (default: stdout)")
     pred.add_argument("--method", default="neuneu", help="a registered method, a comma list, or 'all'")
-    pred.add_argument("--checkpoint", help="neural checkpoint (default: checkpoints/neuneu-default.pt)")
+    pred.add_argument("--checkpoint", help="neural checkpoint (default: the shipped neuneu/checkpoints/neuneu-default.pt)")
     pred.add_argument("--episode", choices=("run", "family"), default="run", help="run: one trajectory per episode; family: the scale protocol")
     pred.add_argument("--plot", metavar="DIR", help="write a fan chart per trajectory to DIR")
     pred.add_argument("--plot-n", type=int, default=12, help="how many trajectories to plot")

@@ -167,8 +167,30 @@ def read_runs(path: str | os.PathLike, *, episode: str = "run") -> pd.DataFrame:
     """
     path = Path(path)
     raw = _read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    return _validate_runs(raw, path, episode)
+
+
+def validate_runs(table: pd.DataFrame, *, episode: str = "run", name: str = "input frame") -> pd.DataFrame:
+    """The RUNS.csv contract of `read_runs`, for a DataFrame in memory (`neuneu.predict_df`).
+
+    Blank = NaN, None or ""; numbers may be numeric or text. Messages name `name` and the
+    offending rows by position (0-based); columns outside the contract keep their values.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"{name}: expected a pandas DataFrame, got {type(table).__name__}")
+    table = table.reset_index(drop=True)
+    as_text = {str(c).strip(): table[c].astype(object).where(table[c].notna(), "").map(str) for c in table.columns}
+    frame = _validate_runs(pd.DataFrame(as_text, index=table.index), name, episode, first_line=0, unit="row")
+    keys = set(NUMERIC) | {"run", "task", "metric", "family", "_line"}
+    for col, original in zip(as_text, table.columns):
+        if col in frame and col not in keys:
+            frame[col] = table[original].to_numpy()[frame["_line"].to_numpy()]
+    return frame
+
+
+def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2, unit: str = "line") -> pd.DataFrame:
     if len(raw) == 0:
-        raise InputError(f"{path}: has a header but no rows")
+        raise InputError(f"{path}: has a header but no rows" if unit == "line" else f"{path}: has no rows")
     if "accuracy" not in raw and "value" in raw:
         raw = raw.rename(columns={"value": "accuracy"})
     elif "accuracy" in raw and "value" in raw:
@@ -182,13 +204,13 @@ def read_runs(path: str | os.PathLike, *, episode: str = "run") -> pd.DataFrame:
     time_cols = [c for c in TIME_COORDS if c in raw]
     if not time_cols:
         raise InputError(f"{path}: needs at least one of the columns tokens, flops, step; columns are: {', '.join(raw.columns)}")
-    lines = np.arange(len(raw)) + 2
+    lines = np.arange(len(raw)) + first_line
 
     def fail(col: str, bad: np.ndarray, what: str, values: pd.Series | None = None) -> None:
         rows = lines[bad][:5]
         more = f" and {int(bad.sum()) - len(rows)} more" if bad.sum() > len(rows) else ""
         example = f" (e.g. {values[bad].iloc[0]!r})" if values is not None else ""
-        raise InputError(f"{path}: column '{col}': {what} on line(s) {', '.join(map(str, rows))}{more}{example}")
+        raise InputError(f"{path}: column '{col}': {what} on {unit}(s) {', '.join(map(str, rows))}{more}{example}")
 
     frame = pd.DataFrame(index=raw.index)
     for col in raw.columns:
@@ -243,7 +265,7 @@ def read_runs(path: str | os.PathLike, *, episode: str = "run") -> pd.DataFrame:
     frame.attrs["dropped"] = {"exact duplicate rows": int(exact.sum())} if exact.any() else {}
     frame["_line"] = lines
     frame = frame[~exact]
-    _check_every_episode_has_context(path, frame, episode)
+    _check_every_episode_has_context(path, frame, episode, unit)
     frame.attrs["path"] = str(path)
     return frame
 
@@ -257,7 +279,7 @@ def episode_key(frame: pd.DataFrame, episode: str) -> list[str]:
     raise InputError(f"--episode must be 'run' or 'family', got {episode!r}")
 
 
-def _check_every_episode_has_context(path: Path, frame: pd.DataFrame, episode: str) -> None:
+def _check_every_episode_has_context(path: Path, frame: pd.DataFrame, episode: str, unit: str = "line") -> None:
     key = episode_key(frame, episode)
     has_context = frame["accuracy"].notna().groupby([frame[k] for k in key], dropna=False).transform("any")
     bad = ~has_context.to_numpy()
@@ -267,7 +289,7 @@ def _check_every_episode_has_context(path: Path, frame: pd.DataFrame, episode: s
         lines = frame["_line"].to_numpy()[bad][:5]
         raise InputError(
             f"{path}: column 'accuracy': an episode ({name}) has rows to predict but no row with "
-            f"accuracy to condition on, on line(s) {', '.join(map(str, lines))}"
+            f"accuracy to condition on, on {unit}(s) {', '.join(map(str, lines))}"
         )
 
 

@@ -26,7 +26,8 @@ from neuneu.features import F, Features, featurize, from_target, to_target
 from neuneu.model import ModelConfig, build_model
 from neuneu.predictor import Predictor
 
-DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "neuneu-default.pt"
+# Package data (pyproject `package-data`), so a plain `pip install .` finds it from any directory.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "neuneu-default.pt"
 CALIBRATIONS = ("context", "validation", "none")
 CHECKPOINT_FORMAT = "neuneu-checkpoint-v1"
 _REQUIRED = ("format", "config", "state_dict", "features")

@@ -1,0 +1,96 @@
+"""The Python API: a RUNS-shaped DataFrame in, a predictions DataFrame out.
+
+    import neuneu
+    pred = neuneu.predict_df(frame)                           # the shipped checkpoint
+    pred = neuneu.predict_df(frame, method="power_law,persistence")
+    model = neuneu.load_predictor("path/to/my.pt")            # or a registered name
+    pred = neuneu.predict_df(frame, method=model)
+
+`frame` follows the RUNS.csv contract (README): rows with `accuracy` (or `value`) are context,
+rows with it blank (NaN/None) are predicted. Torch is imported only when a neural method runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neuneu.data import InputError, validate_runs
+from neuneu.predictor import Predictor
+
+
+def load_predictor(path_or_name: str | Path) -> Predictor:
+    """A ready predictor: a registered method name (`neuneu.list_predictors()`), or the path of a
+    neuneu checkpoint (`.pt`, as `neuneu train` writes), loaded now so a bad file fails here.
+
+    Raises:
+        InputError: neither a known method nor a readable neuneu checkpoint.
+    """
+    from neuneu.registry import get_predictor, list_predictors
+
+    spec = str(path_or_name)
+    if spec in list_predictors() and not Path(spec).is_file():
+        predictor = get_predictor(spec)
+    elif Path(spec).suffix == ".pt" or Path(spec).is_file():
+        from neuneu.neural import NeuralPredictor
+
+        predictor = NeuralPredictor(checkpoint=spec)
+    else:
+        raise InputError(f"{spec}: neither a method ({', '.join(list_predictors())}) nor a checkpoint file")
+    if hasattr(predictor, "load"):
+        predictor.load()
+    return predictor
+
+
+def predict_df(
+    frame: pd.DataFrame,
+    method: str | Predictor = "neuneu",
+    *,
+    checkpoint: str | Path | None = None,
+    episode: str = "run",
+) -> pd.DataFrame:
+    """Predict every blank-accuracy row of `frame`; what `neuneu predict` writes, as a DataFrame.
+
+    Args:
+        frame: long format, one row per (run, task, checkpoint); validated with the rules of
+            `neuneu predict` (an `InputError` names the column and the rows, by position).
+        method: a registered name, a comma list, "all", or a predictor from `load_predictor`.
+        checkpoint: another checkpoint for the neural method (default: the shipped one).
+        episode: "run" (one trajectory per episode) or "family" (smaller runs of a family predict
+            the blank rows of its larger ones; needs a `family` column).
+
+    Returns:
+        One row per predicted row and method: the input's columns but `accuracy`, then `method,
+        q10, q25, q50, q75, q90, prediction` (= q50), indexed by the input row it predicts.
+    """
+    from neuneu.predict import predict_runs, runs_to_episodes
+
+    original_index = frame.index if isinstance(frame, pd.DataFrame) else None
+    points = validate_runs(frame, episode=episode)
+    if "flops" in points and "flops" not in {str(c).strip() for c in frame.columns}:  # computed, not asked for
+        points.attrs["derived_columns"] = [*points.attrs.get("derived_columns", ()), "flops"]
+    if isinstance(method, Predictor):
+        table = _predict_with(method, points, episode, runs_to_episodes)
+    else:
+        table, _, _ = predict_runs(points, method, checkpoint=None if checkpoint is None else str(checkpoint), episode=episode)
+    # every blank row is a query, and each method's block lists them in input order
+    blank = points.index[points["accuracy"].isna().to_numpy()].to_numpy()
+    if len(table) % max(len(blank), 1):
+        raise RuntimeError(f"predict_df: {len(table)} predictions for {len(blank)} blank rows")
+    table.index = original_index[np.tile(blank, len(table) // max(len(blank), 1))]
+    return table
+
+
+def _predict_with(predictor: Predictor, points: pd.DataFrame, episode: str, runs_to_episodes) -> pd.DataFrame:
+    from neuneu.io import predictions_frame
+
+    episodes = runs_to_episodes(points, episode)
+    if len(episodes) == 0:
+        raise InputError("input frame: column 'accuracy': no blank row, nothing to predict")
+    if "forecast" not in predictor.variants and np.isnan(episodes.query.loss[episodes.query.mask]).any():
+        raise InputError(f"input frame: method {predictor.name!r} needs the loss at every row to predict (column 'loss')")
+    predictor.prepare(points[points["accuracy"].notna()])
+    quantiles = predictor.fit(episodes.context).predict(episodes.query)
+    return predictions_frame(points, episodes, quantiles, predictor.name)

@@ -1,0 +1,494 @@
+"""Import the files people already have into a RUNS.csv: `neuneu data import lm-eval | wide`.
+
+- `lm-eval DIR`: a folder of lm-evaluation-harness result files, one per checkpoint of one run.
+  Both layouts: the older `{"results": {task: {"acc": …, "acc_stderr": …}}, "config": {…}}` and
+  the newer `results_<timestamp>.json` with keys such as `acc,none` (the `,none` filter suffix is
+  dropped; another filter is kept as `metric/filter`, e.g. `exact_match/strict-match`).
+- `wide FILE`: a CSV with one row per step and one column per metric (W&B exports, in-loop eval
+  logs); a blank cell means "not evaluated at that step" and is skipped.
+
+Both write the RUNS.csv contract (long format: `family, run, task, metric, params, tokens, step,
+loss, accuracy`; only the columns that are known), validated with `neuneu.data.validate_runs`
+before anything is written. Rows at step 0 (no positive time coordinate) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neuneu.data import InputError, _read_csv, validate_runs
+
+RUNS_ORDER = ("family", "run", "task", "metric", "params", "tokens", "step", "loss", "accuracy")
+
+# Numbers lm-eval reports that are not accuracies in [0, 1]; skipped unless asked for by --metric.
+NOT_ACCURACY = frozenset({
+    "ppl", "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte",
+    "likelihood_difference", "pct_stereotype", "brier_score", "bleu", "rouge1", "rouge2", "rougeL", "ter", "chrf",
+})
+
+# Metric names a wide-CSV column may end with (longest first when matched as a `_suffix`).
+WIDE_METRICS = ("acc_norm", "acc", "len_norm", "accuracy", "exact_match", "em", "f1", "mc1", "mc2", "pass@1", "correct")
+
+WIDE_RULE = (
+    "A column is a metric when its last '/'-part is a known metric name (then the part before it "
+    "is the task: eval/hellaswag/acc -> hellaswag, acc) or ends with '_' + one "
+    "(hellaswag_acc_norm -> hellaswag, acc_norm; eval/downstream/arc_easy_len_norm -> arc_easy, "
+    f"len_norm). Known metric names: {', '.join(WIDE_METRICS)}. A ',none' suffix is dropped. "
+    "Other columns are skipped (and listed) unless --columns selects them."
+)
+
+_STEP_IN_NAME = re.compile(r"(?:^|[^a-z])(?:global_step|step|checkpoint|ckpt|iter)[_-]?(\d+)", re.IGNORECASE)
+
+
+def parse_count(text: str | float | int | None, what: str) -> float | None:
+    """'2097152', '2.1e6', '160M', '1.4B' → a positive number (None stays None)."""
+    if text is None:
+        return None
+    raw = str(text).strip()
+    scale = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}.get(raw[-1:].lower(), 1.0)
+    number = raw[:-1] if scale != 1.0 else raw
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise InputError(f"{what}: expected a positive number such as 2097152, 2.1e6 or 160M, got {raw!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise InputError(f"{what}: expected a positive number, got {raw!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- lm-eval-harness
+
+
+def _step_from_text(text: str) -> int | None:
+    hits = _STEP_IN_NAME.findall(text)
+    return int(hits[-1]) if hits else None
+
+
+def _model_args(config: dict) -> dict:
+    args = config.get("model_args")
+    if isinstance(args, dict):
+        return {str(k): str(v) for k, v in args.items()}
+    out = {}
+    for part in str(args or "").split(","):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _file_step(path: Path, folder: Path, payload: dict) -> int:
+    """The checkpoint's step: from the file name (or its folders under DIR), else from
+    `config.model_args` (revision=step1000, or a checkpoint path in pretrained=…)."""
+    relative = path.relative_to(folder)
+    from_name = _step_from_text(relative.stem)
+    if from_name is None:
+        for parent in reversed(relative.parent.parts):
+            from_name = _step_from_text(parent)
+            if from_name is not None:
+                break
+    args = _model_args(payload.get("config") or {})
+    from_args = None
+    for key in ("revision", "pretrained", "peft", "path"):
+        if key in args and (found := _step_from_text(args[key])) is not None:
+            from_args = found
+            break
+    if from_name is not None and from_args is not None and from_name != from_args:
+        raise InputError(f"{path}: the file name says step {from_name} but config.model_args says step {from_args}")
+    step = from_name if from_name is not None else from_args
+    if step is None:
+        raise InputError(
+            f"{path}: no training step found: name the file like 'step1000.json' or evaluate with "
+            "model_args revision=step1000"
+        )
+    return step
+
+
+def _shots(payload: dict, task: str) -> int | None:
+    """num_fewshot of one task: `n-shot` / `configs` (newer harness), else `config.num_fewshot`."""
+    n_shot = payload.get("n-shot") or {}
+    if task in n_shot and str(n_shot[task]).lstrip("-").isdigit():
+        return int(n_shot[task])
+    task_config = (payload.get("configs") or {}).get(task) or {}
+    if isinstance(task_config.get("num_fewshot"), int):
+        return task_config["num_fewshot"]
+    shots = (payload.get("config") or {}).get("num_fewshot")
+    return int(shots) if isinstance(shots, (int, float)) and not isinstance(shots, bool) else None
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not a readable JSON file ({err})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("results"), dict):
+        raise InputError(f"{path}: not an lm-evaluation-harness results file (no 'results' mapping); move it out of the folder")
+    return payload
+
+
+def read_lm_eval(
+    folder: str | Path,
+    run: str,
+    *,
+    tokens_per_step: float | None = None,
+    params: float | None = None,
+    family: str | None = None,
+    metrics: list[str] | None = None,
+    shot_suffix: bool = False,
+) -> pd.DataFrame:
+    """Every accuracy of every result file under `folder` as RUNS rows (step 0 included).
+
+    `metrics`: keep only these metric names (after the `,none` suffix is dropped); by default
+    every metric but `*_stderr`, those in `NOT_ACCURACY` and any with a value outside [0, 1].
+    `shot_suffix`: task names get `|<k>shot` (k = the file's num_fewshot), as in the tidy pythia
+    source. `frame.attrs["dropped"]`: reason → rows left out.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a directory (expected a folder of lm-evaluation-harness result files)")
+    files = sorted(p for p in folder.rglob("*.json") if p.is_file())
+    if not files:
+        raise InputError(f"{folder}: no .json result files in this folder or below")
+    records = []
+    for order, path in enumerate(files):
+        payload = _load_json(path)
+        step = _file_step(path, folder, payload)
+        for task, values in payload["results"].items():
+            if not isinstance(values, dict):
+                continue
+            shots = _shots(payload, task)
+            name = task
+            if shot_suffix:
+                if shots is None:
+                    raise InputError(f"{path}: task {task!r}: no num_fewshot in the file; drop --shot-suffix")
+                name = f"{task}|{shots}shot"
+            for key, value in values.items():
+                metric, _, filt = str(key).partition(",")
+                if metric.endswith("_stderr") or metric == "alias":
+                    continue
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                    continue
+                if filt and filt != "none":
+                    metric = f"{metric}/{filt}"
+                records.append((name, metric, step, float(value), shots, order, str(path)))
+    frame = pd.DataFrame(records, columns=["task", "metric", "step", "accuracy", "_shots", "_order", "_file"])
+    if frame.empty:
+        raise InputError(f"{folder}: the result files hold no numeric metric")
+    dropped: dict[str, int] = {}
+    frame = _select_metrics(frame, folder, metrics, dropped)
+    frame = _latest_per_step(frame, folder, dropped)
+    frame["run"] = run
+    if family is not None:
+        frame["family"] = family
+    if params is not None:
+        frame["params"] = params
+    if tokens_per_step is not None:
+        frame["tokens"] = frame["step"] * tokens_per_step
+    out = frame[[c for c in RUNS_ORDER if c in frame]].sort_values(["task", "metric", "step"], kind="stable")
+    out = out.reset_index(drop=True)
+    out.attrs["dropped"] = dropped
+    out.attrs["files"] = len(files)
+    return out
+
+
+def _select_metrics(frame: pd.DataFrame, folder: Path, metrics, dropped: dict) -> pd.DataFrame:
+    outside = frame.groupby("metric")["accuracy"].agg(lambda v: bool(((v < 0) | (v > 1)).any()))
+    if metrics:
+        unknown = sorted(set(metrics) - set(frame["metric"]))
+        if unknown:
+            raise InputError(f"{folder}: no metric {', '.join(unknown)} in the files; they hold: {', '.join(sorted(frame['metric'].unique()))}")
+        bad = [m for m in metrics if outside.get(m, False)]
+        if bad:
+            raise InputError(f"{folder}: metric {', '.join(bad)} has values outside [0, 1]; it is not an accuracy")
+        keep = frame["metric"].isin(metrics).to_numpy()
+        if (~keep).any():
+            dropped["metrics not selected by --metric"] = int((~keep).sum())
+        return frame[keep]
+    base = frame["metric"].str.split("/").str[0]
+    not_acc = base.isin(NOT_ACCURACY).to_numpy()
+    out_of_range = frame["metric"].map(outside).to_numpy(bool) & ~not_acc
+    if not_acc.any():
+        names = ", ".join(sorted(frame.loc[not_acc, "metric"].unique()))
+        dropped[f"not accuracies: {names}"] = int(not_acc.sum())
+    if out_of_range.any():
+        names = ", ".join(sorted(frame.loc[out_of_range, "metric"].unique()))
+        dropped[f"values outside [0, 1]: {names}"] = int(out_of_range.sum())
+    return frame[~(not_acc | out_of_range)]
+
+
+def _latest_per_step(frame: pd.DataFrame, folder: Path, dropped: dict) -> pd.DataFrame:
+    """One value per (task, metric, step): of several files for one step, the one that sorts last
+    (results_<timestamp>.json: the newest) wins; files differing in num_fewshot are an error."""
+    key = ["task", "metric", "step"]
+    dup = frame.duplicated(key, keep=False)
+    if not dup.any():
+        return frame
+    shots = frame[dup].groupby(key)["_shots"].nunique(dropna=False)
+    if (shots > 1).any():
+        task, metric, step = shots[shots > 1].index[0]
+        files = frame[(frame["task"] == task) & (frame["metric"] == metric) & (frame["step"] == step)]["_file"]
+        raise InputError(
+            f"{folder}: step {step}, task {task!r} is evaluated with different num_fewshot in "
+            f"{' and '.join(sorted(set(files)))}; pass --shot-suffix to keep them apart as '{task}|<k>shot'"
+        )
+    later = frame.sort_values("_order", kind="stable").duplicated(key, keep="last")
+    dropped["values at a step a later file also has (the file that sorts last kept)"] = int(later.sum())
+    return frame.loc[~later.reindex(frame.index).to_numpy()]
+
+
+# ----------------------------------------------------------------------------- wide CSV
+
+
+def split_metric_column(name: str) -> tuple[str, str] | None:
+    """(task, metric) of a wide-CSV column name by `WIDE_RULE`, or None."""
+    parts = [p for p in str(name).strip().split("/") if p]
+    if not parts:
+        return None
+    last = parts[-1]
+    if last.endswith(",none"):
+        last = last[: -len(",none")]
+    if last.lower() in WIDE_METRICS and len(parts) >= 2:
+        return parts[-2], last.lower()
+    for metric in sorted(WIDE_METRICS, key=len, reverse=True):
+        for sep in ("_", "."):
+            if last.lower().endswith(sep + metric) and len(last) > len(metric) + 1:
+                return last[: -len(metric) - 1], metric
+    return None
+
+
+def read_wide(
+    path: str | Path,
+    run: str,
+    *,
+    step_column: str = "step",
+    tokens_column: str | None = None,
+    tokens_per_step: float | None = None,
+    params: float | None = None,
+    family: str | None = None,
+    columns: list[str] | None = None,
+    loss_column: str | None = None,
+    percent: bool = False,
+) -> pd.DataFrame:
+    """A wide CSV (one row per step, one column per metric) as RUNS rows; blank cells skipped.
+
+    `columns`: glob patterns choosing the metric columns (default: those `split_metric_column`
+    recognises). `percent`: the values are in [0, 100]. `frame.attrs["skipped_columns"]`: the
+    columns neither chosen nor recognised.
+    """
+    path = Path(path)
+    raw = _read_csv(path, dtype=str, keep_default_na=False)
+    if len(raw) == 0:
+        raise InputError(f"{path}: has a header but no rows")
+    lines = np.arange(len(raw)) + 2
+
+    def need(col: str | None, flag: str) -> None:
+        if col is not None and col not in raw:
+            hint = " (W&B exports call it '_step')" if col == "step" and "_step" in raw else ""
+            raise InputError(f"{path}: no column '{col}' ({flag}){hint}; columns are: {', '.join(raw.columns)}")
+
+    need(step_column, "--step-column")
+    need(tokens_column, "--tokens-column")
+    need(loss_column, "--loss-column")
+
+    def numbers(col: str, allow_blank: bool) -> np.ndarray:
+        text = raw[col].str.strip()
+        blank = (text == "") | text.str.lower().isin(["nan", "none", "null"])
+        values = pd.to_numeric(text.where(~blank), errors="coerce").to_numpy(float)
+        bad = (~blank.to_numpy() & ~np.isfinite(values)) | (blank.to_numpy() & (not allow_blank))
+        if bad.any():
+            what = "blank value" if blank.to_numpy()[bad][0] else "non-numeric value"
+            raise InputError(f"{path}: column '{col}': {what} on line(s) {', '.join(map(str, lines[bad][:5]))} "
+                             f"(e.g. {text[bad].iloc[0]!r})")
+        return values
+
+    special = {c for c in (step_column, tokens_column, loss_column) if c}
+    chosen, skipped = [], []
+    for col in raw.columns:
+        if col in special:
+            continue
+        if columns:
+            if any(fnmatch.fnmatchcase(col, pattern) for pattern in columns):
+                task, metric = split_metric_column(col) or (col.split("/")[-1], "")
+                chosen.append((col, task, metric))
+            else:
+                skipped.append(col)
+        elif (parsed := split_metric_column(col)) is not None:
+            chosen.append((col, *parsed))
+        else:
+            skipped.append(col)
+    if not chosen:
+        how = f"--columns {' '.join(columns)} matches" if columns else "the rule recognises"
+        raise InputError(f"{path}: no metric column ({how} none of: {', '.join(raw.columns)}). {WIDE_RULE}")
+
+    step = numbers(step_column, allow_blank=False)
+    tokens = numbers(tokens_column, allow_blank=False) if tokens_column else None
+    loss = numbers(loss_column, allow_blank=True) if loss_column else None
+    parts = []
+    for col, task, metric in chosen:
+        value = numbers(col, allow_blank=True)
+        if percent:
+            value = value / 100.0
+        outside = np.isfinite(value) & ((value < 0) | (value > 1))
+        if outside.any():
+            hint = "; if these are percentages, pass --percent" if not percent and np.nanmax(value) <= 100 else ""
+            raise InputError(f"{path}: column '{col}': accuracy outside [0, 1] on line(s) "
+                             f"{', '.join(map(str, lines[outside][:5]))} (e.g. {raw[col].iloc[np.flatnonzero(outside)[0]]!r}){hint}")
+        present = np.isfinite(value)
+        part = pd.DataFrame({"task": task, "metric": metric, "step": step[present], "accuracy": value[present],
+                             "_line": lines[present], "_column": col})
+        if tokens is not None:
+            part["tokens"] = tokens[present]
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    if frame.empty:
+        raise InputError(f"{path}: every metric cell is blank")
+    if (frame["step"] == np.round(frame["step"])).all():
+        frame["step"] = frame["step"].astype(np.int64)
+
+    key = ["task", "metric", "step"]
+    dup = frame.duplicated(key, keep=False)
+    if dup.any():
+        conflict = frame[dup].groupby(key)["accuracy"].nunique() > 1
+        if conflict.any():
+            task, metric, at = conflict[conflict].index[0]
+            rows = frame[(frame["task"] == task) & (frame["metric"] == metric) & (frame["step"] == at)]
+            raise InputError(f"{path}: {task} {metric} at step {at} has different values on lines "
+                             f"{', '.join(map(str, rows['_line'][:5]))} (columns {', '.join(sorted(set(rows['_column'])))})")
+        frame = frame.drop_duplicates(key)
+    if loss is not None:
+        per_step = pd.Series(loss, index=step).dropna()
+        per_step = per_step[~per_step.index.duplicated(keep="first")]
+        frame["loss"] = frame["step"].map(per_step)
+    frame["run"] = run
+    if family is not None:
+        frame["family"] = family
+    if params is not None:
+        frame["params"] = params
+    if tokens_per_step is not None and tokens is None:
+        frame["tokens"] = frame["step"] * tokens_per_step
+    if (frame["metric"] == "").all():
+        frame = frame.drop(columns=["metric"])
+    out = frame[[c for c in RUNS_ORDER if c in frame]].sort_values([c for c in key if c in frame], kind="stable")
+    out = out.reset_index(drop=True)
+    out.attrs["skipped_columns"] = skipped
+    out.attrs["dropped"] = {}
+    return out
+
+
+# ----------------------------------------------------------------------------- both
+
+
+def finish(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """Drop rows that cannot be points (no positive step / tokens, e.g. step 0), then check the
+    contract on what is left (`neuneu.data.validate_runs`) so a written file always reads back."""
+    dropped = dict(frame.attrs.get("dropped") or {})
+    time = frame["tokens"] if "tokens" in frame else frame["step"]
+    bad = ~(time > 0).to_numpy()
+    if "step" in frame:
+        bad |= ~(frame["step"] > 0).to_numpy()
+    if bad.any():
+        dropped["at step 0: no positive step or tokens, so not a point"] = int(bad.sum())
+    out = frame[~bad].reset_index(drop=True)
+    for col in ("params", "tokens", "step"):  # counts stay integers in the written file
+        if col in out and out[col].dtype.kind == "f" and (out[col] == np.round(out[col])).all() and (out[col] < 2**62).all():
+            out[col] = out[col].astype(np.int64)
+    if out.empty:
+        raise InputError(f"{source}: no row left to write (every row is at step 0)")
+    try:
+        validate_runs(out, name=str(source))
+    except InputError as err:  # an importer bug or an odd file: say which
+        raise InputError(f"{source}: the imported rows break the RUNS.csv contract: {err}") from None
+    out.attrs["dropped"] = dropped
+    return out
+
+
+def _count_arg(what: str):
+    def parse(text: str) -> float:
+        return parse_count(text, what)
+
+    parse.__name__ = "number"  # argparse: "invalid number value: 'abc'"
+    return parse
+
+
+def _common_arguments(parser) -> None:
+    parser.add_argument("--run", required=True, help="the run's name in the RUNS.csv (e.g. my-1b)")
+    parser.add_argument("--tokens-per-step", type=_count_arg("--tokens-per-step"), metavar="N",
+                        help="tokens = step × N (e.g. 2097152 or 2.1M); without it the time axis is the step")
+    parser.add_argument("--params", type=_count_arg("--params"), metavar="P", help="the model's parameter count (e.g. 1.2e9 or 160M)")
+    parser.add_argument("--family", metavar="F", help="family column (needed later by neuneu predict --episode family)")
+    parser.add_argument("-o", "--output", required=True, help="RUNS.csv to write (written whole or not at all)")
+
+
+def add_import_parser(data_sub) -> None:
+    """`neuneu data import lm-eval | wide` (pandas only: `neuneu --help` stays fast)."""
+    imp = data_sub.add_parser("import", help="turn lm-evaluation-harness results or a wide CSV log into a RUNS.csv")
+    imp_sub = imp.add_subparsers(dest="import_command", metavar="FORMAT", required=True)
+
+    lm = imp_sub.add_parser(
+        "lm-eval",
+        help="a folder of lm-evaluation-harness result files, one per checkpoint",
+        description="Import a folder of lm-evaluation-harness result JSON files (one per checkpoint of one run; "
+        "old layout results → task → acc, or new results_*.json with 'acc,none') into a RUNS.csv. The step "
+        "comes from the file name (step1000, checkpoint-1000, …) or from config.model_args (revision=step1000). "
+        "Stderr entries, non-accuracies (perplexities, bias scores) and metrics outside [0, 1] are skipped.",
+    )
+    lm.add_argument("folder", metavar="DIR", help="folder of result .json files (searched recursively)")
+    _common_arguments(lm)
+    lm.add_argument("--metric", action="append", metavar="NAME", help="keep only this metric (repeatable; e.g. acc, acc_norm)")
+    lm.add_argument("--shot-suffix", action="store_true", help="name tasks '<task>|<k>shot' from num_fewshot (as the tidy pythia source)")
+    lm.set_defaults(func=cmd_import_lm_eval)
+
+    wide = imp_sub.add_parser(
+        "wide",
+        help="a CSV with one row per step and one column per metric (W&B export, in-loop eval log)",
+        description="Import a wide CSV (one row per step, one column per metric) into a RUNS.csv. Blank cells "
+        "(metric not evaluated at that step) are skipped. " + WIDE_RULE,
+    )
+    wide.add_argument("file", metavar="FILE", help="the wide CSV (.csv or .csv.gz)")
+    _common_arguments(wide)
+    wide.add_argument("--step-column", default="step", metavar="COL", help="the step column (default: step; W&B: _step)")
+    wide.add_argument("--tokens-column", metavar="COL", help="a column of tokens seen (instead of --tokens-per-step)")
+    wide.add_argument("--loss-column", metavar="COL", help="a validation-loss column, copied to 'loss' at each step")
+    wide.add_argument("--columns", action="append", metavar="GLOB", help="import this column (a glob pattern, e.g. 'eval/*'; repeatable)")
+    wide.add_argument("--percent", action="store_true", help="the metric values are percentages (0-100)")
+    wide.set_defaults(func=cmd_import_wide)
+
+
+def _write(frame: pd.DataFrame, source, output: str, what: str) -> int:
+    from neuneu.io import write_csv_atomic
+
+    frame = finish(frame, source)
+    write_csv_atomic({output: frame})
+    key = [c for c in ("task", "metric") if c in frame]
+    n_traj = frame.groupby(key).ngroups
+    steps = frame["step"].nunique()
+    print(f"wrote {output}: {len(frame):,} rows, {n_traj:,} trajector{'y' if n_traj == 1 else 'ies'} "
+          f"at {steps:,} step{'' if steps == 1 else 's'} {what}", file=sys.stderr)
+    for reason, count in frame.attrs["dropped"].items():
+        print(f"neuneu: skipped {count:,} value{'' if count == 1 else 's'} ({reason})", file=sys.stderr)
+    print(f"next: add rows with a blank accuracy at the steps/tokens to forecast, then: neuneu predict {output}", file=sys.stderr)
+    return 0
+
+
+def cmd_import_lm_eval(args) -> int:
+    frame = read_lm_eval(args.folder, args.run, tokens_per_step=args.tokens_per_step, params=args.params,
+                         family=args.family, metrics=args.metric, shot_suffix=args.shot_suffix)
+    files = frame.attrs["files"]
+    return _write(frame, args.folder, args.output, f"from {files:,} result file{'' if files == 1 else 's'}")
+
+
+def cmd_import_wide(args) -> int:
+    frame = read_wide(args.file, args.run, step_column=args.step_column, tokens_column=args.tokens_column,
+                      tokens_per_step=args.tokens_per_step, params=args.params, family=args.family,
+                      columns=args.columns, loss_column=args.loss_column, percent=args.percent)
+    skipped = frame.attrs["skipped_columns"]
+    if skipped:
+        shown = ", ".join(skipped[:8]) + (f" and {len(skipped) - 8} more" if len(skipped) > 8 else "")
+        print(f"neuneu: not metric columns, skipped: {shown} (choose with --columns)", file=sys.stderr)
+    return _write(frame, args.file, args.output, f"from {args.file}")

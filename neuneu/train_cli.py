@@ -1,0 +1,74 @@
+"""Train a neuneu model: `neuneu train [CONFIG] [key=value ...] [--resume]` (= `python train.py ...`).
+
+Examples:
+    neuneu train                                     # configs/default.yaml
+    neuneu train configs/debug.yaml train.lr=3e-3
+    neuneu train train.lr=1e-3                       # overrides only: keeps configs/default.yaml
+    neuneu train configs/default.yaml --resume       # continue an interrupted run
+
+Writes <train.out_dir>/<train.name>.pt and prints validation MAE next to the best baseline's.
+
+The argument handling lives here once: `train.py` at the repository root and the `neuneu train`
+verb both call `main`. Torch and Lightning are imported only when a training starts, so
+`neuneu --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from neuneu.data import REPO_ROOT, InputError
+
+DEFAULT_CONFIG = Path("configs") / "default.yaml"
+
+
+def default_config() -> Path:
+    """configs/default.yaml of the repository (editable install or a clone), else of the working directory."""
+    for candidate in (REPO_ROOT / DEFAULT_CONFIG, Path.cwd() / DEFAULT_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return REPO_ROOT / DEFAULT_CONFIG  # missing: the error names the repository's path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument("config", nargs="?", default=None,
+                        help="YAML config (default: configs/default.yaml of the repository or the working directory)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-3 model.n_layers=2")
+    parser.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.ckpt")
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    add_arguments(parser)
+    return parser
+
+
+def main(args: argparse.Namespace | list[str] | None = None) -> int:
+    """Parse (a list or None: sys.argv) or take parsed arguments, load the config, train. Returns the exit code."""
+    if not isinstance(args, argparse.Namespace):
+        args = build_parser().parse_args(args)
+    from neuneu.config import ConfigError, load_config
+    from neuneu.training import train
+
+    overrides = list(args.overrides)
+    config = args.config
+    if config is not None and "=" in config:  # only overrides were given: keep the default config
+        overrides.insert(0, config)
+        config = None
+    if config is None:
+        config = str(default_config())
+    try:
+        cfg = load_config(config, overrides)
+        train(cfg, resume=args.resume)
+    except (ConfigError, InputError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

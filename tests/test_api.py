@@ -1,0 +1,68 @@
+"""The Python API: `neuneu.predict_df` and `neuneu.load_predictor`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import neuneu
+from neuneu.cli import main
+from neuneu.data import InputError
+from neuneu.examples import path as example_path
+
+from conftest import make_points
+
+
+def _frame(n_context=4):
+    points = make_points(n_runs=2, n_tasks=2, n_points=10).drop(columns=["source"])
+    points["accuracy"] = points["accuracy"].where(points["step"] <= n_context)
+    points.index = [f"row{i}" for i in range(len(points))]  # a user's own index
+    return points
+
+
+def test_import_neuneu_does_not_import_torch():
+    code = "import sys, neuneu; neuneu.predict_df; neuneu.load_predictor; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_predict_df_matches_the_command_line(tmp_path):
+    frame = _frame()
+    pred = neuneu.predict_df(frame, method="persistence")
+    blank = frame[frame["accuracy"].isna()]
+    assert list(pred.index) == list(blank.index)  # indexed by the input rows it predicts
+    assert list(pred.columns[-7:]) == ["method", "q10", "q25", "q50", "q75", "q90", "prediction"]
+    runs, out = tmp_path / "runs.csv", tmp_path / "pred.csv"
+    frame.to_csv(runs, index=False)
+    assert main(["predict", str(runs), "--method", "persistence", "-o", str(out)]) == 0
+    cli = pd.read_csv(out)
+    np.testing.assert_allclose(pred[["q10", "q50", "q90"]].to_numpy(), cli[["q10", "q50", "q90"]].to_numpy())
+
+
+def test_predict_df_neural_default_and_a_loaded_checkpoint():
+    frame = pd.read_csv(example_path("demo_runs.csv"))
+    default = neuneu.predict_df(frame)
+    assert len(default) == frame["accuracy"].isna().sum() and set(default["method"]) == {"neuneu"}
+    q = default[["q10", "q25", "q50", "q75", "q90"]].to_numpy()
+    assert (np.diff(q, axis=1) >= 0).all() and ((q >= 0) & (q <= 1)).all()
+    from neuneu.neural import DEFAULT_CHECKPOINT
+
+    model = neuneu.load_predictor(DEFAULT_CHECKPOINT)
+    np.testing.assert_allclose(neuneu.predict_df(frame, method=model)["q50"], default["q50"])
+    assert neuneu.load_predictor("power_law").name == "power_law"
+
+
+def test_predict_df_validates_like_read_runs():
+    frame = _frame()
+    frame.loc["row3", "accuracy"] = 1.5
+    with pytest.raises(InputError, match=r"input frame: column 'accuracy': accuracy outside \[0, 1\] on row\(s\) 3"):
+        neuneu.predict_df(frame, method="persistence")
+    with pytest.raises(InputError, match="input frame: missing required column 'task'"):
+        neuneu.predict_df(_frame().drop(columns=["task"]), method="persistence")
+    with pytest.raises(InputError, match="expected a pandas DataFrame"):
+        neuneu.predict_df([1, 2], method="persistence")
+    with pytest.raises(InputError, match="neither a method"):
+        neuneu.load_predictor("no-such-thing")
