@@ -76,7 +76,9 @@ def trajectory_scores(
     episodes: Episodes, quantiles: np.ndarray, converged: np.ndarray | None = None
 ) -> pd.DataFrame:
     """One row per trajectory: keys, n_context, n_query, mae, coverage80, pinball, fallback, and
-    the final query (largest x) as final_x, final_truth, final_q50 for ranking accuracy.
+    the final query (largest x) as final_x, final_truth, final_q50 for ranking accuracy, next to
+    current_accuracy: the accuracy at the trajectory's own last context point (NaN when its run
+    has none, e.g. the scale protocol), the "rank by the current checkpoint" comparator.
     `split` is the episode's (`meta.split`, taken from its first query point).
 
     Args:
@@ -112,7 +114,19 @@ def trajectory_scores(
     scores["final_x"] = p["x"][last]
     scores["final_truth"] = p["truth"][last]
     scores["final_q50"] = q50[last]
+    scores["current_accuracy"] = _current_accuracy(episodes, e, p["run"][first])
     return scores
+
+
+def _current_accuracy(episodes: Episodes, e: np.ndarray, run: np.ndarray) -> np.ndarray:
+    """Accuracy at the last context point (largest x) of run `run[i]` in episode `e[i]`; NaN where
+    that run has no context point. (T,)"""
+    ctx = episodes.context
+    own = ctx.mask[e] & (ctx.run[e] == run[:, None])  # (T, C)
+    x = np.where(own, ctx.x[e], -np.inf)
+    idx = np.argmax(x, axis=1) if x.shape[1] else np.zeros(len(e), dtype=int)
+    acc = ctx.accuracy[e, idx] if x.shape[1] else np.full(len(e), np.nan)
+    return np.where(own.any(1), acc, np.nan)
 
 
 def horizon_errors(episodes: Episodes, quantiles: np.ndarray) -> pd.DataFrame:
@@ -189,20 +203,24 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def ranking_accuracy(scores: pd.DataFrame, by: list[str] | None = None) -> tuple[float, int]:
+def ranking_accuracy(scores: pd.DataFrame, by: list[str] | None = None, predicted: str = "final_q50") -> tuple[float, int]:
     """Pairs of runs on one (source, task, metric): is the order of their final-checkpoint truth
     predicted right by the q50 at each run's final query? Pairs with tied truth are skipped; a
-    tied prediction counts one half. Returns (accuracy pooled over all pairs, number of pairs)."""
+    tied prediction counts one half. Returns (accuracy pooled over all pairs, number of pairs).
+
+    `predicted="current_accuracy"` ranks by each run's last context checkpoint instead: the
+    comparator a forecast must beat (DataDecide: ranking small runs by their current accuracy
+    gets about 80% of pairwise decisions right). Pairs with an unknown prediction are skipped."""
     by = by or ["source", "task", "metric"]
     correct, total = 0.0, 0
     for _, g in scores.groupby(by, sort=False, dropna=False):
         if len(g) < 2:
             continue
         t = g["final_truth"].to_numpy()
-        y = g["final_q50"].to_numpy()
+        y = g[predicted].to_numpy(float)
         i, j = np.triu_indices(len(g), k=1)
         dt, dy = np.sign(t[i] - t[j]), np.sign(y[i] - y[j])
-        keep = dt != 0
+        keep = (dt != 0) & np.isfinite(dy)
         correct += float(np.sum(dt[keep] == dy[keep]) + 0.5 * np.sum(dy[keep] == 0))
         total += int(keep.sum())
     return (correct / total if total else np.nan), total
@@ -215,7 +233,8 @@ def leaderboard(scores: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, refe
     Columns: n_trajectories, mae (plain mean), mae_lo/mae_hi (bootstrap CI), mae_neuneu (tasks
     within run, then runs) and its CI, skill (1 − MAE / MAE of `reference` on the same
     trajectories; NaN without the reference), coverage80, pinball, ranking_accuracy, n_pairs,
-    fallback_rate, seconds (sum of the rows' wall time).
+    ranking_accuracy_current (the same pairs ranked by each run's last context checkpoint; NaN
+    where runs have no context of their own), fallback_rate, seconds (sum of the rows' wall time).
     """
     groups = [k for k in GROUP_KEYS if k in scores]
     keys = [k for k in ("source", *TRAJECTORY_KEYS) if k in scores]
@@ -227,6 +246,7 @@ def leaderboard(scores: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, refe
         lo, hi = bootstrap_ci(mae, n_boot=n_boot, seed=seed)
         nlo, nhi = bootstrap_ci(mae, runs.to_numpy(), n_boot=n_boot, seed=seed)
         rank, pairs = ranking_accuracy(g)
+        rank_now = ranking_accuracy(g, predicted="current_accuracy")[0] if "current_accuracy" in g else np.nan
         rows.append(
             key
             | {
@@ -242,6 +262,7 @@ def leaderboard(scores: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, refe
                 "pinball": g["pinball"].mean(),
                 "ranking_accuracy": rank,
                 "n_pairs": pairs,
+                "ranking_accuracy_current": rank_now,
                 "fallback_rate": g["fallback"].astype(float).mean(),
                 "seconds": g["seconds"].sum() if "seconds" in g else np.nan,
             }

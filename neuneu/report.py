@@ -80,7 +80,8 @@ LEADERBOARD_NOTE = (
     "MAE, CI and pinball in accuracy points (×100). MAE: plain mean over trajectories [bootstrap 95% CI]; "
     "NeuNeu agg.: mean over tasks within a run, then over runs. Skill: 1 − MAE / MAE(persistence) on the "
     "same trajectories. Coverage: share of truths inside q10–q90 (80% is calibrated). Ranking: pairs of runs "
-    "on one task whose final-checkpoint order the q50 gets right. Fallback: trajectories whose fit fell back "
+    "on one task whose final-checkpoint order the q50 gets right; by current ckpt: the same pairs ranked by each "
+    "run's last context checkpoint, the bar a forecast must clear (DataDecide: about 80% at a single scale). Fallback: trajectories whose fit fell back "
     "to persistence. Seconds: wall time of prepare + fit + predict."
 )
 
@@ -104,6 +105,7 @@ def pretty_table(board: pd.DataFrame) -> pd.DataFrame:
             "coverage80": [pct(v) for v in board["coverage80"]],
             "pinball": [pts(v) for v in board["pinball"]],
             "ranking": [f"{pct(v)} of {n}" for v, n in zip(board["ranking_accuracy"], board["n_pairs"])],
+            "ranking by current ckpt": [pct(v) for v in board.get("ranking_accuracy_current", pd.Series(float("nan"), index=board.index))],
             "fallback": [pct(v) for v in board["fallback_rate"]],
             "seconds": [f"{v:.1f}" for v in board["seconds"]],
         }
