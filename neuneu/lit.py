@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from torch.utils.data import DataLoader, IterableDataset
 from torchmetrics import MeanMetric
 
@@ -152,3 +155,45 @@ class EpisodeDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_batches, batch_size=None, num_workers=0, shuffle=False)
+
+
+class PointsProgressBar(TQDMProgressBar):
+    """Lightning's progress bar with the validation MAE in accuracy points ("val MAE 2.71 pts")
+    and the pinball loss as "loss"; no logger version number."""
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        if "train/loss" in items:
+            items["loss"] = items.pop("train/loss")
+        if "val/mae" in items:
+            items["val MAE"] = f"{100 * float(items.pop('val/mae')):.2f} pts"
+        return items
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip")
+
+
+# Lightning's messages that say nothing about this run: adverts, and warnings about choices made
+# on purpose (runs/<name>/ holds the logs, so it is never empty; no data-loader workers, as the
+# batches are sampled in-process; an internal deprecation between Lightning and torch).
+_SPURIOUS = (
+    r"Checkpoint directory .* exists and is not empty",
+    r"Your `IterableDataset` has `__len__` defined",
+    r"The '\w+_dataloader' does not have many workers",
+    r".*`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's "💡 Tip" adverts (litlogger, litmodels) and the warnings in `_SPURIOUS`
+    for this process; everything else Lightning says is kept. Idempotent."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning_utilities.core.rank_zero"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in log.filters):
+            log.addFilter(_NoTips())
+    for message in _SPURIOUS:
+        warnings.filterwarnings("ignore", message=message)

@@ -22,7 +22,7 @@ import neuneu
 from neuneu.config import Config, config_to_dict
 from neuneu.data import REPO_ROOT, data_fingerprint
 from neuneu.features import ACC_SCALE, FEATURES, GAP_SCALE, LOSS_CENTER, LOSS_SCALE
-from neuneu.lit import EpisodeDataModule, LitNeuneu, validation_episodes
+from neuneu.lit import EpisodeDataModule, LitNeuneu, PointsProgressBar, quiet_lightning, validation_episodes
 
 from neuneu.neural import CHECKPOINT_FORMAT  # noqa: E402
 
@@ -70,15 +70,17 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     trainer_args = config_to_dict(cfg)["trainer"]
     if quiet:
         trainer_args["enable_progress_bar"] = False
+    quiet_lightning()  # no adverts, no warnings about choices made on purpose
     trainer = L.Trainer(
         **trainer_args,
         max_epochs=cfg.train.max_epochs,
         max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes > 0 else None,
         gradient_clip_val=cfg.train.grad_clip or None,
         logger=CSVLogger(_under_repo(cfg.train.runs_dir), name=cfg.train.name),
-        callbacks=[best, EarlyStopping("val/mae", patience=cfg.train.patience, mode="min"), *(callbacks or [])],
+        callbacks=[best, EarlyStopping("val/mae", patience=cfg.train.patience, mode="min"), *(callbacks or []),
+                   *([PointsProgressBar()] if trainer_args.get("enable_progress_bar", True) else [])],
         deterministic=True,
-        enable_model_summary=not quiet,
+        enable_model_summary=False,  # a 14-line table of a 0.1M-parameter model; the summary says what matters
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     fit_seconds = time.time() - t0
@@ -99,6 +101,8 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     (run_dir / "validation.json").write_text(json.dumps(figures, indent=2))
     if not quiet:
         print(summary(figures, out))
+        print(f"wrote {out} (use it: neuneu predict RUNS.csv --checkpoint {out}); Lightning's last.ckpt "
+              f"(for --resume), the CSV logs (metrics.csv) and validation.json under {run_dir}/")
     return out
 
 
