@@ -198,8 +198,10 @@ def run_benchmark(
         raise InputError(f"no {protocol} episode in split {split!r} of {', '.join(sources)}")
 
     rows, horizons, predictions = [], [], {}
-    for method in tqdm(methods, desc="benchmark", unit="method", disable=not progress):
+    bar = tqdm(methods, desc="benchmark", unit="method", disable=not progress)
+    for method in bar:
         name = _name(method)
+        bar.set_description(f"benchmark: {name}")  # the method in progress, not just a count
         for source in sources:
             if not sets[source]:
                 continue
@@ -227,6 +229,7 @@ def run_benchmark(
                     raise ValueError(f"method {name!r} on {source}: {err}") from None
                 tags = {"protocol": protocol, "variant": variant, "ratio": ratio, "source": source, "method": name}
                 rows.append(s.assign(**tags, seconds=seconds / len(s)))
+                bar.set_postfix_str(f"{name} MAE {100 * s['mae'].mean():.2f} pts ({source}{'' if pd.isna(ratio) else f', r={ratio:g}'})")
                 horizons.append(horizon_errors(eps, q).assign(**tags))
                 predictions[(source, _rkey(ratio), name)] = q.astype(np.float32)
     if not rows:
@@ -355,12 +358,13 @@ def _command(sources, protocol, ratios, variant, split, methods_arg, out_dir, da
 
 def add_arguments(parser) -> None:
     """The flags of `neuneu benchmark`."""
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="checkpoint")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="checkpoint",
+                        help="checkpoint: later checkpoints from the first ones; scale: larger runs from smaller ones")
     parser.add_argument("--ratio", type=float, action="append", help="checkpoint context ratio, repeatable (default 0.2)")
     parser.add_argument("--variant", choices=VARIANTS, default="forecast", help="loss-given: the true loss at each query is an input")
     parser.add_argument("--sources", default="olmo_ladder", help="comma list of sources (default olmo_ladder)")
     parser.add_argument("--split", help="episodes of these splits (comma list, or 'all'; default test)")
-    parser.add_argument("--methods", default="all", help="comma list of registered methods, or 'all'")
+    parser.add_argument("--methods", default="all", help="comma list of methods (run `neuneu methods` to list them), or 'all'")
     parser.add_argument("--out", default="results", help="output folder (default results/)")
     parser.add_argument("--data", help="data directory (default: $NEUNEU_DATA, else ../shared/data)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
