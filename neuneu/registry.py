@@ -7,6 +7,7 @@ contract tests in `tests/test_baselines.py` run over `PREDICTORS` and pick it up
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from neuneu.baselines import BNSL, ExpLoss, LogLinear, Logistic, LogisticLoss, Persistence, PowerLaw, TwoStage
 from neuneu.data import REPO_ROOT
@@ -30,8 +31,11 @@ LAZY: dict[str, tuple[str, str, dict]] = {
 
 
 def list_predictors() -> list[str]:
-    """Names of every method: the baselines first, then the lazily loaded ones."""
-    return [*PREDICTORS, *LAZY]
+    """Names of every method: the baselines first, then the lazily loaded ones whose checkpoint
+    is there (after a plain `pip install .` only the packaged default is: checkpoints/ stays in
+    the clone)."""
+    present = [name for name, (_, _, kw) in LAZY.items() if "checkpoint" not in kw or Path(kw["checkpoint"]).is_file()]
+    return [*PREDICTORS, *present]
 
 
 def get_predictor(name: str, **kwargs) -> Predictor:

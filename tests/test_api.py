@@ -66,3 +66,12 @@ def test_predict_df_validates_like_read_runs():
         neuneu.predict_df([1, 2], method="persistence")
     with pytest.raises(InputError, match="neither a method"):
         neuneu.load_predictor("no-such-thing")
+
+
+def test_a_method_whose_checkpoint_is_not_installed_is_not_listed(monkeypatch):
+    from neuneu import registry
+
+    module, cls, kwargs = registry.LAZY["neuneu-ref-layout"]
+    monkeypatch.setitem(registry.LAZY, "neuneu-ref-layout", (module, cls, {**kwargs, "checkpoint": "/nonexistent/x.pt"}))
+    names = registry.list_predictors()
+    assert "neuneu" in names and "neuneu-ref-layout" not in names  # `--method all` works after `pip install .`
