@@ -23,9 +23,15 @@ def _load(spec: str, data: str | None) -> pd.DataFrame:
     return load_source(spec, data)
 
 
+def _plural(n: int, word: str) -> str:
+    from neuneu.ask import plural
+
+    return plural(n, word)
+
+
 def _report_dropped(frame: pd.DataFrame, what: str) -> None:
     for reason, count in (frame.attrs.get("dropped") or {}).items():
-        print(f"neuneu: {what}: dropped {count} rows ({reason})", file=sys.stderr)
+        print(f"neuneu: {what}: dropped {_plural(count, 'row')} ({reason})", file=sys.stderr)
 
 
 def cmd_data_summary(args) -> int:
@@ -60,7 +66,7 @@ def cmd_data_episodes(args) -> int:
     if args.split != "all":
         episodes = episodes.subset((episodes.meta["split"] == args.split).to_numpy())
     for reason, count in episodes.dropped.items():
-        print(f"neuneu: skipped {count} episodes ({reason})", file=sys.stderr)
+        print(f"neuneu: skipped {_plural(count, 'episode')} ({reason})", file=sys.stderr)
     if len(episodes) == 0:
         raise InputError(f"{args.source}: no {args.protocol} episode in split {args.split!r}")
     runs, truth = episodes_to_runs(points, episodes)
@@ -70,7 +76,7 @@ def cmd_data_episodes(args) -> int:
     write_csv_atomic(outputs)
     hint = " --episode family" if args.protocol == "scale" else ""
     print(
-        f"wrote {args.output}: {len(episodes):,} episodes, {len(runs):,} rows, {len(truth):,} to predict"
+        f"wrote {args.output}: {_plural(len(episodes), 'episode')}, {_plural(len(runs), 'row')}, {len(truth):,} to predict"
         + (f"; truth in {args.truth}" if args.truth else "")
         + f"\nnext: neuneu predict {args.output}{hint}",
         file=sys.stderr,
@@ -79,23 +85,62 @@ def cmd_data_episodes(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from neuneu import ask
+    from neuneu.ask import plural
     from neuneu.data import read_runs
     from neuneu.io import write_csv_atomic
     from neuneu.predict import predict_runs
 
-    frame = read_runs(args.runs, episode=args.episode)
+    ask.check_modes(args)  # flag combinations and the truth file: before any work, before any output
+    truth = ask.read_truth(args.truth) if args.truth else None
+    try:
+        frame = read_runs(args.runs, episode=args.episode)
+    except InputError as err:
+        raise ask.input_hint(err, args.runs, args.episode) from None
+    ask.mark_derived_columns(frame, args.runs)
     _report_dropped(frame, str(args.runs))
+    if args.at:
+        frame, note = ask.at_rows(frame, args.at)
+        print(f"neuneu: {note}", file=sys.stderr)
+    if args.target is not None:
+        frame, grid = ask.target_frame(frame, args.horizon)
     table, episodes, quantiles = predict_runs(frame, args.method, checkpoint=args.checkpoint, episode=args.episode)
+    notes, what = [], f"{plural(len(table), 'prediction')} for {plural(len(episodes), 'episode')}"
+    if truth is not None:
+        notes.append(ask.truth_summary(frame, episodes, quantiles, truth)[1])
+    if args.target is not None:
+        table = ask.target_table(frame, grid, table, args.target)
+        what = f"{plural(len(table), 'answer')} (trajectory × method) for target {args.target:g}"
+    elif args.rank:
+        table = ask.rank_table(frame, table, None if truth is None else ask.truth_at(table, truth))
+        notes.append(ask.rank_note(table))
+        what = plural(len(table), "pair") + " of runs"
+    out = table.drop(columns=ask.ASK_ID, errors="ignore")
     if args.output:
-        write_csv_atomic({args.output: table})
-        print(f"wrote {args.output}: {len(table):,} predictions for {len(episodes):,} episodes", file=sys.stderr)
+        write_csv_atomic({args.output: out})
+        print(f"wrote {args.output}: {what}", file=sys.stderr)
     else:
-        table.to_csv(sys.stdout, index=False)
+        out.to_csv(sys.stdout, index=False)
+    for note in notes:
+        print(note, file=sys.stderr)
     if args.plot:
         from neuneu.plotting import save_fan_charts
 
-        paths = save_fan_charts(frame, episodes, quantiles, args.plot, limit=args.plot_n, runs=args.plot_run, truth=args.truth)
-        print(f"wrote {len(paths)} fan charts to {args.plot}", file=sys.stderr)
+        paths = save_fan_charts(frame, episodes, quantiles, args.plot, limit=args.plot_n, runs=args.plot_run,
+                                truth=truth, target=args.target)
+        print(f"wrote {plural(len(paths), 'fan chart')} to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from neuneu.ask import describe_methods
+
+    table = describe_methods()
+    width = {c: int(table[c].str.len().max()) for c in ("name", "kind", "variants")}
+    for _, r in table.iterrows():
+        print(f"{r['name']:<{width['name']}}  {r['kind']:<{width['kind']}}  {r['variants']:<{width['variants']}}  {r['description']}")
+    print("\nuse one with: neuneu predict RUNS.csv --method NAME (a comma list, or 'all'); "
+          "'variants': forecast = no loss needed at the queries, loss-given = needs it")
     return 0
 
 
@@ -124,10 +169,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     eps = data_sub.add_parser("episodes", help="write a source's episodes as a RUNS.csv to predict")
     eps.add_argument("source", help="source name (e.g. olmo_ladder, pythia) or a RUNS.csv path")
-    eps.add_argument("--protocol", choices=("checkpoint", "scale"), default="checkpoint")
+    eps.add_argument("--protocol", choices=("checkpoint", "scale"), default="checkpoint",
+                     help="checkpoint: each trajectory's later checkpoints from its first ones; scale: larger runs from smaller ones")
     eps.add_argument("--ratio", type=float, default=0.2, help="checkpoint protocol: context = first floor(ratio*N)+1 points")
     eps.add_argument("--variant", choices=("forecast", "loss-given"), default="forecast", help="forecast blanks the query losses")
-    eps.add_argument("--split", choices=("all", *SPLITS), default="all")
+    eps.add_argument("--split", choices=("all", *SPLITS), default="all", help="keep the episodes of this split (default: all)")
     eps.add_argument("-o", "--output", required=True, help="RUNS.csv to write (query rows have accuracy blank)")
     eps.add_argument("--truth", help="also write the held-back query accuracies here")
     eps.add_argument("--data", **data_arg)
@@ -140,14 +186,31 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pred = sub.add_parser("predict", help="predict the blank-accuracy rows of a RUNS.csv, with quantiles")
     pred.add_argument("runs", help="RUNS.csv: rows with accuracy are context, blank rows are predicted")
     pred.add_argument("-o", "--output", help="output CSV (default: stdout)")
-    pred.add_argument("--method", default="neuneu", help="a registered method, a comma list, or 'all'")
+    pred.add_argument("--method", default="neuneu",
+                      help="a method (run `neuneu methods` to list them), a comma list, or 'all' (default: neuneu)")
     pred.add_argument("--checkpoint", help="neural checkpoint (default: the shipped neuneu/checkpoints/neuneu-default.pt)")
     pred.add_argument("--episode", choices=("run", "family"), default="run", help="run: one trajectory per episode; family: the scale protocol")
     pred.add_argument("--plot", metavar="DIR", help="write a fan chart per trajectory to DIR")
-    pred.add_argument("--plot-n", type=int, default=12, help="how many trajectories to plot")
+    pred.add_argument("--plot-n", type=int, default=12, help="how many trajectories to plot, taken in turn from each run (default 12)")
     pred.add_argument("--plot-run", action="append", help="plot only these runs (repeatable)")
-    pred.add_argument("--truth", help="a truth CSV (from `neuneu data episodes --truth`) to draw on the fan charts")
+    pred.add_argument("--truth", help="a truth CSV (from `neuneu data episodes --truth`): print MAE, 80%% coverage and "
+                                      "skill vs persistence at the rows it matches, and draw it on the fan charts")
+    ask_group = pred.add_argument_group("asking questions (no blank rows needed)")
+    ask_group.add_argument("--at", action="append", metavar="COORD=VALUES",
+                           help="also predict every trajectory at these points: tokens=2e11,4e11 or tokens=1e11:1e12:10 "
+                                "(10 log-spaced values); COORD is tokens, step or flops (repeatable)")
+    ask_group.add_argument("--target", type=float, metavar="ACC",
+                           help="after how many tokens does each trajectory reach ACC (e.g. 0.6)? One row per trajectory: "
+                                "the median crossing and an 80%% range, or 'not reached within the horizon'")
+    ask_group.add_argument("--horizon", type=float, metavar="X",
+                           help="with --target: look up to X times each trajectory's last checkpoint (default 100)")
+    ask_group.add_argument("--rank", action="store_true",
+                           help="per task, every pair of runs with the probability that one ends above the other at its "
+                                "last query (combine with --at to compare runs at the same tokens)")
     pred.set_defaults(func=cmd_predict)
+
+    methods = sub.add_parser("methods", help="list every method: name, kind, variants, what it does")
+    methods.set_defaults(func=cmd_methods)
 
     # Verbs whose modules import torch/optuna: their flags are only built when that verb runs,
     # so `neuneu data ...` and `--help` stay fast.

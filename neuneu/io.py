@@ -233,11 +233,22 @@ def episodes_to_runs(points: pd.DataFrame, episodes: Episodes) -> tuple[pd.DataF
 
 
 def predictions_frame(points: pd.DataFrame, episodes: Episodes, quantiles: np.ndarray, method: str) -> pd.DataFrame:
-    """One row per query point, in the input file's order, with the contract's output columns."""
+    """One row per query point, in the input file's order, with the contract's output columns.
+
+    Columns neuneu derived for itself (`points.attrs["derived_columns"]`, e.g. flops computed
+    from params and tokens) are not written; coordinates that hold whole numbers (step, tokens,
+    params, flops below 2^53) are written as integers, blank where unknown.
+    """
     mask = episodes.query.mask
     rows = episodes.query.row[mask]
-    keep = [c for c in points.columns if not c.startswith("_") and c != "accuracy"]
+    derived = set(points.attrs.get("derived_columns") or ())
+    keep = [c for c in points.columns if not c.startswith("_") and c != "accuracy" and c not in derived]
     out = points.loc[rows][keep].copy()
+    for col in ("params", "tokens", "step", "flops"):
+        values = out[col].to_numpy(float) if col in out and pd.api.types.is_float_dtype(out[col]) else None
+        known = values[np.isfinite(values)] if values is not None else None
+        if known is not None and len(known) and np.all(known == np.round(known)) and np.abs(known).max() < 2**53:
+            out[col] = out[col].astype("Int64")
     out["method"] = method
     q = quantiles[mask]  # (N, 5)
     for i, name in enumerate(QUANTILE_COLUMNS):

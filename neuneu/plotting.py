@@ -76,50 +76,73 @@ def plot_error_vs_horizon(table: pd.DataFrame, title: str = "", colors: dict | N
     return fig
 
 
-def plot_fan_charts(fan: pd.DataFrame, title: str = "", colors: dict | None = None, max_methods_with_bands: int = 12):
+def plot_fan_charts(fan: pd.DataFrame, title: str = "", colors: dict | None = None, max_methods_with_bands: int = 12,
+                    xlabel: str = "tokens", target: float | None = None):
     """One panel per trajectory: context points (filled), truth at the queries (hollow), and each
-    method's q50 line with its q10–q90 band, against the time coordinate on a log axis.
+    method's q50 line with its q25–q75 (darker) and q10–q90 (lighter) bands, against the time
+    coordinate on a log axis. The legend lists only what is drawn.
 
     Args:
         fan: long rows with columns trajectory (panel label), role ∈ {context, truth,
-            prediction}, method (prediction rows), x, accuracy (context/truth rows), q10, q50, q90.
+            prediction}, method (prediction rows), x, accuracy (context/truth rows), q10, q25,
+            q50, q75, q90 (q25/q75 optional).
+        xlabel: the time coordinate's name; target: an accuracy to draw as a dashed line.
     """
+    from matplotlib.patches import Patch
+
     panels = list(dict.fromkeys(fan["trajectory"]))
     pred = fan[fan["role"] == "prediction"]
     colors = colors or method_colors(pred["method"])
     n_col = 2 if len(panels) > 1 else 1
     n_row = max(1, int(np.ceil(len(panels) / n_col)))
-    fig = _figure(11.0, 3.6 * n_row + 0.6)
+    fig = _figure(11.0 if n_col > 1 else 7.0, 3.6 * n_row + 0.9)
     axes = fig.subplots(n_row, n_col, squeeze=False).ravel()
+    legend: dict[str, object] = {}
+    banded = []
     for ax, label in zip(axes, panels):
         here = fan[fan["trajectory"] == label]
         ctx, truth = here[here["role"] == "context"], here[here["role"] == "truth"]
+        truth = truth.dropna(subset=["accuracy"])
         many = len(ctx) > 200  # a scale-protocol context holds every smaller run: draw it lighter
-        ax.plot(ctx["x"], 100 * ctx["accuracy"], "o", ms=1.5 if many else 3, alpha=0.35 if many else 1.0, color="black", label="context")
-        ax.plot(truth["x"], 100 * truth["accuracy"], "o", ms=3, mfc="none", color="black", alpha=0.6, label="truth")
+        if len(ctx):
+            ax.plot(ctx["x"], 100 * ctx["accuracy"], "o", ms=1.5 if many else 3, alpha=0.35 if many else 1.0, color="black", label="context")
+        if len(truth):
+            ax.plot(truth["x"], 100 * truth["accuracy"], "o", ms=3, mfc="none", color="black", alpha=0.6, label="truth")
         for i, (method, g) in enumerate(here[here["role"] == "prediction"].groupby("method", sort=True)):
             g = g.sort_values("x")
-            ax.plot(g["x"], 100 * g["q50"], "-", lw=1.3, color=colors[method], label=method)
+            ax.plot(g["x"], 100 * g["q50"], "-", lw=1.3, color=colors[method], label=f"{method} q50")
             if i < max_methods_with_bands:
                 ax.fill_between(g["x"], 100 * g["q10"], 100 * g["q90"], color=colors[method], alpha=0.12, lw=0)
+                if {"q25", "q75"} <= set(g):
+                    ax.fill_between(g["x"], 100 * g["q25"], 100 * g["q75"], color=colors[method], alpha=0.25, lw=0)
+                banded.append(method)
+        if target is not None:
+            ax.axhline(100 * target, ls="--", lw=1, color="0.4", label=f"target {100 * target:g}%")
         ax.set_xscale("log")
         # Frame the data and the medians, not a runaway band: their range plus half of it again
         # (≥ 2 points).
         medians = here.loc[here["role"] == "prediction", "q50"]
-        seen = 100 * pd.concat([ctx["accuracy"], truth["accuracy"], medians]).dropna()
+        seen = 100 * pd.concat([ctx["accuracy"], truth["accuracy"], medians]
+                               + ([pd.Series([target])] if target is not None else [])).dropna()
         if len(seen):
             pad = max(2.0, 0.5 * (seen.max() - seen.min()))
             ax.set_ylim(max(0.0, seen.min() - pad), min(100.0, seen.max() + pad))
-        ax.set_title(label, fontsize=8)
-        ax.set_xlabel("tokens")
+        if len(panels) > 1 or title:
+            ax.set_title(label, fontsize=8)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    if panels:
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(6, len(labels)), fontsize=7)
-    fig.suptitle(title + ("\n" if title else "") + "lines: q50, bands: q10–q90", fontsize=10)
+    if banded:
+        shade = colors[banded[0]] if len(set(banded)) == 1 else "0.5"
+        legend["q25–q75"] = Patch(color=shade, alpha=0.37, lw=0)
+        legend["q10–q90"] = Patch(color=shade, alpha=0.12, lw=0)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncol=min(6, len(legend)), fontsize=7)
+    fig.suptitle(title or (panels[0] if len(panels) == 1 else ""), fontsize=10)
     return fig
 
 
@@ -128,6 +151,25 @@ def trajectories(episodes) -> list[tuple[int, int]]:
     e, pos = np.nonzero(episodes.query.mask)
     pairs = dict.fromkeys(zip(e.tolist(), episodes.query.run[e, pos].tolist()))
     return list(pairs)
+
+
+def round_robin(picks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`picks` reordered to take one trajectory from each run in turn (runs in order of first
+    appearance), so the first few charts span the runs rather than one run's tasks."""
+    by_run: dict[int, list] = {}
+    for pick in picks:
+        by_run.setdefault(pick[1], []).append(pick)
+    queues = list(by_run.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
+def trajectory_label(run, task, metric) -> str:
+    """'run · task (metric)', without the parentheses when there is no metric."""
+    def given(v):
+        return v is not None and not (isinstance(v, float) and np.isnan(v)) and str(v) not in ("", "nan")
+
+    label = " · ".join(str(v) for v in (run, task) if given(v))
+    return label + (f" ({metric})" if given(metric) else "")
 
 
 def fan_frame(episodes, quantiles: dict, picks, target: np.ndarray | None = None) -> pd.DataFrame:
@@ -145,7 +187,7 @@ def fan_frame(episodes, quantiles: dict, picks, target: np.ndarray | None = None
     parts = []
     for e, run in picks:
         meta = episodes.meta.iloc[e]
-        label = f"{episodes.run_names[run]} · {meta.get('task', '')} ({meta.get('metric', '')})"
+        label = trajectory_label(episodes.run_names[run], meta.get("task"), meta.get("metric"))
         c = ctx.mask[e]
         parts.append(pd.DataFrame({"trajectory": label, "role": "context", "x": ctx.x[e, c], "accuracy": ctx.accuracy[e, c]}))
         here = qry.mask[e] & (qry.run[e] == run)
@@ -159,61 +201,47 @@ def fan_frame(episodes, quantiles: dict, picks, target: np.ndarray | None = None
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["trajectory", "role", "method", "x"])
 
 
-def save_fan_charts(frame, episodes, quantiles: dict, out_dir, *, limit: int = 12, runs=None, truth=None) -> list:
+def save_fan_charts(frame, episodes, quantiles: dict, out_dir, *, limit: int = 12, runs=None, truth=None,
+                    target: float | None = None) -> list:
     """One fan-chart PNG per trajectory of a predicted RUNS.csv (`neuneu predict --plot DIR`).
 
     Args:
         frame: the validated RUNS.csv point frame the episodes were built from.
         episodes: its episodes; quantiles: method name → (E, Q, 5).
-        limit: at most this many trajectories, in file order; runs: only these runs.
-        truth: optional CSV of held-back accuracies (`neuneu data episodes --truth`), matched on
-            run, task, metric and the time coordinate.
+        limit: at most this many trajectories, one run after another in turn (`round_robin`);
+            runs: only these runs.
+        truth: optional held-back accuracies (`neuneu data episodes --truth`): a path or the
+            frame of `neuneu.ask.read_truth`, matched on run, task, metric and the time coordinate.
+        target: an accuracy to draw as a dashed line (`--target`).
     Returns the paths written.
     """
     from pathlib import Path
 
+    from neuneu.ask import read_truth, time_column, truth_at
     from neuneu.report import slug
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = np.full(episodes.query.x.shape, np.nan)
+    target_acc = np.full(episodes.query.x.shape, np.nan)
     if truth is not None:
-        target[episodes.query.mask] = _truth_at_queries(frame, episodes, truth)
-    picks = [(e, r) for e, r in trajectories(episodes) if not runs or episodes.run_names[r] in set(runs)][:limit]
+        table = truth if isinstance(truth, pd.DataFrame) else read_truth(truth)
+        target_acc[episodes.query.mask] = truth_at(frame.loc[episodes.query.row[episodes.query.mask]], table)
+    picks = [(e, r) for e, r in trajectories(episodes) if not runs or episodes.run_names[r] in set(runs)]
+    picks = round_robin(picks)[:limit]
     colors = method_colors(quantiles)
+    xlabel = time_column(frame)
     paths = []
     for i, pick in enumerate(picks):
-        fig = plot_fan_charts(fan_frame(episodes, quantiles, [pick], target), colors=colors)
+        fig = plot_fan_charts(fan_frame(episodes, quantiles, [pick], target_acc), colors=colors, xlabel=xlabel, target=target)
         meta = episodes.meta.iloc[pick[0]]
-        path = out_dir / f"{i:03d}_{slug(str(episodes.run_names[pick[1]]))}_{slug(str(meta.get('task', '')))}_{slug(str(meta.get('metric', '')))}.png"
+        parts = [str(episodes.run_names[pick[1]]), str(meta.get("task", "")), str(meta.get("metric", ""))]
+        path = out_dir / ("_".join([f"{i:03d}", *(slug(p) for p in parts if p and p != "nan")]) + ".png")
         fig.savefig(path)
         paths.append(path)
     return paths
 
 
-def _truth_at_queries(frame, episodes, truth) -> np.ndarray:
-    """Accuracy from a truth CSV at every real query point (NaN where it has none). (N,)"""
-    from neuneu.data import InputError
-
-    try:
-        table = pd.read_csv(truth, dtype={"run": str, "task": str, "metric": str})
-    except (OSError, ValueError) as err:
-        raise InputError(f"{truth}: cannot read the truth file ({err})") from None
-    table = table.rename(columns={"value": "accuracy"})
-    time = next((c for c in ("tokens", "flops", "step") if c in table and c in frame), None)
-    key = [c for c in ("run", "task", "metric") if c in table and c in frame] + ([time] if time else [])
-    if "accuracy" not in table or time is None or "run" not in key:
-        raise InputError(f"{truth}: a truth file needs columns run, task, accuracy and tokens, flops or step")
-    points = frame.loc[episodes.query.row[episodes.query.mask], key].reset_index(drop=True)
-    for col in key:
-        if col != time:
-            points[col] = points[col].astype(str)
-            table[col] = table[col].astype(str)
-    merged = points.merge(table[key + ["accuracy"]].drop_duplicates(key), on=key, how="left")
-    return merged["accuracy"].to_numpy(float)
-
-
 __all__ = [
     "DPI", "method_colors", "plot_mae_bars", "plot_error_vs_horizon", "plot_fan_charts",
-    "trajectories", "fan_frame", "save_fan_charts",
+    "trajectories", "round_robin", "trajectory_label", "fan_frame", "save_fan_charts",
 ]

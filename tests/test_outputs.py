@@ -1,0 +1,214 @@
+"""What people read: --truth figures, output columns and integers, `neuneu methods`, help texts,
+plurals and hints, fan charts, the benchmark's progress bar, and a quiet training log."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuneu.ask import plural
+from neuneu.cli import LAZY_VERBS, build_parser, main
+
+from conftest import make_points
+
+
+def _runs_file(tmp_path, *, with_flops=False, n_runs=2, n_tasks=2, n_points=10, context=4, metric=True):
+    """Integer step, tokens and params; the first `context` checkpoints of each trajectory known."""
+    points = make_points(n_runs=n_runs, n_tasks=n_tasks, n_points=n_points).drop(columns=["source"])
+    points["tokens"] = (points["step"] * 1_000_000 * (1 + points["run"].str[-1].astype(int))).astype(int)
+    points["params"] = points["params"].astype(int)
+    points["flops"] = 6 * points["params"].astype(float) * points["tokens"]
+    truth = points[points["step"] > context][["run", "task", "metric", "tokens", "accuracy"]]
+    points["accuracy"] = points["accuracy"].where(points["step"] <= context)
+    if not with_flops:
+        points = points.drop(columns="flops")
+    if not metric:
+        points, truth = points.drop(columns="metric"), truth.drop(columns="metric")
+    path, truth_path = tmp_path / "runs.csv", tmp_path / "truth.csv"
+    points.to_csv(path, index=False)
+    truth.to_csv(truth_path, index=False)
+    return path, truth_path, points, truth
+
+
+# ----------------------------------------------------------------------------- --truth
+
+
+def test_a_missing_truth_file_is_an_error_before_anything_is_written(tmp_path, capsys):
+    path, _, _, _ = _runs_file(tmp_path)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(path), "--method", "persistence", "--truth", str(tmp_path / "nope.csv"), "-o", str(out)]) == 2
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert "nope.csv" in err and "Traceback" not in err
+
+
+def test_truth_prints_mae_coverage_and_skill_computed_like_the_leaderboard(tmp_path, capsys):
+    path, truth_path, points, truth = _runs_file(tmp_path)
+    assert main(["predict", str(path), "--method", "persistence,log_linear", "--truth", str(truth_path),
+                 "-o", str(tmp_path / "pred.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "MAE (acc pts)" in err and "coverage80" in err and "skill vs persistence" in err
+    # persistence's MAE by hand: per trajectory the mean |last context − truth|, then the mean
+    last = points.dropna(subset=["accuracy"]).sort_values("step").groupby(["run", "task"])["accuracy"].last()
+    gap = (truth.set_index(["run", "task"])["accuracy"] - last.reindex(truth.set_index(["run", "task"]).index)).abs()
+    expected = 100 * gap.groupby(level=[0, 1]).mean().mean()
+    line = next(line for line in err.splitlines() if line.strip().startswith("persistence"))
+    assert float(line.split()[1]) == pytest.approx(expected, abs=0.006)
+    assert "(reference)" in line
+    assert "24 of 24 predicted rows matched, 4 trajectories" in err  # 2 runs × 2 tasks × 6 later checkpoints
+
+
+# ----------------------------------------------------------------------------- columns
+
+
+def test_integer_columns_stay_integers_and_no_column_is_added(tmp_path):
+    path, _, points, _ = _runs_file(tmp_path)  # no flops column in the file
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(path), "--method", "persistence", "-o", str(out)]) == 0
+    header, first = out.read_text().splitlines()[:2]
+    expected = [c for c in points.columns if c != "accuracy"] + ["method", "q10", "q25", "q50", "q75", "q90", "prediction"]
+    assert header.split(",") == expected  # flops is computed for the model, not written
+    row = dict(zip(header.split(","), first.split(",")))
+    for col in ("step", "tokens", "params"):
+        assert row[col].isdigit(), (col, row[col])
+
+
+def test_a_flops_column_of_the_file_is_kept(tmp_path):
+    path, _, _, _ = _runs_file(tmp_path, with_flops=True)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(path), "--method", "persistence", "-o", str(out)]) == 0
+    assert "flops" in pd.read_csv(out)
+
+
+# ----------------------------------------------------------------------------- listing and help
+
+
+def test_methods_lists_every_method_once_with_its_variants_and_a_description(capsys):
+    from neuneu.registry import list_predictors
+
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in list_predictors():
+        mine = [line for line in lines if line.split() and line.split()[0] == name]
+        assert len(mine) == 1, name
+        assert "forecast" in mine[0] or "loss-given" in mine[0]
+        assert len(mine[0].split()) >= 4  # name, kind, variants, a description
+    assert any("neuneu predict" in line and "--method" in line for line in lines)
+
+
+def _parsers(parser: argparse.ArgumentParser, path=()):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_option_of_every_command_has_help_text():
+    missing = []
+    for verb in [None, *LAZY_VERBS]:
+        for path, parser in _parsers(build_parser([verb] if verb else [])):
+            for action in parser._actions:
+                if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                    continue
+                if isinstance(action, argparse._SubParsersAction):
+                    missing += [(path, c.dest) for c in action._choices_actions if not c.help]
+                elif not action.help:
+                    missing.append((path, action.option_strings or action.dest))
+    assert not missing, missing
+    predict_help = build_parser([]).format_help()
+    assert "methods" in predict_help
+
+
+def test_messages_pluralise(tmp_path, capsys):
+    assert plural(1, "episode") == "1 episode" and plural(2, "episode") == "2 episodes"
+    assert plural(1, "trajectory") == "1 trajectory" and plural(1234, "trajectory") == "1,234 trajectories"
+    path, _, _, _ = _runs_file(tmp_path, n_runs=1, n_tasks=1)
+    assert main(["predict", str(path), "--method", "persistence", "-o", str(tmp_path / "p.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "for 1 episode" in err and "1 episodes" not in err
+
+
+def test_a_tab_separated_file_gets_a_hint(tmp_path, capsys):
+    path, _, points, _ = _runs_file(tmp_path)
+    tsv = tmp_path / "runs.tsv"
+    points.to_csv(tsv, sep="\t", index=False)
+    assert main(["predict", str(tsv), "--method", "persistence"]) == 2
+    assert "looks tab-separated" in capsys.readouterr().err
+
+
+def test_whole_blank_runs_without_episode_family_get_a_hint(tmp_path, capsys):
+    points = make_points(n_runs=3, n_tasks=1, n_points=6).drop(columns=["source"])
+    points.loc[points["run"] == "run2", "accuracy"] = np.nan  # the largest run: predict it from the others
+    path = tmp_path / "ladder.csv"
+    points.to_csv(path, index=False)
+    assert main(["predict", str(path), "--method", "persistence"]) == 2
+    err = capsys.readouterr().err
+    assert "1 run has no accuracy at all" in err and "'run2'" in err and "--episode family" in err
+    assert main(["predict", str(path), "--method", "persistence", "--episode", "family", "-o", str(tmp_path / "p.csv")]) == 0
+
+
+# ----------------------------------------------------------------------------- fan charts
+
+
+def test_fan_charts_take_runs_in_turn_and_title_without_metric(tmp_path):
+    from neuneu.data import read_runs
+    from neuneu.plotting import fan_frame, plot_fan_charts, round_robin, save_fan_charts, trajectories
+    from neuneu.predict import predict_runs
+
+    path, _, _, _ = _runs_file(tmp_path, n_runs=3, n_tasks=3, metric=False)
+    frame = read_runs(path)
+    _, episodes, quantiles = predict_runs(frame, "persistence")
+    paths = save_fan_charts(frame, episodes, quantiles, tmp_path / "plots", limit=3)
+    runs = [p.name.split("_")[1] for p in paths]
+    assert sorted(runs) == ["run0", "run1", "run2"]  # one per run, not run0's first three tasks
+    assert round_robin([(0, 0), (1, 0), (2, 1), (3, 2), (4, 1)]) == [(0, 0), (2, 1), (3, 2), (1, 0), (4, 1)]
+
+    fig = plot_fan_charts(fan_frame(episodes, quantiles, trajectories(episodes)[:1]))
+    title = fig._suptitle.get_text()
+    assert title == "run0 · task0" and "(" not in title  # no empty "()" for a missing metric
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["context", "persistence q50", "q25–q75", "q10–q90"]  # no truth given: none listed
+    bands = [c for c in fig.axes[0].collections]
+    assert len(bands) == 2  # q10–q90 and q25–q75
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_the_benchmark_bar_names_the_method_and_the_board_ranks_by_the_current_checkpoint(tmp_path, capsys):
+    from neuneu.benchmark import run_benchmark
+
+    points = make_points(n_runs=3, n_tasks=2, n_points=12)
+    _, board = run_benchmark(["synthetic"], "checkpoint", [0.2], "forecast", None, "persistence,log_linear", tmp_path,
+                             progress=True, points={"synthetic": points}, n_boot=20)
+    err = capsys.readouterr().err
+    assert "benchmark: persistence" in err and "benchmark: log_linear" in err and "MAE" in err
+    assert "ranking_accuracy_current" in board
+    # persistence *is* ranking by the current checkpoint
+    row = board.set_index("method").loc["persistence"]
+    assert row["ranking_accuracy"] == pytest.approx(row["ranking_accuracy_current"])
+    assert "ranking by current ckpt" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_lightning_tips_and_spurious_warnings_are_silenced_but_real_ones_kept(caplog):
+    from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+    from neuneu.lit import quiet_lightning
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_lightning()
+        with caplog.at_level(logging.INFO):
+            rank_zero_info("💡 Tip: For seamless cloud logging, try installing litlogger")
+            rank_zero_info("GPU available: False, used: False")
+        warnings.warn("Checkpoint directory /x/runs/neuneu exists and is not empty.")
+        warnings.warn("something the user should see")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "GPU available: False, used: False" in messages and not any("Tip" in m for m in messages)
+    assert [str(w.message) for w in seen] == ["something the user should see"]
