@@ -38,8 +38,9 @@ demo: $(STAMP)
 		-o $(DEMO)/predictions.csv --plot $(DEMO)/plots --plot-n 15 --truth $(EXAMPLE)/demo_truth.csv
 	@echo "demo: predictions in $(DEMO)/predictions.csv, fan charts in $(DEMO)/plots/; your own file: $(BIN)/neuneu predict RUNS.csv"
 
-# pytest's exit code 5 means no test was collected: that is a failure here, not a pass.
+# Run as if the environment were activated (its neuneu and python first on PATH). pytest's exit
+# code 5 means no test was collected: that is a failure here, not a pass.
 test: $(STAMP)
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	@PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))" $(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; failing." >&2; exit 1; fi; \
 	exit $$status
