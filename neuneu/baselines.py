@@ -50,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from neuneu.episodes import Context, Query
+from neuneu.episodes import Context, Query, reference_point
 from neuneu.fitting import SOLVERS, FitResult, predictive, t_quantiles
 from neuneu.predictor import Predictor
 
@@ -111,10 +111,10 @@ def compute_coordinate(points: Context | Query, use_flops: np.ndarray) -> np.nda
 
 
 def _reference(context: Context):
-    """Per episode: whether to use flops, ln c_ref, the index of the reference point."""
-    flops_ok = np.where(context.mask, np.isfinite(context.flops) & (context.flops > 0), True).all(1)
+    """Per episode: whether to use flops, ln c_ref, the index of the reference point
+    (`neuneu.episodes.reference_point`)."""
+    ref, flops_ok = reference_point(context)
     lnc = compute_coordinate(context, flops_ok)
-    ref = np.argmax(np.where(np.isfinite(lnc), lnc, -np.inf), axis=1)
     ln_ref = lnc[np.arange(len(ref)), ref]
     return flops_ok, ln_ref, ref
 

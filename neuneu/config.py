@@ -33,7 +33,7 @@ class DataConfig(SamplerConfig):
 
 @dataclass
 class TrainConfig:
-    name: str = "neuneu-default"  # checkpoints/<name>.pt and runs/<name>/
+    name: str = "neuneu"  # runs/<name>/
     seed: int = 0
     lr: float = 1.0e-3
     weight_decay: float = 0.01
@@ -46,7 +46,9 @@ class TrainConfig:
     patience: int = 8  # early stopping on val/mae, in epochs
     val_batch_size: int = 128  # episodes per validation batch
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
-    out_dir: str = "checkpoints"
+    out_dir: str | None = None  # None: the run's folder <runs_dir>/<name>/ (`--promote` copies it out)
+    ensemble: int = 1  # members trained from seeds seed, seed+1, …; their quantiles are averaged
+    workers: int = 1  # ensemble members trained at once, one process each
     runs_dir: str = "runs"
     baselines: list[str] = field(default_factory=lambda: ["persistence", "log_linear", "logistic", "power_law"])
 

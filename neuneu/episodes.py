@@ -101,6 +101,47 @@ class Episodes:
         )
 
 
+def reference_point(context) -> tuple[np.ndarray, np.ndarray]:
+    """The episode's *reference point*, defined here once for every method, feature and metric:
+    the context point of largest compute — flops where every context point of the episode has
+    positive flops, else the time coordinate x. In the checkpoint protocol it is the last
+    context checkpoint; in the scale protocol the largest context run's last checkpoint.
+
+    `context`: anything with (E, C) arrays `x`, `flops`, `mask`. Returns (index (E,), use_flops (E,)).
+    """
+    mask = np.asarray(context.mask, bool) if not isinstance(context, dict) else np.asarray(context["mask"], bool)
+    get = (lambda k: np.asarray(context[k], float)) if isinstance(context, dict) else (lambda k: np.asarray(getattr(context, k), float))
+    flops, x = get("flops"), get("x")
+    with np.errstate(invalid="ignore"):
+        use_flops = np.where(mask, np.isfinite(flops) & (flops > 0), True).all(1)
+    key = np.where(use_flops[:, None], flops, x)
+    key = np.where(mask & np.isfinite(key), key, -np.inf)
+    return np.argmax(key, axis=1), use_flops
+
+
+def horizon(context, query) -> np.ndarray:
+    """ln(c_query / c_reference) per query point (E, Q): how far beyond the reference point a
+    query lies, in the compute coordinate of `reference_point` (flops where every context
+    point has them, else x; a query without flops in a flops episode falls back to x). The one
+    horizon of the calibration bins and of the leaderboard's error-by-horizon."""
+    ref, use_flops = reference_point(context)
+    rows = np.arange(len(ref))
+    get = (lambda o, k: np.asarray(o[k], float)) if isinstance(context, dict) else (lambda o, k: np.asarray(getattr(o, k), float))
+    c_flops, c_x = get(context, "flops")[rows, ref], get(context, "x")[rows, ref]
+    q_flops, q_x = get(query, "flops"), get(query, "x")
+    qmask = np.asarray(query["mask"] if isinstance(query, dict) else query.mask, bool)
+    flops_ok = use_flops[:, None] & np.isfinite(q_flops) & (np.nan_to_num(q_flops) > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(flops_ok, np.log(q_flops / c_flops[:, None]), np.log(q_x / c_x[:, None]))
+    return np.where(qmask, h, np.nan)
+
+
+def context_size(n: np.ndarray | int, ratio: float) -> np.ndarray:
+    """The checkpoint protocol's rule, in one place: of N points, the first floor(ratio·N)+1
+    are context."""
+    return np.floor(ratio * np.asarray(n)).astype(int) + 1
+
+
 def _time_coordinate(points: pd.DataFrame) -> pd.Series:
     """tokens where present, else flops, else step: the axis a trajectory is ordered by."""
     x = pd.Series(np.nan, index=points.index, dtype=float)
@@ -244,7 +285,7 @@ def checkpoint_episodes(
     order = pd.DataFrame({"x": x}).assign(**{k: points[k] for k in key})
     rank = order.groupby(key, sort=False)["x"].rank(method="first").to_numpy() - 1  # 0-based
     n = order.groupby(key, sort=False)["x"].transform("size").to_numpy()
-    n_context = np.floor(ratio * n).astype(int) + 1
+    n_context = context_size(n, ratio)
     short = n < min_points
     dropped = {}
     if short.any():

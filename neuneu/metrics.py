@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from neuneu.episodes import QUANTILES, Episodes
+from neuneu.episodes import QUANTILES, Episodes, horizon
 
 # Bins of the horizon h = ln(coordinate_query / max coordinate in the context), in nats:
 # checkpoint protocol at ratio 0.2 spans h ≈ 0…1.6, the scale protocol up to ≈ 5 (flops).
@@ -48,21 +48,8 @@ def _points(episodes: Episodes, quantiles: np.ndarray) -> dict:
 
 
 def _horizon(episodes: Episodes) -> np.ndarray:
-    """ln(coordinate at query / largest coordinate in the context), per query point. (E, Q)
-
-    The coordinate is the time axis x for the checkpoint protocol and flops for the scale
-    protocol (a larger model at the same tokens is further away); per episode it falls back to
-    x when some flops are unknown, so a trajectory never mixes units.
-    """
-    ctx, qry = episodes.context, episodes.query
-    c_coord, q_coord = ctx.x, qry.x
-    if episodes.protocol == "scale":
-        known = (np.isfinite(ctx.flops) | ~ctx.mask).all(1) & (np.isfinite(qry.flops) | ~qry.mask).all(1)
-        c_coord = np.where(known[:, None], ctx.flops, ctx.x)
-        q_coord = np.where(known[:, None], qry.flops, qry.x)
-    last = np.nanmax(np.where(ctx.mask, c_coord, np.nan), axis=1, initial=-np.inf)  # (E,)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(q_coord / last[:, None])
+    """Each query point's horizon (E, Q): `neuneu.episodes.horizon`, the one definition."""
+    return horizon(episodes.context, episodes.query)
 
 
 def pinball(quantiles: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -127,6 +114,14 @@ def _current_accuracy(episodes: Episodes, e: np.ndarray, run: np.ndarray) -> np.
     idx = np.argmax(x, axis=1) if x.shape[1] else np.zeros(len(e), dtype=int)
     acc = ctx.accuracy[e, idx] if x.shape[1] else np.full(len(e), np.nan)
     return np.where(own.any(1), acc, np.nan)
+
+
+def summary_scores(episodes: Episodes, quantiles: np.ndarray) -> dict:
+    """The headline figures of one set of episodes, as every leaderboard computes them: plain
+    means over trajectories of MAE, q10–q90 coverage and pinball (accuracy units). Training's
+    validation, early-stopping checks, the tune objective and the scripts all use this."""
+    scores = trajectory_scores(episodes, np.clip(quantiles, 0.0, 1.0))
+    return {k: float(scores[k].mean()) for k in ("mae", "coverage80", "pinball")}
 
 
 def horizon_errors(episodes: Episodes, quantiles: np.ndarray) -> pd.DataFrame:
@@ -291,6 +286,7 @@ __all__ = [
     "HORIZON_EDGES",
     "GROUP_KEYS",
     "trajectory_scores",
+    "summary_scores",
     "horizon_errors",
     "horizon_table",
     "pinball",

@@ -29,14 +29,15 @@ import torch.nn.functional as Fn
 from torch import nn
 
 from neuneu.episodes import QUANTILES
-from neuneu.features import ACC_SCALE, F, N_FEATURES
+from neuneu.features import ACC_SCALE, F, NEUNEU_INPUTS
 
 LAYOUTS = ("neuneu", "ref")
 
 
 @dataclass
 class ModelConfig:
-    """Network shape. The defaults are the shipped CPU model."""
+    """Network shape. Code defaults are a small neutral network; the shipped model's values live
+    in `configs/default.yaml` only."""
 
     layout: str = "neuneu"  # "neuneu" (all queries in one pass) or "ref" (published layout)
     d_model: int = 96  # token width
@@ -44,20 +45,33 @@ class ModelConfig:
     n_heads: int = 4  # attention heads; d_model must be divisible by it
     d_ff: int = 192  # hidden width of each block's MLP (and of the token MLP)
     dropout: float = 0.0  # small data, short training: dropout mostly slowed convergence
-    n_features: int = N_FEATURES  # features per token read by the neuneu layout
-    max_context: int = 64  # longest context (ref layout: size of the position table)
+    law_features: bool = False  # neuneu layout: also read the law features (`neuneu.features.law_features`)
+    max_context: int = 64  # ref layout: size of the position table (neuneu layout: unused)
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"model.layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
-        if self.n_features != N_FEATURES:
-            raise ValueError(f"model.n_features must be {N_FEATURES} (neuneu.features), got {self.n_features}")
+        if self.law_features and self.layout != "neuneu":
+            raise ValueError("model.law_features needs model.layout: neuneu")
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     return NeuneuTransformer(cfg) if cfg.layout == "neuneu" else RefLayoutTransformer(cfg)
+
+
+class Ensemble(nn.Module):
+    """Members trained from different seeds; the quantiles of each level are averaged
+    (quantile averaging keeps them monotone). Same call signature as one network."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.cfg = members[0].cfg
+
+    def forward(self, *args, **kwargs):
+        return torch.stack([m(*args, **kwargs) for m in self.members]).mean(0)
 
 
 def monotone_quantiles(raw: torch.Tensor) -> torch.Tensor:
@@ -122,15 +136,15 @@ class NeuneuTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Sequential(nn.Linear(cfg.n_features, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
+        self.register_buffer("inputs", torch.tensor(NEUNEU_INPUTS[cfg.law_features]), persistent=False)
+        self.embed = nn.Sequential(nn.Linear(len(self.inputs), cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, len(QUANTILES))
 
     def forward(self, context, context_mask, query, query_mask, anchor=None):
-        n = self.cfg.n_features
-        hc = self.embed(context[..., :n])  # (B, C, D)
-        hq = self.embed(query[..., :n])  # (B, Q, D)
+        hc = self.embed(context[..., self.inputs])  # (B, C, D)
+        hq = self.embed(query[..., self.inputs])  # (B, Q, D)
         keep = context_mask[:, None, None, :]  # (B, 1, 1, C)
         for block in self.blocks:
             hc, hq = block(hc, hq, keep)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from neuneu.episodes import QUANTILES, Context, Query
+from neuneu.episodes import QUANTILES, Context, Query, reference_point
 
 
 class NotFittedError(RuntimeError):
@@ -60,9 +60,8 @@ def finalize_quantiles(quantiles: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def last_context_accuracy(context: Context) -> np.ndarray:
-    """Accuracy at the context point with the largest time coordinate, per episode. (E,)"""
-    x = np.where(context.mask, context.x, -np.inf)
-    idx = np.argmax(x, axis=1)
+    """Accuracy at each episode's reference point (`neuneu.episodes.reference_point`). (E,)"""
+    idx, _ = reference_point(context)
     return context.accuracy[np.arange(len(idx)), idx]
 
 

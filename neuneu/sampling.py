@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from neuneu.data import TRAJECTORY_KEY
+from neuneu.episodes import context_size
 from neuneu.prior import sample_trajectory
 
 FIELDS = ("x", "params", "flops", "loss", "accuracy", "index")  # index: checkpoint number in its trajectory
@@ -155,7 +156,7 @@ def sample_checkpoint(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.G
         traj = thin(traj, k, cfg.thin_modes[rng.integers(len(cfg.thin_modes))], rng)
         n = len(traj["x"])
     ratio = rng.uniform(cfg.min_ratio, cfg.max_ratio)
-    n_ctx = min(int(np.floor(ratio * n)) + 1, n - 1)
+    n_ctx = min(int(context_size(n, ratio)), n - 1)
     ctx = np.arange(n_ctx)
     if n_ctx > 1 and rng.random() < cfg.p_context_dropout:
         keep = rng.random(n_ctx - 1) >= cfg.context_dropout

@@ -25,8 +25,9 @@
   checked by every worker before each trial; or (2) at once, when a worker starts on the same
   host and finds that the process that ran it (recorded in the trial's user attributes) is gone.
   A worker on another host that died within the grace period still counts as running until then.
-- The best trial is written as a full config (`configs/tuned.yaml`, `--write-best`), loadable by
-  `load_config`, that `python train.py configs/tuned.yaml` retrains (same seed: same numbers).
+- The best trial is written as a full config (`runs/tune/<study>/best.yaml`, or `--write-best PATH`),
+  loadable by `load_config`, that `python train.py runs/tune/<study>/best.yaml` retrains (same seed:
+  same numbers). No tracked file is written unless `--write-best` names one.
 - `--report` prints the best trials and the parameter importances and writes the optimisation
   history plot next to the database.
 """
@@ -43,17 +44,22 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import yaml
 from optuna.trial import TrialState
 
-from neuneu.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
 from neuneu.data import REPO_ROOT, InputError
 
+if TYPE_CHECKING:  # neuneu.config imports torch (via neuneu.model): the functions import it when they
+    from neuneu.config import Config  # run, so `neuneu tune --help` starts without torch (issue 12, item 9)
+
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
-DEFAULT_BEST = REPO_ROOT / "configs" / "tuned.yaml"
-TUNED_NAME = "neuneu-tuned"  # train.name of the written best config: checkpoints/neuneu-tuned.pt
+def default_best(study: str, runs_dir: str = "runs") -> Path:
+    """Where a study's best config goes unless `--write-best` says: runs/tune/<study>/best.yaml."""
+    return _abs(runs_dir) / "tune" / study / "best.yaml"
+TUNED_NAME = "neuneu-tuned"  # train.name of the written best config: runs/neuneu-tuned/
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 # Keys that may differ between the workers of one study (paths, threads, devices: trials run on
 # one device each); every other key of the base config must match the study's.
@@ -133,6 +139,7 @@ def objective(trial: optuna.trial.Trial, base: Config, study: str, workdir: Path
     With `target`, a trial beyond the study's first `target` counted trials does not train:
     two workers that both saw N-1 trials each start one, and the higher number steps aside.
     """
+    from neuneu.config import config_to_dict
     from neuneu.training import train
 
     if target is not None:
@@ -219,6 +226,8 @@ def _comparable(cfg_dict: dict) -> dict:
 def open_study(name: str, storage, base: Config | None, seed: int | None = None) -> optuna.Study:
     """Create or join the study; the first worker records the base config, later ones must match
     it (a study mixing two base configs would compare unlike trials)."""
+    from neuneu.config import config_to_dict
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(
@@ -291,6 +300,8 @@ def n_counted(study: optuna.Study) -> int:
 
 def best_config(study: optuna.Study, base: Config | None = None) -> Config:
     """The best trial's full config, renamed `neuneu-tuned` and writing to the base's folders."""
+    from neuneu.config import Config, config_from_dict, config_to_dict
+
     best = study.best_trial
     values = best.user_attrs["config"]
     base_train = config_to_dict(base)["train"] if base is not None else config_to_dict(Config())["train"]
@@ -301,6 +312,8 @@ def best_config(study: optuna.Study, base: Config | None = None) -> Config:
 
 
 def write_best(study: optuna.Study, path: Path, base: Config | None = None) -> Path:
+    from neuneu.config import config_to_dict
+
     cfg = best_config(study, base)
     best = study.best_trial
     header = (
@@ -390,7 +403,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", default=None, help="study name (default: train.name of the config)")
     parser.add_argument("--report", action="store_true", help="print the study and write its history plot; no training")
     parser.add_argument("--write-best", default=None, metavar="PATH",
-                        help="where to write the best trial's config (default: configs/tuned.yaml after tuning)")
+                        help="where to write the best trial's config (default: runs/tune/<study>/best.yaml after tuning)")
     parser.add_argument("--heartbeat", type=int, default=60,
                         help="seconds between a trial's heartbeats; a trial silent for twice that is failed and retried")
     parser.add_argument("--seed", type=int, default=None, help="sampler seed (leave unset with several workers)")
@@ -419,6 +432,8 @@ def _quiet_study_full(record: logging.LogRecord) -> bool:
 
 def main(args: argparse.Namespace) -> int:
     """Run (or join, or resume) the study; write the best config. Returns the exit code."""
+    from neuneu.config import ConfigError, load_config
+
     try:
         base = load_config(args.config, args.overrides)
     except (ConfigError, FileNotFoundError) as err:
@@ -487,7 +502,7 @@ def main(args: argparse.Namespace) -> int:
         print("no complete trial yet: nothing to write")
         return 0
     best = study.best_trial
-    out = write_best(study, Path(args.write_best) if args.write_best else DEFAULT_BEST, base)
+    out = write_best(study, Path(args.write_best) if args.write_best else default_best(name, base.train.runs_dir), base)
     print(f"best: trial {best.number}, validation MAE {100 * best.value:.3f} pts -> {out}")
     return 0
 

@@ -156,7 +156,7 @@ def test_best_config_report_and_retrain(tmp_path, capsys, data_dir):
     best = study.best_trial
 
     cfg = load_config(tmp_path / "tuned.yaml")
-    assert cfg.train.name == "neuneu-tuned" and cfg.train.out_dir == "checkpoints"  # a shippable config
+    assert cfg.train.name == "neuneu-tuned" and cfg.train.out_dir is None  # writes under runs/neuneu-tuned/
     assert cfg.model.d_model == best.params["model.d_model"] and cfg.model.d_ff == best.params["model.ff_mult"] * cfg.model.d_model
     assert cfg.train.lr == best.params["train.lr"] and cfg.data.p_loss_given == best.params["data.p_loss_given"]
     assert cfg.train.steps_per_epoch == 2  # the base config's overrides are part of it
