@@ -75,10 +75,11 @@ class _SampledEpisodes(IterableDataset):
     """`steps` random batches per epoch, seeded by (seed, epoch): reproducible and resumable."""
 
     def __init__(self, bank: TrajectoryBank, cfg: DataConfig, batch_size: int, steps: int, seed: int, epoch_fn,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, laws: bool = False):
         # The first cfg.pretrain_epochs epochs draw synthetic curves only (prior pretraining).
         self.bank, self.cfg, self.batch_size, self.steps, self.seed, self.epoch_fn = bank, cfg, batch_size, steps, seed, epoch_fn
         self.rank, self.world = rank, world  # DDP: this process's share of each global batch
+        self.laws = laws  # fill the law features (a model trained with model.law_features)
 
     def __len__(self) -> int:
         return self.steps
@@ -93,7 +94,7 @@ class _SampledEpisodes(IterableDataset):
                 ctx = {k: v[self.rank :: self.world] for k, v in ctx.items()}
                 qry = {k: v[self.rank :: self.world] for k, v in qry.items()}
                 target = target[self.rank :: self.world]
-            yield to_batch(featurize(ctx, qry, self.cfg.max_context), target)
+            yield to_batch(featurize(ctx, qry, self.cfg.max_context, self.laws), target)
 
 
 def load_points(cfg: DataConfig) -> pd.DataFrame:
@@ -115,8 +116,10 @@ def validation_episodes(points: pd.DataFrame, cfg: DataConfig, ratio: float | No
 class EpisodeDataModule(L.LightningDataModule):
     """Training episodes sampled from the train split; fixed validation episodes (1B runs)."""
 
-    def __init__(self, cfg: DataConfig, batch_size: int, steps_per_epoch: int, seed: int, val_batch_size: int = 128, points: pd.DataFrame | None = None, val_max_tokens: int = 20_000):
+    def __init__(self, cfg: DataConfig, batch_size: int, steps_per_epoch: int, seed: int, val_batch_size: int = 128,
+                 points: pd.DataFrame | None = None, val_max_tokens: int = 20_000, laws: bool = False):
         super().__init__()
+        self.laws = laws
         self.cfg, self.batch_size, self.steps_per_epoch, self.seed = cfg, batch_size, steps_per_epoch, seed
         self.val_batch_size, self.val_max_tokens = val_batch_size, val_max_tokens
         self.points = points
@@ -132,7 +135,7 @@ class EpisodeDataModule(L.LightningDataModule):
         self.bank = TrajectoryBank(train, self.cfg.min_points)
         self.val_episodes = validation_episodes(points, self.cfg)
         # Validation weights need each episode's full query count, even when chunked.
-        feats = featurize(vars(self.val_episodes.context), vars(self.val_episodes.query), self.cfg.max_context)
+        feats = featurize(vars(self.val_episodes.context), vars(self.val_episodes.query), self.cfg.max_context, self.laws)
         target = self.val_episodes.target
         n_query = np.maximum((feats.query_mask & np.isfinite(target)).sum(1), 1)  # (E,)
         self.val_batches = []
@@ -150,7 +153,8 @@ class EpisodeDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         trainer = getattr(self, "trainer", None)  # batch_size is the global batch, split over the DDP ranks
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        data = _SampledEpisodes(self.bank, self.cfg, self.batch_size, self.steps_per_epoch, self.seed, self._epoch, rank, world)
+        data = _SampledEpisodes(self.bank, self.cfg, self.batch_size, self.steps_per_epoch, self.seed, self._epoch, rank, world,
+                                self.laws)
         return DataLoader(data, batch_size=None, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:

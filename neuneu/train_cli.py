@@ -6,7 +6,10 @@ Examples:
     neuneu train train.lr=1e-3                       # overrides only: keeps configs/default.yaml
     neuneu train configs/default.yaml --resume       # continue an interrupted run
 
-Writes <train.out_dir>/<train.name>.pt and prints validation MAE next to the best baseline's.
+Writes everything under runs/<train.name>/ (the checkpoint runs/<name>/<name>.pt included) and
+prints validation MAE next to the best baseline's. `--promote` then copies the checkpoint where
+the project ships it (neuneu-default: the package's default, neuneu/checkpoints/; any other
+name: checkpoints/<name>.pt), or to `--promote PATH`. Nothing tracked is overwritten without it.
 
 The argument handling lives here once: `train.py` at the repository root and the `neuneu train`
 verb both call `main`. Torch and Lightning are imported only when a training starts, so
@@ -32,12 +35,34 @@ def default_config() -> Path:
     return REPO_ROOT / DEFAULT_CONFIG  # missing: the error names the repository's path
 
 
+def promote_target(name: str) -> Path:
+    """Where `--promote` puts checkpoint `name` by default."""
+    if name == "neuneu-default":
+        return Path(__file__).resolve().parent / "checkpoints" / "neuneu-default.pt"
+    return REPO_ROOT / "checkpoints" / f"{name}.pt"
+
+
+def promote(path: Path, name: str, target: str | None = None) -> Path:
+    """Copy an exported checkpoint to `target` (default `promote_target(name)`), atomically."""
+    import shutil
+
+    dest = Path(target) if target else promote_target(name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(path, tmp)
+    tmp.replace(dest)
+    return dest
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("config", nargs="?", default=None,
                         help="YAML config (default: configs/default.yaml of the repository or the working directory)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-3 model.n_layers=2")
     parser.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.ckpt")
+    parser.add_argument("--promote", nargs="?", const="", default=None, metavar="PATH",
+                        help="after training, copy the checkpoint to PATH (default: neuneu/checkpoints/neuneu-default.pt "
+                             "for train.name=neuneu-default, else checkpoints/<name>.pt); overwrites it")
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -63,7 +88,9 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         config = str(default_config())
     try:
         cfg = load_config(config, overrides)
-        train(cfg, resume=args.resume)
+        out = train(cfg, resume=args.resume)
+        if getattr(args, "promote", None) is not None:
+            print(f"promoted {out} -> {promote(out, cfg.train.name, args.promote or None)}")
     except (ConfigError, InputError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

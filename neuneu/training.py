@@ -1,13 +1,14 @@
 """`train(cfg) -> Path`: the whole training run as one function (used by train.py, tune, tests).
 
-Lightning `.ckpt` files go to `runs/<name>/` (gitignored; `last.ckpt` is what `resume` reads);
-the result is exported as a slim inference checkpoint `checkpoints/<name>.pt`: a plain dict of
+Everything goes to `runs/<name>/` (gitignored): Lightning's `last.ckpt` (what `resume` reads),
+the CSV logs, `validation.json`, and the slim inference checkpoint `<name>.pt`: a plain dict of
 primitives and tensors that loads with `torch.load(..., weights_only=True)` and needs no
 Lightning (see `neuneu.neural`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -15,13 +16,14 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 import neuneu
 from neuneu.config import Config, config_to_dict
-from neuneu.data import REPO_ROOT, data_fingerprint
+from neuneu.data import REPO_ROOT, InputError, data_fingerprint
 from neuneu.features import ACC_SCALE, FEATURES, GAP_SCALE, LOSS_CENTER, LOSS_SCALE
+from neuneu.model import Ensemble
 from neuneu.lit import EpisodeDataModule, LitNeuneu, PointsProgressBar, quiet_lightning, validation_episodes
 
 from neuneu.neural import CHECKPOINT_FORMAT  # noqa: E402
@@ -32,41 +34,72 @@ def _under_repo(path: str) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, points=None, quiet: bool = False) -> Path:
-    """Train the configured model and export `<train.out_dir>/<train.name>.pt`.
+def output_path(cfg: Config) -> Path:
+    """Where `train` exports the slim checkpoint: `<train.out_dir>/<name>.pt`, by default under
+    the run's own folder `runs/<name>/` (never a tracked file; `--promote` copies it out)."""
+    out_dir = cfg.train.out_dir or str(Path(cfg.train.runs_dir) / cfg.train.name)
+    return _under_repo(out_dir) / f"{cfg.train.name}.pt"
 
-    Args:
-        cfg: the full config (`neuneu.config.load_config`).
-        resume: continue from `<train.runs_dir>/<train.name>/last.ckpt` (after an interruption).
-        callbacks: extra Lightning callbacks (tests use one to interrupt a run).
-        points: a point frame to use instead of loading `cfg.data.sources` (tests).
-        quiet: no progress bar and no summary print.
 
-    Returns:
-        The path of the exported checkpoint.
-    """
-    t0 = time.time()
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+class BestWeights(Callback):
+    """Keeps the weights of the best validation epoch in memory (and in `last.ckpt`, as plain
+    tensors), so the end of training never reads a checkpoint path back: nothing is unpickled,
+    not even a path a crafted `last.ckpt` could point to."""
+
+    def __init__(self, monitor: str = "val/mae"):
+        self.monitor, self.best, self.weights = monitor, float("inf"), None
+
+    def on_validation_end(self, trainer, module) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        if float(value) < self.best:
+            self.best = float(value)
+            self.weights = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "weights": self.weights or {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = float(state.get("best", float("inf")))
+        self.weights = dict(state.get("weights") or {}) or None
+
+
+def _member_config(cfg: Config, k: int) -> Config:
+    """Member k of an ensemble: seed + k, its own run folder `runs/<name>/member-k`."""
+    if cfg.train.ensemble == 1:
+        return cfg
+    train_cfg = dataclasses.replace(cfg.train, seed=cfg.train.seed + k,
+                                    runs_dir=str(Path(cfg.train.runs_dir) / cfg.train.name), name=f"member-{k}")
+    return dataclasses.replace(cfg, train=train_cfg)
+
+
+def check_resumable(last: Path) -> None:
+    """`last.ckpt` loads as plain tensors and primitives (`weights_only=True`): a file holding
+    pickled objects is refused with an InputError before Lightning opens it, and nothing in it runs."""
+    try:
+        torch.load(last, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for pickled code, RuntimeError/EOFError for a broken file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"{last}: cannot resume from it: not a plain checkpoint of this training ({first})") from None
+
+
+def fit_member(cfg: Config, data: EpisodeDataModule, *, resume: bool, callbacks: list | None, quiet: bool):
+    """Fit one network; returns (its best-validation weights loaded, trainer)."""
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     run_dir = _under_repo(cfg.train.runs_dir) / cfg.train.name
     last = run_dir / "last.ckpt"
-    if resume and not last.is_file():
-        raise FileNotFoundError(f"--resume: no {last} to resume from")
-    if not resume:  # a fresh run must not be confused with a stale one (by --resume or best-v1 names)
+    if not resume:  # a fresh run must not be confused with a stale one (by --resume)
         for stale in run_dir.glob("*.ckpt"):
             stale.unlink()
-    ref = cfg.model.layout == "ref"
-    data = EpisodeDataModule(
-        cfg.data, cfg.train.batch_size, cfg.train.steps_per_epoch, cfg.train.seed, cfg.train.val_batch_size,
-        points=points, val_max_tokens=2_000 if ref else 20_000,
-    )
     max_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
     module = LitNeuneu(
         config_to_dict(cfg)["model"], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
         warmup_steps=cfg.train.warmup_steps, max_steps=max_steps,
     )
-    best = ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/mae", mode="min", save_last=True)
+    best = BestWeights("val/mae")
+    keep_last = ModelCheckpoint(dirpath=run_dir, filename="last", save_last=False, save_top_k=1, monitor=None,
+                                enable_version_counter=False)
     trainer_args = config_to_dict(cfg)["trainer"]
     if quiet:
         trainer_args["enable_progress_bar"] = False
@@ -77,27 +110,119 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
         max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes > 0 else None,
         gradient_clip_val=cfg.train.grad_clip or None,
         logger=CSVLogger(_under_repo(cfg.train.runs_dir), name=cfg.train.name),
-        callbacks=[best, EarlyStopping("val/mae", patience=cfg.train.patience, mode="min"), *(callbacks or []),
+        callbacks=[best, keep_last, EarlyStopping("val/mae", patience=cfg.train.patience, mode="min"), *(callbacks or []),
                    *([PointsProgressBar()] if trainer_args.get("enable_progress_bar", True) else [])],
         deterministic=True,
         enable_model_summary=False,  # a 14-line table of a 0.1M-parameter model; the summary says what matters
     )
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    resume_from = str(last) if resume and last.is_file() else None
+    if resume_from:
+        check_resumable(last)
+    # weights_only=True explicitly: torch's default can be flipped by TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    if best.weights is not None:
+        module.load_state_dict(best.weights)
+    return module, trainer
+
+
+def _fit_member_job(values: dict, k: int, resume: bool) -> str:
+    """One ensemble member in a worker process: fit it, save its weights (tensors only) under its
+    run folder and return that path (`train.workers` > 1)."""
+    from neuneu.config import config_from_dict
+
+    cfg = config_from_dict(values)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    member_cfg = _member_config(cfg, k)
+    data = EpisodeDataModule(cfg.data, cfg.train.batch_size, cfg.train.steps_per_epoch, member_cfg.train.seed,
+                             cfg.train.val_batch_size, laws=cfg.model.law_features)
+    module, trainer = fit_member(member_cfg, data, resume=resume, callbacks=None, quiet=True)
+    path = _under_repo(member_cfg.train.runs_dir) / member_cfg.train.name / "weights.pt"
+    torch.save({k: v.detach().cpu() for k, v in module.model.state_dict().items()}, path)
+    return str(path), int(trainer.global_step)
+
+
+def _fit_members_in_parallel(cfg: Config, resume: bool, quiet: bool) -> tuple[list[torch.nn.Module], int]:
+    """`train.ensemble` members in `train.workers` processes at once (spawned: no shared state)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from neuneu.model import ModelConfig, build_model
+
+    values = config_to_dict(cfg)
+    workers = min(cfg.train.workers, cfg.train.ensemble)
+    if not quiet:
+        print(f"training {cfg.train.ensemble} members in {workers} processes (seeds {cfg.train.seed}…"
+              f"{cfg.train.seed + cfg.train.ensemble - 1}); logs under {_under_repo(cfg.train.runs_dir) / cfg.train.name}/",
+              flush=True)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done = list(pool.map(_fit_member_job, [values] * cfg.train.ensemble, range(cfg.train.ensemble),
+                             [resume] * cfg.train.ensemble))
+    members = []
+    for path, _ in done:
+        model = build_model(ModelConfig(**values["model"]))
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        members.append(model)
+    return members, sum(steps for _, steps in done)
+
+
+def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, points=None, quiet: bool = False) -> Path:
+    """Train the configured model (an ensemble of `train.ensemble` seeds) and export it.
+
+    Args:
+        cfg: the full config (`neuneu.config.load_config`).
+        resume: continue from `<train.runs_dir>/<train.name>/last.ckpt` (each member's own).
+        callbacks: extra Lightning callbacks (tests use one to interrupt a run).
+        points: a point frame to use instead of loading `cfg.data.sources` (tests).
+        quiet: no progress bar and no summary print.
+
+    Returns:
+        The path of the exported checkpoint (`output_path`).
+    """
+    t0 = time.time()
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    run_dir = _under_repo(cfg.train.runs_dir) / cfg.train.name
+    first_last = _under_repo(_member_config(cfg, 0).train.runs_dir) / _member_config(cfg, 0).train.name / "last.ckpt"
+    if resume and not first_last.is_file():
+        raise FileNotFoundError(f"--resume: no {first_last} to resume from")
+    ref = cfg.model.layout == "ref"
+    data = EpisodeDataModule(
+        cfg.data, cfg.train.batch_size, cfg.train.steps_per_epoch, cfg.train.seed, cfg.train.val_batch_size,
+        points=points, val_max_tokens=2_000 if ref else 20_000, laws=cfg.model.law_features,
+    )
+    members, trainer = [], None
+    parallel = cfg.train.workers > 1 and cfg.train.ensemble > 1 and points is None and not callbacks
+    if parallel:
+        members, member_steps = _fit_members_in_parallel(cfg, resume, quiet)
+        data.setup()
+    for k in range(0 if parallel else cfg.train.ensemble):
+        if not quiet and cfg.train.ensemble > 1:
+            print(f"training member {k + 1} of {cfg.train.ensemble} (seed {cfg.train.seed + k})", flush=True)
+        member_cfg = _member_config(cfg, k)
+        data.seed = member_cfg.train.seed
+        module, trainer = fit_member(member_cfg, data, resume=resume, callbacks=callbacks, quiet=quiet)
+        members.append(module.model)
     fit_seconds = time.time() - t0
-    out = _under_repo(cfg.train.out_dir) / f"{cfg.train.name}.pt"
-    if not trainer.is_global_zero:
+    out = output_path(cfg)
+    if trainer is not None and not trainer.is_global_zero:
         return out  # multi-process: rank 0 alone evaluates and exports (the others would race on its files)
-    if best.best_model_path:
-        # This run's own best .ckpt, written moments ago under runs/ (its hyper-parameters are
-        # dataclasses, which weights_only=True refuses); user-supplied files never come here.
-        module = LitNeuneu.load_from_checkpoint(best.best_model_path, map_location="cpu", weights_only=False)
-    figures, calibration = evaluate_validation(module.model, data, cfg)
+    model = members[0] if len(members) == 1 else Ensemble(members)
+    if not quiet:
+        print(f"calibrating and scoring on the validation runs (ratios {', '.join(map(str, cfg.data.calibration_ratios))})...",
+              flush=True)
+    figures, calibration = evaluate_validation(model, data, cfg)
     figures["name"] = cfg.train.name
     figures["fit_seconds"] = round(fit_seconds, 1)
-    figures["epochs"] = int(trainer.current_epoch)
-    figures["steps"] = int(trainer.global_step)
-    export_checkpoint(module.model, cfg, out, data_fingerprint(data.train_points), figures, calibration.to_dict(),
+    if trainer is not None:  # (members trained in worker processes report in their own logs)
+        figures["epochs"] = int(trainer.current_epoch)
+        figures["steps"] = int(trainer.global_step)
+    else:
+        figures["steps"] = member_steps  # summed over the members
+    figures["ensemble"] = len(members)
+    export_checkpoint(model, cfg, out, data_fingerprint(data.train_points), figures, calibration.to_dict(),
                       trained_on(data.points))
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "validation.json").write_text(json.dumps(figures, indent=2))
     if not quiet:
         print(summary(figures, out))
@@ -131,6 +256,7 @@ def export_checkpoint(model: torch.nn.Module, cfg: Config, path: Path, fingerpri
         "neuneu_version": neuneu.__version__,
         "config": config_to_dict(cfg),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "ensemble": len(model.members) if isinstance(model, Ensemble) else 1,
         "features": {
             "names": list(FEATURES), "acc_scale": ACC_SCALE, "loss_center": LOSS_CENTER,
             "loss_scale": LOSS_SCALE, "gap_scale": GAP_SCALE, "max_context": cfg.data.max_context,
@@ -204,15 +330,11 @@ def baseline_scores(episodes, names: list[str]) -> dict:
 
 
 def episode_scores(episodes, quantiles: np.ndarray) -> dict:
-    """MAE of q50 (mean over episodes of the mean over its queries) and q10–q90 coverage
-    (same weighting), in accuracy units. quantiles (E, Q, 5)."""
-    truth = episodes.target
-    valid = episodes.query.mask & np.isfinite(truth)
-    n = np.maximum(valid.sum(1), 1)
-    err = np.where(valid, np.abs(quantiles[..., 2] - truth), 0.0).sum(1) / n
-    inside = np.where(valid, (truth >= quantiles[..., 0]) & (truth <= quantiles[..., 4]), 0.0).sum(1) / n
-    has = valid.any(1)
-    return {"mae": float(err[has].mean()), "coverage80": float(inside[has].mean())}
+    """{mae, coverage80} of (E, Q, 5) quantiles on `episodes`: `neuneu.metrics.summary_scores`."""
+    from neuneu.metrics import summary_scores
+
+    scores = summary_scores(episodes, quantiles)
+    return {"mae": scores["mae"], "coverage80": scores["coverage80"]}
 
 
 def summary(figures: dict, path: Path) -> str:
