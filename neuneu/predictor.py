@@ -24,6 +24,8 @@ class Predictor:
     name: str = "base"
     #: Variants the method can answer; a loss-given method needs the loss at every query.
     variants: tuple[str, ...] = ("forecast", "loss-given")
+    #: Protocols the method answers; the benchmark skips the others.
+    protocols: tuple[str, ...] = ("checkpoint", "scale")
 
     def prepare(self, pool: pd.DataFrame) -> "Predictor":
         """Learn from a pool of training points (train split only). Default: nothing to learn."""
