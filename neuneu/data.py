@@ -6,6 +6,7 @@ checkpoint) with the canonical columns below; `accuracy` is NaN at points to pre
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import io
@@ -125,7 +126,44 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
     """pandas.read_csv with every failure turned into an InputError naming the file.
 
     Gzip files are decompressed whole first: pandas would silently parse a truncated stream.
+    A column name that appears twice (after stripping spaces) is an error: pandas would rename
+    the second copy (`accuracy.1`) and it would be silently ignored.
     """
+    frame = _parse_csv(path, _read_bytes(path), **kwargs)
+    frame.attrs.pop("header_newlines", None)
+    return frame
+
+
+def _read_csv_lines(path: Path, **kwargs) -> tuple[pd.DataFrame, np.ndarray]:
+    """`_read_csv`, and the physical line of the file each row starts on (the first line is 1).
+
+    Blank lines are not rows but are counted, as are newlines inside quoted fields and blank
+    lines before the header, so a message's line number is the one an editor shows.
+    """
+    raw = _read_bytes(path)
+    body = raw.lstrip(b"\r\n")
+    header_line = 1 + raw[: len(raw) - len(body)].count(b"\n")  # pandas cannot skip these without skipping all
+    frame = _parse_csv(path, body, skip_blank_lines=False, **kwargs)
+    text = [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c])]
+    first = header_line + 1 + frame.attrs.pop("header_newlines", 0)
+    if body.count(b"\n") + (not body.endswith(b"\n")) == first - header_line + len(frame):
+        lines = first + np.arange(len(frame))  # one line per row: no newline inside a field
+    else:
+        inside = np.zeros(len(frame), dtype=np.int64)
+        for col in text:
+            inside += frame[col].fillna("").astype(str).str.count("\n").to_numpy()
+        lines = first + np.arange(len(frame)) + np.r_[0, np.cumsum(inside)[:-1]].astype(np.int64)
+    empty = np.zeros(len(frame), dtype=bool)  # blank lines: every cell empty
+    if len(frame.columns):
+        first_col = frame.iloc[:, 0]
+        maybe = np.flatnonzero(first_col.isna().to_numpy() | (first_col.to_numpy(dtype=object) == ""))
+        rest = frame.iloc[maybe]
+        empty[maybe] = (rest.isna() | (rest.astype(str).apply(lambda c: c.str.strip()) == "")).all(axis=1).to_numpy()
+    return frame[~empty].reset_index(drop=True), lines[~empty]
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when gzip; InputError when missing, a directory or truncated."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
@@ -137,6 +175,10 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
             raw = gzip.decompress(raw)
         except (EOFError, zlib.error, gzip.BadGzipFile) as err:
             raise InputError(f"{path}: cannot decompress ({err}); is the gzip file truncated?") from None
+    return raw
+
+
+def _parse_csv(path: Path, raw: bytes, **kwargs) -> pd.DataFrame:
     try:
         frame = pd.read_csv(io.BytesIO(raw), **kwargs)
     except pd.errors.EmptyDataError:
@@ -144,6 +186,13 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
     except (UnicodeDecodeError, pd.errors.ParserError) as err:
         first = str(err).splitlines()[0]
         raise InputError(f"{path}: not a readable CSV file ({first})") from None
+    header = next(csv.reader(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", errors="replace", newline="")), [])
+    names = [name.strip() for name in header]
+    twice = sorted({n for n in names if n and names.count(n) > 1})
+    if twice:
+        counts = ", ".join(f"'{n}' {names.count(n)} times" for n in twice)
+        raise InputError(f"{path}: duplicate column names in the header ({counts}); keep one of each")
+    frame.attrs["header_newlines"] = sum(name.count("\n") for name in header)
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
@@ -166,8 +215,8 @@ def read_runs(path: str | os.PathLike, *, episode: str = "run") -> pd.DataFrame:
             numbers, the header being line 1) for every violation of the contract.
     """
     path = Path(path)
-    raw = _read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    return _validate_runs(raw, path, episode)
+    raw, lines = _read_csv_lines(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    return _validate_runs(raw, path, episode, lines=lines)
 
 
 def validate_runs(table: pd.DataFrame, *, episode: str = "run", name: str = "input frame") -> pd.DataFrame:
@@ -188,7 +237,9 @@ def validate_runs(table: pd.DataFrame, *, episode: str = "run", name: str = "inp
     return frame
 
 
-def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2, unit: str = "line") -> pd.DataFrame:
+def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2, unit: str = "line",
+                   lines: np.ndarray | None = None) -> pd.DataFrame:
+    """`lines`: each row's line (or row) number for messages; default: consecutive from `first_line`."""
     if len(raw) == 0:
         raise InputError(f"{path}: has a header but no rows" if unit == "line" else f"{path}: has no rows")
     if "accuracy" not in raw and "value" in raw:
@@ -204,7 +255,7 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
     time_cols = [c for c in TIME_COORDS if c in raw]
     if not time_cols:
         raise InputError(f"{path}: needs at least one of the columns tokens, flops, step; columns are: {', '.join(raw.columns)}")
-    lines = np.arange(len(raw)) + first_line
+    lines = np.arange(len(raw)) + first_line if lines is None else np.asarray(lines)
 
     def fail(col: str, bad: np.ndarray, what: str, values: pd.Series | None = None) -> None:
         rows = lines[bad][:5]
@@ -227,7 +278,9 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
                 fail(col, bad, "NaN or infinite value", text)
             frame[col] = numeric
         else:
-            frame[col] = text.replace("", np.nan) if col in ("run", "task", "metric", "family") else raw[col]
+            # A blank metric is a metric of its own (one trajectory per run and task); a blank
+            # run, task or family is refused below where it is a key.
+            frame[col] = text.replace("", np.nan) if col in ("run", "task", "family") else text if col == "metric" else raw[col]
     for col in ("run", "task") + (("family",) if episode == "family" else ()):
         bad = frame[col].isna().to_numpy()
         if bad.any():
