@@ -54,14 +54,42 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
         raise InputError(f"{path}: not a neuneu checkpoint (expected a dict with keys {', '.join(_REQUIRED)})")
     if payload["format"] != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: checkpoint format {payload['format']!r}, this neuneu reads {CHECKPOINT_FORMAT!r}")
+    _check_fields(path, payload)
     try:
         model = build_model(ModelConfig(**payload["config"]["model"]))
         model.load_state_dict(payload["state_dict"])
-    except (TypeError, ValueError, RuntimeError, KeyError) as err:
-        first = str(err).strip().splitlines()[0]
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError, AssertionError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"{path}: checkpoint does not match this neuneu's network: {first}") from None
     model.eval()
     return model, payload
+
+
+def _check_fields(path: Path, payload: dict) -> None:
+    """The fields a checkpoint is read by have the right types, its weights are finite and its
+    calibration parses: otherwise an InputError naming the file (never a traceback later)."""
+
+    def malformed(what: str):
+        return InputError(f"{path}: malformed neuneu checkpoint: {what}")
+
+    if not isinstance(payload["config"], dict) or not isinstance(payload["config"].get("model"), dict):
+        raise malformed("'config' must be a dict holding a 'model' dict")
+    weights = payload["state_dict"]
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise malformed("'state_dict' must map parameter names to tensors")
+    features = payload["features"]
+    max_context = features.get("max_context") if isinstance(features, dict) else None
+    if not isinstance(max_context, int) or isinstance(max_context, bool) or max_context < 1:
+        raise malformed(f"'features' must be a dict with a positive integer 'max_context', got {max_context!r}")
+    if payload.get("calibration") is not None and not isinstance(payload["calibration"], dict):
+        raise malformed(f"'calibration' must be a dict, got {type(payload['calibration']).__name__}")
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InputError(f"{path}: weight {name!r} holds NaN or infinite values (a diverged or corrupted training run)")
+    try:
+        load_calibration(payload)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
 
 
 def to_batch(features: Features, target: np.ndarray | None = None) -> dict[str, torch.Tensor]:
@@ -137,12 +165,12 @@ def predict_quantiles(model: torch.nn.Module, context: Context, query: Query, ma
 def load_calibration(payload: dict):
     """The checkpoint's `Calibration` (identity for a checkpoint without one)."""
     stored = payload.get("calibration") or {}
-    if "factors" not in stored:  # checkpoints of neuneu < 0.3 stored one widening factor
-        scale = float(stored.get("interval_scale", 1.0))
-        return Calibration(edges=[], factors=[[scale, scale, 1.0, scale, scale]], n=0, method="interval-scale")
     try:
+        if "factors" not in stored:  # checkpoints of neuneu < 0.3 stored one widening factor
+            scale = float(stored.get("interval_scale", 1.0))
+            return Calibration(edges=[], factors=[[scale, scale, 1.0, scale, scale]], n=0, method="interval-scale")
         return Calibration.from_dict(stored)
-    except ValueError as err:
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise InputError(f"checkpoint calibration is malformed: {err}") from None
 
 
