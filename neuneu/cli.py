@@ -13,13 +13,13 @@ from neuneu import __version__
 from neuneu.data import SPLITS, InputError
 
 
-def _load(spec: str, data: str | None) -> pd.DataFrame:
-    """A source name of the shared data, or a path to a RUNS.csv."""
+def _load(spec: str, data: str | None, episode: str = "run") -> pd.DataFrame:
+    """A source name of the shared data, or a path to a RUNS.csv (read for `--episode episode`)."""
     from neuneu.data import load_source, read_runs
 
     path = Path(spec)
     if path.suffix in (".csv", ".gz") or path.is_file():
-        return read_runs(path)
+        return read_runs(path, episode=episode)
     return load_source(spec, data)
 
 
@@ -55,9 +55,10 @@ def cmd_data_summary(args) -> int:
 
 def cmd_data_episodes(args) -> int:
     from neuneu.episodes import checkpoint_episodes, scale_episodes
-    from neuneu.io import episodes_to_runs, write_csv_atomic
+    from neuneu.io import STDOUT, check_outputs, episodes_to_runs, write_csv_atomic
 
-    points = _load(args.source, args.data)
+    check_outputs([args.output, args.truth])  # before any work: nothing is written when one cannot be
+    points = _load(args.source, args.data, episode="family" if args.protocol == "scale" else "run")
     _report_dropped(points, args.source)
     if args.protocol == "checkpoint":
         episodes = checkpoint_episodes(points, args.ratio, variant=args.variant)
@@ -76,7 +77,7 @@ def cmd_data_episodes(args) -> int:
     write_csv_atomic(outputs)
     hint = " --episode family" if args.protocol == "scale" else ""
     print(
-        f"wrote {args.output}: {_plural(len(episodes), 'episode')}, {_plural(len(runs), 'row')}, {len(truth):,} to predict"
+        f"wrote {'standard output' if args.output == STDOUT else args.output}: {_plural(len(episodes), 'episode')}, {_plural(len(runs), 'row')}, {len(truth):,} to predict"
         + (f"; truth in {args.truth}" if args.truth else "")
         + f"\nnext: neuneu predict {args.output}{hint}",
         file=sys.stderr,
@@ -84,14 +85,26 @@ def cmd_data_episodes(args) -> int:
     return 0
 
 
+def _checkpoint_of(method: str, checkpoint: str | None) -> str | None:
+    """What a method's predictions came from, for messages: a neural method's checkpoint."""
+    if not method.startswith("neuneu"):
+        return None
+    from neuneu.neural import DEFAULT_CHECKPOINT
+
+    return f"checkpoint {checkpoint or DEFAULT_CHECKPOINT}"
+
+
 def cmd_predict(args) -> int:
     from neuneu import ask
     from neuneu.ask import plural
     from neuneu.data import read_runs
-    from neuneu.io import write_csv_atomic
+    from neuneu.io import STDOUT, check_output_dir, check_outputs, check_predictions, write_csv_atomic
     from neuneu.predict import predict_runs
 
     ask.check_modes(args)  # flag combinations and the truth file: before any work, before any output
+    check_outputs([args.output or STDOUT])
+    if args.plot:
+        check_output_dir(args.plot)
     truth = ask.read_truth(args.truth) if args.truth else None
     try:
         frame = read_runs(args.runs, episode=args.episode)
@@ -105,6 +118,7 @@ def cmd_predict(args) -> int:
     if args.target is not None:
         frame, grid = ask.target_frame(frame, args.horizon)
     table, episodes, quantiles = predict_runs(frame, args.method, checkpoint=args.checkpoint, episode=args.episode)
+    check_predictions(table, lambda method: _checkpoint_of(method, args.checkpoint))
     notes, what = [], f"{plural(len(table), 'prediction')} for {plural(len(episodes), 'episode')}"
     if truth is not None:
         notes.append(ask.truth_summary(frame, episodes, quantiles, truth)[1])
@@ -116,11 +130,9 @@ def cmd_predict(args) -> int:
         notes.append(ask.rank_note(table))
         what = plural(len(table), "pair") + " of runs"
     out = table.drop(columns=ask.ASK_ID, errors="ignore")
-    if args.output:
-        write_csv_atomic({args.output: out})
+    write_csv_atomic({args.output or STDOUT: out})
+    if args.output not in (None, STDOUT):
         print(f"wrote {args.output}: {what}", file=sys.stderr)
-    else:
-        out.to_csv(sys.stdout, index=False)
     for note in notes:
         print(note, file=sys.stderr)
     if args.plot:
