@@ -10,6 +10,7 @@ scores.csv, leaderboard.csv, leaderboard.md, horizon.csv, report.html and its PN
 from __future__ import annotations
 
 import copy
+import functools
 import datetime as dt
 import os
 import platform
@@ -90,6 +91,27 @@ def _never_saw(method, family: str, note, strict: bool) -> bool:
     return False
 
 
+def training_pool(frame: pd.DataFrame, holdout: str | None, data, points: dict | None) -> pd.DataFrame:
+    """What a method may learn from before it is scored (`Predictor.prepare`): the train split of
+    the scored source, or, under leave-one-family-out, the train splits of every *other* source
+    (never the held-out family's own curves, which are the ones being scored)."""
+    if holdout is None:
+        return frame[frame["split"] == "train"] if "split" in frame else frame.iloc[:0]
+    return _other_sources_train(holdout, None if points is not None else _data_dir(data), tuple(sorted(points or ())))
+
+
+@functools.lru_cache(maxsize=4)
+def _other_sources_train(holdout: str, data_dir: str | None, in_memory: tuple) -> pd.DataFrame:
+    from neuneu.data import list_sources
+
+    if in_memory:  # tests hand frames in: nothing else to learn from
+        return pd.DataFrame({"task": pd.Series(dtype=str), "metric": pd.Series(dtype=str),
+                             "loss": pd.Series(dtype=float), "accuracy": pd.Series(dtype=float)})
+    frames = [load_source(s, data_dir) for s in list_sources(Path(data_dir)) if s != holdout]
+    pool = pd.concat([f[f["split"] == "train"] for f in frames], ignore_index=True)
+    return pool
+
+
 def holdout_checkpoint(family: str) -> Path:
     """Where the leave-one-family-out model without `family` lives (scripts/make_generalisation.py)."""
     return REPO_ROOT / "checkpoints" / "lofo" / f"neuneu-without-{family}.pt"
@@ -121,7 +143,7 @@ def run_benchmark(
     variant: str = "forecast",
     split: str | None = "test",
     methods="all",
-    out_dir: str | os.PathLike = "results",
+    out_dir: str | os.PathLike = "runs/benchmark",
     data: str | os.PathLike | None = None,
     progress: bool = True,
     *,
@@ -184,6 +206,8 @@ def run_benchmark(
     loaded, sets, fingerprints = {}, {}, {}
     for source in sources:
         frame = points[source] if points is not None else load_source(source, data)
+        for why, n in (frame.attrs.get("dropped") or {}).items():
+            note(f"{source}: dropped {n:,} row{'s' * (n != 1)} ({why})")
         fingerprints[source] = data_fingerprint(frame)
         loaded[source] = frame
         sets[source] = []
@@ -214,7 +238,7 @@ def run_benchmark(
                 break
             frame = loaded[source]
             start = time.perf_counter()
-            predictor.prepare(frame[frame["split"] == "train"] if "split" in frame else frame.iloc[:0])
+            predictor.prepare(training_pool(frame, holdout, data, points))
             t_prepare = (time.perf_counter() - start) / len(sets[source])
             for ratio, eps in sets[source]:
                 start = time.perf_counter()
@@ -365,7 +389,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sources", default="olmo_ladder", help="comma list of sources (default olmo_ladder)")
     parser.add_argument("--split", help="episodes of these splits (comma list, or 'all'; default test)")
     parser.add_argument("--methods", default="all", help="comma list of methods (run `neuneu methods` to list them), or 'all'")
-    parser.add_argument("--out", default="results", help="output folder (default results/)")
+    parser.add_argument("--out", default=None, help="output folder (default runs/benchmark/<sources>-<protocol>/; "
+                                                   "results/ is written only by scripts/make_results.py)")
     parser.add_argument("--data", help="data directory (default: $NEUNEU_DATA, else ../shared/data)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--holdout-family", metavar="SOURCE",
@@ -418,6 +443,8 @@ def main(args) -> int:
     sources, split, family = args.sources, args.split or "test", args.holdout_family
     if family is not None:
         sources, split = family, args.split or "all"
+    if args.out is None:
+        args.out = str(Path("runs") / "benchmark" / f"{(family or sources).replace(',', '+')}-{args.protocol}-{args.variant}")
     methods, neural = args.methods, neural_methods(args.checkpoint, family, args.neural)
     if neural:  # these checkpoints stand in for the registry's neural methods
         names = [m for m in _methods(methods) if m not in {p.name for p in neural}]

@@ -342,8 +342,12 @@ def scale_episodes(
     keep = is_ctx | is_qry
     key = pd.DataFrame({"ladder": ladder, "task": points["task"].to_numpy(), "metric": points.get("metric", "")})
     group = key.groupby(list(key.columns), sort=False).ngroup().to_numpy()
+    dropped = {}
+    between = pd.unique(points["run"].to_numpy()[~keep])
+    if len(between):  # neither context nor query size: counted, never left out silently
+        dropped["runs between the context and query sizes (left out)"] = len(between)
     eps = build_episodes(
-        points[keep], group[keep], is_qry[keep], protocol="scale", variant=variant
+        points[keep], group[keep], is_qry[keep], protocol="scale", variant=variant, dropped=dropped
     )
     eps.meta["ladder"] = pd.Series(ladder, index=points.index).loc[eps.query.row[:, 0]].to_numpy()
     return eps

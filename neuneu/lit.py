@@ -97,11 +97,17 @@ class _SampledEpisodes(IterableDataset):
             yield to_batch(featurize(ctx, qry, self.cfg.max_context, self.laws), target)
 
 
-def load_points(cfg: DataConfig) -> pd.DataFrame:
-    """All points of the configured sources, with their split labels."""
+def load_points(cfg: DataConfig, report=print) -> pd.DataFrame:
+    """All points of the configured sources, with their split labels. Rows a source drops
+    (e.g. Pythia's step 0) are reported through `report` (None: silent), never dropped quietly."""
     from neuneu.data import load_source
 
-    return pd.concat([load_source(s, cfg.data_dir) for s in cfg.sources], ignore_index=True)
+    frames = [load_source(s, cfg.data_dir) for s in cfg.sources]
+    if report is not None:
+        for source, frame in zip(cfg.sources, frames):
+            for why, n in (frame.attrs.get("dropped") or {}).items():
+                report(f"{source}: dropped {n:,} row{'s' * (n != 1)} ({why})")
+    return pd.concat(frames, ignore_index=True)
 
 
 def validation_episodes(points: pd.DataFrame, cfg: DataConfig, ratio: float | None = None):

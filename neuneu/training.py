@@ -134,8 +134,11 @@ def _fit_member_job(values: dict, k: int, resume: bool) -> str:
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     member_cfg = _member_config(cfg, k)
+    from neuneu.lit import load_points
+
     data = EpisodeDataModule(cfg.data, cfg.train.batch_size, cfg.train.steps_per_epoch, member_cfg.train.seed,
-                             cfg.train.val_batch_size, laws=cfg.model.law_features)
+                             cfg.train.val_batch_size, points=load_points(cfg.data, report=None),  # reported once, by the parent
+                             laws=cfg.model.law_features)
     module, trainer = fit_member(member_cfg, data, resume=resume, callbacks=None, quiet=True)
     path = _under_repo(member_cfg.train.runs_dir) / member_cfg.train.name / "weights.pt"
     torch.save({k: v.detach().cpu() for k, v in module.model.state_dict().items()}, path)
