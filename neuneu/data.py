@@ -366,10 +366,15 @@ def task_family(tasks: pd.Series, rules: dict | None = None) -> pd.Series:
     return out
 
 
-def _in_range(params: np.ndarray, rule: dict) -> np.ndarray:
+def _in_rule(params: np.ndarray, runs: np.ndarray, rule: dict) -> np.ndarray:
+    """Rows whose run matches a split rule: by size (`min_params` ≤ params < `max_params`, the
+    run's maximum) and, where the rule lists `runs`, by run name as well."""
     lo = float(rule.get("min_params", -np.inf))
     hi = float(rule.get("max_params", np.inf))
-    return (params >= lo) & (params < hi)
+    hit = (params >= lo) & (params < hi)
+    if "runs" in rule:
+        hit &= np.isin(runs, [str(r) for r in rule["runs"]])
+    return hit
 
 
 def assign_splits(frame: pd.DataFrame, rules: dict | None = None) -> np.ndarray:
@@ -383,16 +388,17 @@ def assign_splits(frame: pd.DataFrame, rules: dict | None = None) -> np.ndarray:
     # A run's label must not vary with one checkpoint's params value: use the run's maximum.
     params = params.groupby(frame["run"].to_numpy()).transform("max").to_numpy(float)
     sources = frame["source"].to_numpy() if "source" in frame else np.full(n, "")
+    runs = frame["run"].astype(str).to_numpy()
     label = np.full(n, "train", dtype=object)
     per_source = rules.get("sources") or {}
     for source, rule in per_source.items():
         if "validation" in rule:
-            label[(sources == source) & _in_range(params, rule["validation"])] = "validation"
+            label[(sources == source) & _in_rule(params, runs, rule["validation"])] = "validation"
     label[(task_family(frame["task"], rules) != "").to_numpy()] = "heldout_tasks"
     for source, rule in per_source.items():
         here = sources == source
         if "test" in rule:
-            label[here & _in_range(params, rule["test"])] = "test"
+            label[here & _in_rule(params, runs, rule["test"])] = "test"
         if rule.get("unseen_family"):
             label[here] = "unseen_family"
     return label
