@@ -74,9 +74,10 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def __post_init__(self):
-        if self.model.max_context < self.data.max_context:
+        if self.model.layout == "ref" and self.model.max_context < self.data.max_context:
             raise ValueError(
-                f"data.max_context ({self.data.max_context}) must be <= model.max_context ({self.model.max_context})"
+                f"data.max_context ({self.data.max_context}) must be <= model.max_context ({self.model.max_context}), "
+                "the ref layout's position table"
             )
         if not 0 < self.data.min_ratio <= self.data.max_ratio < 1:
             raise ValueError("need 0 < data.min_ratio <= data.max_ratio < 1")
