@@ -11,10 +11,13 @@ from pathlib import Path
 
 from neuneu.baselines import BNSL, ExpLoss, LogLinear, Logistic, LogisticLoss, Persistence, PowerLaw, TwoStage
 from neuneu.data import REPO_ROOT
+from neuneu.forecasting import ARIMA, ETS, DampedTrend, Theta
 from neuneu.predictor import Predictor
 
 PREDICTORS: dict[str, type[Predictor]] = {
-    cls.name: cls for cls in (Persistence, LogLinear, PowerLaw, Logistic, LogisticLoss, ExpLoss, BNSL, TwoStage)
+    cls.name: cls
+    for cls in (Persistence, LogLinear, PowerLaw, Logistic, LogisticLoss, ExpLoss, BNSL, TwoStage)
+    + (DampedTrend, ETS, Theta, ARIMA)  # neuneu/forecasting.py
 }
 
 # name → (module, class, default keyword arguments); imported only when asked for, so the

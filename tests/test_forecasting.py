@@ -1,0 +1,201 @@
+"""Forecasting baselines (neuneu/forecasting.py): the damped trend against closed forms, and the
+statsforecast methods on series whose answer is known (flat, exactly log-linear), their axis, and
+their fallbacks. The predictor contract over the registry is in test_baselines.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuneu import forecasting
+from neuneu.episodes import build_episodes
+from neuneu.forecasting import ETS, DampedTrend, damped_sum
+from neuneu.registry import get_predictor
+
+N_CTX = 12
+
+
+def trajectories(curves: dict, n: int = 30, tokens=(1e9, 1e11), spacing="geom", noise=0.0, seed=0):
+    """One run per entry of `curves` (name → accuracy of tokens); checkpoints geometric in tokens
+    (uniform in z) or linear in tokens (as most real runs); first N_CTX points are context."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for run, acc in curves.items():
+        tok = np.geomspace(*tokens, n) if spacing == "geom" else np.linspace(*tokens, n)
+        rows.append(
+            pd.DataFrame(
+                {"source": "synthetic", "family": "f", "run": run, "params": 1e9, "tokens": tok,
+                 "flops": 6e9 * tok, "task": "t", "metric": "acc", "split": "test",
+                 "accuracy": acc(tok) + noise * rng.standard_normal(n)}
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def episodes(points, n_context=N_CTX):
+    rank = points.groupby("run").cumcount().to_numpy()
+    return build_episodes(points, points["run"], rank >= n_context, protocol="checkpoint")
+
+
+def line(tok):
+    return 0.3 + 0.04 * np.log(tok / 1e9)
+
+
+def run(name, points, n_context=N_CTX, **kwargs):
+    eps = episodes(points, n_context)
+    method = get_predictor(name, **kwargs)
+    return method, method.fit(eps.context).predict(eps.query), eps
+
+
+# ----------------------------------------------------------------------------- damped trend
+
+
+def test_damped_sum_is_the_geometric_sum_at_integer_horizons_and_continuous_between():
+    h = np.arange(0, 8, dtype=float)
+    for phi in (0.0, 0.3, 0.7, 1.0):
+        explicit = np.array([sum(phi**i for i in range(1, int(k) + 1)) for k in h])
+        np.testing.assert_allclose(damped_sum(h, phi), explicit, atol=1e-12)
+    fine = damped_sum(np.linspace(0, 7, 701), 0.7)
+    assert (np.diff(fine) > 0).all() and np.abs(np.diff(fine)).max() < 0.01
+    assert damped_sum(np.array([1e6]), 0.7)[0] == pytest.approx(0.7 / 0.3)
+    assert damped_sum(np.array([-2.0]), 0.7)[0] == 0.0  # before the reference point: the level
+
+
+def test_damping_one_extrapolates_a_log_linear_trend_like_log_linear():
+    pts = trajectories({"r": line})
+    _, q, eps = run("damped_trend", pts, damping=1.0)
+    _, q_ll, _ = run("log_linear", pts)
+    np.testing.assert_allclose(q[..., 2], eps.target, atol=1e-9)
+    np.testing.assert_allclose(q[..., 2], q_ll[..., 2], atol=1e-9)
+
+
+def test_damping_zero_is_persistence_on_a_noisy_trend():
+    pts = trajectories({"r": line, "s": lambda t: 0.6 - 0.02 * np.log(t / 1e9)}, noise=0.01)
+    _, q, _ = run("damped_trend", pts, damping=0.0)
+    _, q_p, _ = run("persistence", pts)
+    np.testing.assert_allclose(q[..., 2], q_p[..., 2], atol=1e-12)
+
+
+def test_damped_forecast_follows_the_per_step_geometric_sum():
+    # geometric checkpoints: every context step in z is the same, so query k is horizon h = k
+    pts = trajectories({"r": line})
+    phi = 0.6
+    _, q, eps = run("damped_trend", pts, damping=phi)
+    step = np.log(1e11 / 1e9) / 29
+    h = np.arange(1, 30 - N_CTX + 1)
+    last = line(pts["tokens"].iloc[N_CTX - 1])
+    expected = last + 0.04 * step * np.array([sum(phi**i for i in range(1, k + 1)) for k in h])
+    np.testing.assert_allclose(q[0, :, 2], expected, atol=1e-9)
+    assert (q[0, :, 2] < eps.target[0]).all()  # damped: below the straight line
+
+
+def test_damped_trend_intervals_are_calibrated_on_a_noisy_line():
+    # the line is the true model at damping 1: the 80% interval should hold about 80% of truths,
+    # near and far (dropping the level's or the slope's variance, or the covariance, breaks this)
+    curves = {f"r{i}": line for i in range(300)}
+    pts = trajectories(curves, n=24, noise=0.01, seed=4)
+    _, q, eps = run("damped_trend", pts, n_context=14, damping=1.0)
+    inside = (eps.target >= q[..., 0]) & (eps.target <= q[..., 4])
+    assert 0.75 < inside[:, :3].mean() < 0.85
+    assert 0.75 < inside[:, -3:].mean() < 0.85
+    width = q[..., 4] - q[..., 0]
+    assert (width[:, -1] > width[:, 0]).all()
+
+
+def test_damped_trend_falls_back_on_two_context_points():
+    pts = trajectories({"r": line, "s": line})
+    method, q, eps = run("damped_trend", pts, n_context=2)
+    assert not method.converged_.any()
+    _, q_p, _ = run("persistence", pts, n_context=2)
+    np.testing.assert_allclose(q, q_p, equal_nan=True)
+
+
+def test_damping_is_validated_and_the_default_is_the_documented_one():
+    with pytest.raises(ValueError, match="damping"):
+        DampedTrend(damping=1.5)
+    assert DampedTrend().damping == forecasting.DAMPING
+    assert f"{forecasting.DAMPING:g}" in DampedTrend.__doc__
+
+
+# ----------------------------------------------------------------------------- statsforecast
+
+
+@pytest.fixture(scope="module")
+def flat_and_line():
+    """A flat series (one near the top, to test the clipping) and an exact log-linear one with
+    checkpoints linear in tokens (so the uniform-in-z grid is a resampling, not the points)."""
+    flat = trajectories({"flat": lambda t: np.full_like(t, 0.6), "top": lambda t: np.full_like(t, 0.998)})
+    lin = trajectories({"lin": line}, spacing="linear", tokens=(1e9, 3e10))
+    return flat, lin
+
+
+@pytest.mark.parametrize("name", ["ets", "theta", "arima"])
+def test_statsforecast_methods_predict_the_level_of_a_flat_series(name, flat_and_line):
+    method, q, eps = run(name, flat_and_line[0])
+    assert method.converged_.all()
+    real = eps.query.mask
+    np.testing.assert_allclose(q[..., 2][real], eps.target[real], atol=1e-6)
+    assert np.isfinite(q[real]).all() and (q[real] >= 0).all() and (q[real] <= 1).all()
+    assert (np.diff(q[real], axis=-1) >= 0).all()
+    flat = eps.meta["run"].to_numpy() == "flat"
+    assert (q[flat][..., 4] - q[flat][..., 0] > 0).all()  # the width floor: never a point
+
+
+def test_arima_extrapolates_a_log_linear_trend_in_z(flat_and_line):
+    # a line in z is a random walk with constant drift on the uniform grid: AutoARIMA's drift
+    # model continues it exactly; a wrong axis (checkpoint index, or an off-by-one horizon) misses
+    method, q, eps = run("arima", flat_and_line[1])
+    assert method.converged_.all()
+    np.testing.assert_allclose(q[0, :, 2], eps.target[0], atol=1e-4)
+
+
+def test_ets_damps_the_trend_it_sees(flat_and_line):
+    method, q, eps = run("ets", flat_and_line[1])
+    last = line(flat_and_line[1]["tokens"].iloc[N_CTX - 1])
+    assert method.converged_.all()
+    assert (q[0, :, 2] > last).all() and (q[0, :, 2] <= eps.target[0] + 1e-6).all()
+    assert (np.diff(q[0, :, 2]) >= -1e-9).all()
+
+
+def test_too_short_contexts_fall_back_to_persistence_and_are_flagged():
+    pts = trajectories({"r": line, "s": lambda t: 0.5 + 0.01 * np.log(t / 1e9)}, noise=0.003)
+    for name, n_ctx in (("ets", ETS.min_context - 1), ("theta", 3), ("arima", 3)):
+        method, q, eps = run(name, pts, n_context=n_ctx)
+        assert not method.converged_.any(), name
+        _, q_p, _ = run("persistence", pts, n_context=n_ctx)
+        np.testing.assert_allclose(q, q_p, equal_nan=True)
+
+
+def test_a_fit_the_library_refuses_is_a_flagged_fallback():
+    class EagerETS(ETS):  # asks the library for a fit it refuses ("tiny datasets")
+        min_context = 3
+
+    pts = trajectories({"short": line})
+    eps = episodes(pts, 5)
+    method = EagerETS().fit(eps.context)
+    q = method.predict(eps.query)
+    assert not method.converged_.any() and method.n_fallback_points_ > 0
+    np.testing.assert_allclose(q, get_predictor("persistence").fit(eps.context).predict(eps.query))
+
+
+def test_one_library_call_for_all_episodes(monkeypatch):
+    from statsforecast import StatsForecast
+
+    calls = []
+    original = StatsForecast.forecast
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs["df"]["unique_id"].nunique())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StatsForecast, "forecast", counting)
+    pts = trajectories({f"r{i}": line for i in range(5)}, noise=0.003)
+    method, q, eps = run("theta", pts)
+    assert calls == [5] and method.converged_.all()
+
+
+def test_the_forecasters_answer_the_checkpoint_protocol_only():
+    # their horizon unit is one checkpoint sequence's step (neuneu/forecasting.py docstring)
+    for name in ("damped_trend", "ets", "theta", "arima"):
+        assert get_predictor(name).protocols == ("checkpoint",)
