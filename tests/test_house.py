@@ -147,3 +147,71 @@ def test_train_and_benchmark_leave_tracked_files_alone(tmp_path, monkeypatch):
     import shutil
 
     shutil.rmtree(ROOT / "runs" / name)
+
+
+SHIPPED = sorted([*(ROOT / "neuneu" / "checkpoints").glob("*.pt"), *(ROOT / "checkpoints").rglob("*.pt")])
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_checkpoint_loads_and_predicts_sane_quantiles(path):
+    """The contract of `neuneu.predictor` for the files users actually run: load with
+    weights_only, predict every protocol the checkpoint declares, finite, monotone, in [0, 1]."""
+    from neuneu.neural import NeuralPredictor
+
+    points = make_points(n_runs=3, n_tasks=4, n_points=16, seed=5)
+    method = NeuralPredictor(path)
+    sets = {"checkpoint": checkpoint_episodes(points, 0.2)}
+    if "scale" in method.protocols:
+        sets["scale"] = scale_episodes(points, context_max_params=2.5e8, query_min_params=3e8)
+    for protocol, eps in sets.items():
+        q = method.fit(eps.context).predict(eps.query)
+        real = q[eps.query.mask]
+        assert np.isfinite(real).all() and (real >= 0).all() and (real <= 1).all(), (path.name, protocol)
+        assert (np.diff(real, axis=-1) >= 0).all(), (path.name, protocol)
+        assert np.isnan(q[~eps.query.mask]).all()
+
+
+def test_the_shipped_model_learned_something(data_dir):
+    """A model that learned nothing fails here: on the olmo_ladder 1B validation runs at ratio 0.2
+    the shipped checkpoint must clearly beat persistence (it is ~0.5x; untrained ~1.5x)."""
+    from neuneu.data import load_source
+    from neuneu.neural import NeuralPredictor
+    from neuneu.registry import get_predictor
+
+    points = load_source("olmo_ladder", data_dir)
+    points = points[(points["split"] == "validation") & points["task"].str.contains("hellaswag|arc|mmlu_stem")]
+    eps = checkpoint_episodes(points, 0.2)
+    mae = {name: summary_scores(eps, m.fit(eps.context).predict(eps.query))["mae"]
+           for name, m in (("neuneu", NeuralPredictor()), ("persistence", get_predictor("persistence")))}
+    assert len(eps) >= 20
+    assert mae["neuneu"] < 0.8 * mae["persistence"], mae
+
+
+def test_scale_protocol_end_to_end_in_the_benchmark_and_predict_episode_family(tmp_path):
+    """The scale protocol through the benchmark (neural model included, a checkpoint-only
+    method skipped with a note) and `neuneu predict --episode family` on a ladder file."""
+    from neuneu import cli
+    from neuneu.benchmark import run_benchmark
+    from neuneu.neural import NeuralPredictor
+
+    points = make_points(n_runs=4, n_tasks=3, n_points=12, seed=2).assign(split="test", source="tucano")
+    big = points["run"] == "run3"  # tucano's scale rule (splits.yaml): context <= 1.2e9, queries >= 2e9
+    points.loc[big, "params"] = 2.4e9
+    points.loc[big, "flops"] = 6 * 2.4e9 * points.loc[big, "tokens"]
+    scores, board = run_benchmark(["tucano"], "scale", split="all", methods=["persistence", "damped_trend",
+                                  NeuralPredictor()], out_dir=tmp_path / "bench", points={"tucano": points},
+                                  progress=False, n_boot=20)
+    assert set(board["method"]) == {"persistence", "neuneu"}  # damped_trend answers the checkpoint protocol only
+    assert "checkpoint protocol, not scale" in (tmp_path / "bench" / "leaderboard.md").read_text()
+    assert board["mae"].notna().all() and (board["n_trajectories"] > 0).all()
+
+    runs = points.drop(columns=["split", "source"])
+    big = runs["params"] == runs["params"].max()
+    truth = runs.loc[big, "accuracy"].copy()
+    runs.loc[big, "accuracy"] = np.nan
+    runs.to_csv(tmp_path / "ladder.csv", index=False)
+    out = tmp_path / "pred.csv"
+    assert cli.main(["predict", str(tmp_path / "ladder.csv"), "--episode", "family", "-o", str(out)]) == 0
+    pred = pd.read_csv(out)
+    assert len(pred) == int(big.sum()) and set(pred["run"]) == {runs.loc[big, "run"].iloc[0]}
+    assert np.abs(pred["q50"].to_numpy() - truth.to_numpy()).mean() < 0.15
