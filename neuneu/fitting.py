@@ -179,7 +179,9 @@ def least_squares(
     cost, _ = _cost(fn, theta, zb, yb, wb)
     lam = np.full(len(theta), 1e-3)
     n_iter = np.zeros(len(theta), dtype=int)
-    active = np.isfinite(cost)
+    # A problem with fewer than P + 1 points fails whatever the optimiser does (`_result`): no
+    # iterations for it (bnsl's 6 parameters on 3-6-point pythia contexts: every one of them).
+    active = np.isfinite(cost) & (rep(w.sum(axis=1)) >= n_par + 1)
     eye = np.eye(n_par)
     jac = np.zeros((len(theta), zb.shape[1], n_par))
     r = np.zeros_like(zb)
