@@ -12,6 +12,8 @@ multiplies by 100 (accuracy points).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
@@ -163,6 +165,18 @@ def neuneu_mean(values: np.ndarray, runs: np.ndarray) -> float:
     return float(frame.groupby("run", sort=False)["v"].mean().mean())
 
 
+@lru_cache(maxsize=4)
+def bootstrap_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) read-only: how often each of n trajectories is drawn in each bootstrap
+    replicate. Every method of a leaderboard group scores the same n trajectories in the same
+    order, so its resamples are drawn once per group (cached), not once per method."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
+    counts.flags.writeable = False
+    return counts
+
+
 def bootstrap_ci(
     values: np.ndarray,
     runs: np.ndarray | None = None,
@@ -180,9 +194,7 @@ def bootstrap_ci(
     n = len(values)
     if n == 0:
         return (np.nan, np.nan)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
-    counts = np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)  # (B, n)
+    counts = bootstrap_counts(n, n_boot, seed)  # (B, n)
     if runs is None:
         stats = counts @ values / n
     else:
@@ -292,6 +304,7 @@ __all__ = [
     "pinball",
     "neuneu_mean",
     "bootstrap_ci",
+    "bootstrap_counts",
     "ranking_accuracy",
     "leaderboard",
 ]
