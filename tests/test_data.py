@@ -39,7 +39,10 @@ def test_bad_runs_csv_exits_2_with_one_line_naming_file_column_rows(case, tmp_pa
     out = tmp_path / "out.csv"
     assert main(["predict", str(path), "--method", "persistence", "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    first, *more = err.splitlines()
+    assert first.startswith("neuneu: error:") and "Traceback" not in err
+    assert all(line.lstrip().startswith("hint:") for line in more)  # one error line, at most hints after it
+    err = first
     assert str(path) in err and phrase in err
     if column:
         assert f"'{column}'" in err
