@@ -94,7 +94,11 @@ def subsample_context(ctx: dict, max_context: int) -> dict:
     """
     n = ctx["mask"].sum(1)
     if n.max(initial=0) <= max_context:
-        return ctx
+        # no episode is too long: only trim the all-padding columns (a pseudo-context of a
+        # backtest keeps its episode's full width), so the ref layout's position table fits
+        cols = np.flatnonzero(ctx["mask"].any(0))
+        width = int(cols[-1]) + 1 if len(cols) else 1
+        return ctx if width == ctx["mask"].shape[1] else {k: v[:, :width] for k, v in ctx.items()}
     ref = reference_index(ctx)
     E = len(n)
     idx = np.tile(np.arange(max_context), (E, 1))  # (E, M)
