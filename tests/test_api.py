@@ -34,7 +34,7 @@ def test_predict_df_matches_the_command_line(tmp_path):
     pred = neuneu.predict_df(frame, method="persistence")
     blank = frame[frame["accuracy"].isna()]
     assert list(pred.index) == list(blank.index)  # indexed by the input rows it predicts
-    assert list(pred.columns[-7:]) == ["method", "q10", "q25", "q50", "q75", "q90", "prediction"]
+    assert list(pred.columns[-9:]) == ["method", "q10", "q25", "q50", "q75", "q90", "prediction", "fallback", "calibration"]
     runs, out = tmp_path / "runs.csv", tmp_path / "pred.csv"
     frame.to_csv(runs, index=False)
     assert main(["predict", str(runs), "--method", "persistence", "-o", str(out)]) == 0

@@ -67,4 +67,4 @@ def test_cross_field_checks_name_the_keys():
     with pytest.raises(ConfigError, match="n_heads"):
         load_config(None, ["model.d_model=30", "model.n_heads=4"])
     with pytest.raises(ConfigError, match="max_context"):
-        load_config(None, ["data.max_context=128", "model.max_context=64"])
+        load_config(None, ["model.layout=ref", "data.max_context=128", "model.max_context=64"])

@@ -148,8 +148,12 @@ def test_holdout_cli_without_its_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert f"no checkpoint at {missing}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("family, members", [("olmo_ladder", {"OLMo-2-ladder", "OLMo-2-main"}),
-                                             ("pythia", {"pythia-v0", "pythia-v1"})])
+LOFO_FAMILIES = [("olmo_ladder", {"OLMo-2-ladder", "OLMo-2-main"}), ("pythia", {"pythia-v0", "pythia-v1"}),
+                 ("bigscience_tr3", {"bigscience-tr3-1B3/OSCAR-en", "bigscience-tr3-1B3/C4-en", "bigscience-tr3-1B3/Pile"}),
+                 ("tucano", {"Tucano"}), ("lucie", {"Lucie"})]
+
+
+@pytest.mark.parametrize("family, members", LOFO_FAMILIES, ids=[f for f, _ in LOFO_FAMILIES])
 def test_committed_leave_one_family_out_checkpoints_never_saw_their_family(family, members):
     path = REPO / "checkpoints" / "lofo" / f"neuneu-without-{family}.pt"
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -183,11 +187,33 @@ def test_backtest_calibration_follows_the_noise_of_the_contexts_and_skips_scale_
         points = make_points(n_runs=6, n_tasks=10, n_points=20, seed=7)
         points["accuracy"] = np.clip(points["accuracy"] + np.random.default_rng(0).normal(0, noise, len(points)), 0, 1)
         eps = checkpoint_episodes(points, 0.4)
-        return np.mean(np.array(backtest_calibration(model, eps.context, eps.query, width).factors)[:, 4])
+        fitted, n = backtest_calibration(model, eps.context, eps.query, width)
+        assert n == len(eps)  # every single-run context of >= 3 points takes part
+        return np.mean(np.array(fitted.factors)[:, 4])
 
     assert q90_factor(0.05) > 1.5 * q90_factor(0.0)  # noisier contexts → wider intervals
     points = make_points(n_runs=6, n_tasks=10, n_points=20, seed=7).assign(split="train")
     eps = scale_episodes(points, context_max_params=5e8, query_min_params=1e9)
-    assert backtest_calibration(model, eps.context, eps.query, width, min_episodes=1) is None  # multi-run contexts
-    few = checkpoint_episodes(points, 0.4).subset(np.arange(10))
-    assert backtest_calibration(model, few.context, few.query, width) is None  # too few to calibrate on
+    assert backtest_calibration(model, eps.context, eps.query, width) == (None, 0)  # multi-run contexts
+
+
+def test_context_calibration_blends_smoothly_so_no_prediction_jumps_when_a_trajectory_is_added(calibrated):
+    """Issue 10: q10 changed between 49 and 50 trajectories (an all-or-nothing threshold). Now the
+    backtest weighs n / (n + 50): one more trajectory moves a prediction by little, many move it
+    toward the user's own factors, and the label says which calibration was used."""
+    from neuneu.neural import BLEND_PRIOR, NeuralPredictor
+
+    path, _ = calibrated
+    points = make_points(n_runs=10, n_tasks=12, n_points=20, seed=3)
+    eps = checkpoint_episodes(points, 0.4)
+    q = {}
+    for n in (48, 49, 50, 51, 100):
+        sub = eps.subset(np.arange(n))
+        method = NeuralPredictor(path, calibration="context").fit(sub.context)
+        q[n] = method.predict(sub.query)[0]  # the first trajectory, in every file
+        assert f"{n} trajectories (weight {n / (n + BLEND_PRIOR):.2f})" in method.calibration_label_
+    step = [np.nanmax(np.abs(q[b] - q[a])) for a, b in ((48, 49), (49, 50), (50, 51))]
+    far = np.nanmax(np.abs(q[100] - q[48]))
+    assert max(step) < 0.01 and max(step) < far  # small steps at the old threshold, a real change over many
+    np.testing.assert_array_equal(q[50][..., 2], q[100][..., 2])  # the median never depends on other rows
+    assert NeuralPredictor(path, calibration="validation").fit(eps.context).predict(eps.query) is not None

@@ -71,7 +71,8 @@ def test_integer_columns_stay_integers_and_no_column_is_added(tmp_path):
     out = tmp_path / "pred.csv"
     assert main(["predict", str(path), "--method", "persistence", "-o", str(out)]) == 0
     header, first = out.read_text().splitlines()[:2]
-    expected = [c for c in points.columns if c != "accuracy"] + ["method", "q10", "q25", "q50", "q75", "q90", "prediction"]
+    expected = [c for c in points.columns if c != "accuracy"] + ["method", "q10", "q25", "q50", "q75", "q90", "prediction",
+                                                                  "fallback", "calibration"]  # issues 12 and 10 ask for the last two
     assert header.split(",") == expected  # flops is computed for the model, not written
     row = dict(zip(header.split(","), first.split(",")))
     for col in ("step", "tokens", "params"):
