@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neuneu.chunking import fit_predict
 from neuneu.data import REPO_ROOT, SPLITS, InputError, data_fingerprint, load_source, resolve_data_dir
 from neuneu.episodes import PROTOCOLS, VARIANTS, checkpoint_episodes, scale_episodes
 from neuneu.metrics import GROUP_KEYS, horizon_errors, horizon_table, leaderboard, trajectory_scores
@@ -242,9 +243,9 @@ def run_benchmark(
             t_prepare = (time.perf_counter() - start) / len(sets[source])
             for ratio, eps in sets[source]:
                 start = time.perf_counter()
-                # Deep copies: a method that edits its inputs in place cannot change the next one's.
-                predictor.fit(copy.deepcopy(eps.context))
-                q = np.asarray(predictor.predict(copy.deepcopy(eps.query)), dtype=float)  # (E, Q, 5)
+                # In chunks grouped by length (`neuneu.chunking`, as `neuneu predict`), each one a
+                # copy: a method that edits its inputs in place cannot change the next one's.
+                q = fit_predict(predictor, eps)  # (E, Q, 5)
                 seconds = t_prepare + time.perf_counter() - start
                 converged = getattr(predictor, "converged_", None)
                 try:

@@ -21,9 +21,9 @@ import torch
 
 from neuneu.calibration import Calibration
 from neuneu.data import REPO_ROOT, InputError
-from neuneu.episodes import Context, Query
+from neuneu.episodes import Context, Query, context_size, horizon
 from neuneu.features import F, Features, featurize, from_target, to_target
-from neuneu.model import ModelConfig, build_model
+from neuneu.model import Ensemble, ModelConfig, build_model
 from neuneu.predictor import Predictor
 
 # Package data (pyproject `package-data`), so a plain `pip install .` finds it from any directory.
@@ -31,6 +31,11 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "neuneu-d
 CALIBRATIONS = ("context", "validation", "none")
 CHECKPOINT_FORMAT = "neuneu-checkpoint-v1"
 _REQUIRED = ("format", "config", "state_dict", "features")
+OBSOLETE_MODEL_KEYS = ("n_features",)
+BACKTEST_RATIOS = (0.25, 0.5)  # pseudo-splits of each context in `backtest_calibration`
+# Contexts at which the backtest and the validation factors weigh the same (`BlendedCalibration`):
+# fixed a priori (the former all-or-nothing threshold was 50 contexts), never tuned on a family.
+BLEND_PRIOR = 50  # knobs of earlier checkpoints that never did anything
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
@@ -56,7 +61,11 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
         raise InputError(f"{path}: checkpoint format {payload['format']!r}, this neuneu reads {CHECKPOINT_FORMAT!r}")
     _check_fields(path, payload)
     try:
-        model = build_model(ModelConfig(**payload["config"]["model"]))
+        model_cfg = {k: v for k, v in payload["config"]["model"].items() if k not in OBSOLETE_MODEL_KEYS}
+        n_members = int(payload.get("ensemble", 1))
+        model = build_model(ModelConfig(**model_cfg))
+        if n_members > 1:
+            model = Ensemble([model, *(build_model(ModelConfig(**model_cfg)) for _ in range(n_members - 1))])
         model.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, RuntimeError, KeyError, AttributeError, AssertionError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -144,22 +153,61 @@ def predict_quantiles(model: torch.nn.Module, context: Context, query: Query, ma
     """
     was_training = model.training
     model.eval()
-    feats = featurize(vars(context), vars(query), max_context)
-    E, Q = feats.query_mask.shape
-    out = np.full((E, Q, 5), np.nan)
+    cfg = getattr(model, "cfg", None)
+    laws = bool(getattr(cfg, "law_features", False))
     if getattr(model, "cfg", None) is not None and model.cfg.layout == "ref":
         max_tokens = max(1, max_tokens // (max_context + 1))  # one sequence per query there
-    for (a, b), sub, _ in feature_batches(feats, None, batch_size, max_tokens):
-        batch = {k: v.to(device) for k, v in to_batch(sub).items()}
-        pred = model(batch["context"], batch["context_mask"], batch["query"], batch["query_mask"], batch["anchor"])
-        acc = from_target(pred.float().cpu().numpy().astype(float), sub.anchor)
-        out[a : a + len(sub.anchor), b : b + sub.query.shape[1]] = acc
-    out[~feats.query_mask] = np.nan
+    E, Q = np.shape(query.mask)
+    out = np.full((E, Q, 5), np.nan)
+    horizon = np.full((E, Q), np.nan)
+    for sel, ctx, qry in width_groups(vars(context), vars(query), max_context):
+        feats = featurize(ctx, qry, max_context, laws=laws)
+        part = np.full(feats.query_mask.shape + (5,), np.nan)
+        for (a, b), sub, _ in feature_batches(feats, None, batch_size, max_tokens):
+            batch = {k: v.to(device) for k, v in to_batch(sub).items()}
+            pred = model(batch["context"], batch["context_mask"], batch["query"], batch["query_mask"], batch["anchor"])
+            acc = from_target(pred.float().cpu().numpy().astype(float), sub.anchor)
+            part[a : a + len(sub.anchor), b : b + sub.query.shape[1]] = acc
+        part[~feats.query_mask] = np.nan
+        width = part.shape[1]
+        out[sel, :width] = part
+        horizon[sel, :width] = np.where(feats.query_mask, feats.query[..., F["ln_x"]].astype(float), np.nan)
     model.train(was_training)
-    horizon = np.where(feats.query_mask, feats.query[..., F["ln_x"]].astype(float), np.nan)
     if calibration is not None:
         out = calibration.apply(out, horizon)
     return (out, horizon) if return_horizon else out
+
+
+def _to_width(value: np.ndarray, width: int) -> np.ndarray:
+    """(E, C) → (E, width): cut, or padded with NaN / -1 / False as episodes are."""
+    have = value.shape[1]
+    if have >= width:
+        return value[:, :width]
+    fill = False if value.dtype == bool else (-1 if np.issubdtype(value.dtype, np.integer) else np.nan)
+    return np.concatenate([value, np.full((len(value), width - have), fill, dtype=value.dtype)], axis=1)
+
+
+def width_groups(ctx: dict, qry: dict, max_context: int):
+    """(episode indices, context dict, query dict) groups of episodes with the same number of
+    context points n (all n > max_context together: `featurize` subsamples them to
+    max_context), their arrays cut to it and the queries to the group's longest. So the widths
+    `featurize` works at, its law fits' above all (they round differently at different widths
+    and move in a few ill-conditioned episodes), are set by each episode's own length, never by
+    the other episodes of the call or by how they are chunked. Arrays must hold real points
+    first (as episodes are built); otherwise one group, as given."""
+    c_mask, q_mask = np.asarray(ctx["mask"], bool), np.asarray(qry["mask"], bool)
+    n, m = c_mask.sum(1), q_mask.sum(1)
+    first = lambda mask, k: (mask == (np.arange(mask.shape[1])[None, :] < k[:, None])).all()  # noqa: E731
+    if len(n) == 0 or not (first(c_mask, n) and first(q_mask, m)):
+        yield np.arange(len(n)), ctx, qry
+        return
+    key = np.minimum(n, max_context + 1)
+    for k in np.unique(key):
+        sel = np.flatnonzero(key == k)
+        c_width, q_width = int(n[sel].max()), int(m[sel].max())
+        yield (sel,
+               {k: _to_width(v[sel], c_width) if isinstance(v, np.ndarray) and v.ndim == 2 else v for k, v in ctx.items()},
+               {k: _to_width(v[sel], q_width) if isinstance(v, np.ndarray) and v.ndim == 2 else v for k, v in qry.items()})
 
 
 def load_calibration(payload: dict):
@@ -175,40 +223,102 @@ def load_calibration(payload: dict):
 
 
 def backtest_calibration(model: torch.nn.Module, context: Context, query: Query, max_context: int,
-                         ratio: float = 0.5, min_episodes: int = 50):
-    """A `Calibration` fitted on the user's own contexts, never on a query's truth (or None).
+                         ratios: tuple[float, ...] = BACKTEST_RATIOS):
+    """A `Calibration` fitted on the user's own contexts, never on a query's truth, and the
+    number of contexts it used (None, 0 when none is usable).
 
-    Each single-run context of at least 3 points is split like a checkpoint episode: its first
-    floor(ratio·n)+1 points predict its later points, whose accuracies are known. The conformal
-    factors fitted on those pseudo-queries carry the noise and shape of the family being
-    predicted, which the validation runs of the training families do not: from one family to
-    another the raw intervals were 1.5x too wide (olmo_ladder) or too narrow (pythia).
-    Multi-run (scale) contexts are skipped; with fewer than `min_episodes` usable contexts the
-    caller keeps the checkpoint's validation calibration.
+    Each single-run context of at least 3 points is split like a checkpoint episode at each of
+    `ratios`: its first floor(ratio·n)+1 points predict its later points, whose accuracies are
+    known. Two ratios give pseudo-horizons from short to about half the context's span in log
+    tokens, so the horizon bins reach toward the real queries' (farther horizons fall in the last
+    bin). The conformal factors fitted on those pseudo-queries carry the noise and shape of the
+    family being predicted, which the validation runs of the training families do not: from one
+    family to another the raw intervals were 1.5x too wide (olmo_ladder) or too narrow (pythia).
+    Multi-run (scale) contexts are skipped.
     """
+    return calibration_from_backtest([backtest_points(model, context, query, max_context, ratios)])
+
+
+_BACKTEST_KEYS = ("quantiles", "truth", "horizon", "weight", "ratio", "episode")
+
+
+def backtest_points(model: torch.nn.Module, context: Context, query: Query, max_context: int,
+                    ratios: tuple[float, ...] = BACKTEST_RATIOS) -> dict:
+    """The pseudo-queries of `backtest_calibration` for these episodes: raw quantiles (N, 5),
+    truth, horizon, weight, ratio index and episode index (N,) of each, and the indices of the
+    usable contexts (`contexts`). `calibration_from_backtest` fits them; `neuneu.chunking`
+    collects them chunk by chunk (renumbering `episode`) and fits once over all."""
     mask = np.asarray(context.mask, bool)
     n = mask.sum(1)
     run = np.asarray(context.run)
     one_run = ((run == run[:, :1]) | ~mask).all(1)  # real points come first, so column 0 is real
-    usable = (n >= 3) & one_run
-    if usable.sum() < min_episodes:
-        return None
-    idx = np.flatnonzero(usable)
-    pos = np.cumsum(mask[idx], axis=1) - 1  # rank of each real point in its context (sorted by x)
-    k = np.floor(ratio * n[idx]).astype(int) + 1  # pseudo-context size, leaves >= 1 pseudo-query
-    k = np.minimum(k, n[idx] - 1)
-    ctx_mask = mask[idx] & (pos < k[:, None])
-    qry_mask = mask[idx] & (pos >= k[:, None])
+    idx = np.flatnonzero((n >= 3) & one_run)
+    out = {k: [np.empty((0, 5)) if k == "quantiles" else np.empty(0, int if k in ("ratio", "episode") else float)]
+           for k in _BACKTEST_KEYS}
+    out["contexts"] = idx
+    if not len(idx):
+        return {k: v if k == "contexts" else np.concatenate(v) for k, v in out.items()}
     fields = {f: np.asarray(getattr(context, f))[idx] for f in ("x", "params", "flops", "loss", "accuracy")}
-    pseudo_ctx = SimpleNamespace(**fields, mask=ctx_mask)
-    q_loss = fields["loss"].copy()
     forecast = ~np.isfinite(np.where(query.mask, query.loss, np.nan)).any(1)[idx]
+    # column of each context's r-th real point (sorted by x): real points first, in order
+    real = np.argsort(~mask[idx], axis=1, kind="stable")
+    q_loss = fields["loss"].copy()
     q_loss[forecast] = np.nan  # the pseudo-queries see a loss only where the real ones do
-    pseudo_qry = SimpleNamespace(**{f: fields[f] for f in ("x", "params", "flops")}, loss=q_loss, mask=qry_mask)
-    raw, horizon = predict_quantiles(model, pseudo_ctx, pseudo_qry, max_context, return_horizon=True)
-    truth = np.where(qry_mask, fields["accuracy"], np.nan)
-    weight = np.broadcast_to(1.0 / np.maximum(qry_mask.sum(1, keepdims=True), 1), qry_mask.shape)
-    return Calibration.fit(raw[qry_mask], truth[qry_mask], horizon[qry_mask], weight[qry_mask])
+    for i, ratio in enumerate(ratios):
+        k = np.minimum(context_size(n[idx], ratio), n[idx] - 1)  # leaves >= 1 pseudo-query
+        # Pseudo-context: the first k real points; pseudo-queries: the others, moved to the front
+        # of their own arrays (each as wide as its longest part, not as the whole context).
+        n_q = n[idx] - k
+        ctx_mask = np.arange(int(k.max()))[None, :] < k[:, None]
+        qry_mask = np.arange(int(n_q.max()))[None, :] < n_q[:, None]
+        c_cols = real[:, : ctx_mask.shape[1]]
+        q_cols = np.take_along_axis(real, np.minimum(k[:, None] + np.arange(qry_mask.shape[1]), real.shape[1] - 1), 1)
+        pick = lambda v, cols: np.take_along_axis(v, cols, axis=1)  # noqa: E731
+        pseudo_ctx = SimpleNamespace(**{f: pick(v, c_cols) for f, v in fields.items()}, mask=ctx_mask)
+        pseudo_qry = SimpleNamespace(**{f: pick(fields[f], q_cols) for f in ("x", "params", "flops")},
+                                     loss=pick(q_loss, q_cols), mask=qry_mask)
+        raw, h = predict_quantiles(model, pseudo_ctx, pseudo_qry, max_context, return_horizon=True)
+        w = np.broadcast_to(1.0 / np.maximum(qry_mask.sum(1, keepdims=True), 1), qry_mask.shape)
+        out["quantiles"].append(raw[qry_mask]), out["truth"].append(pick(fields["accuracy"], q_cols)[qry_mask])
+        out["horizon"].append(h[qry_mask]), out["weight"].append(w[qry_mask])
+        out["ratio"].append(np.full(int(qry_mask.sum()), i))
+        out["episode"].append(np.broadcast_to(idx[:, None], qry_mask.shape)[qry_mask])
+    return {k: v if k == "contexts" else np.concatenate(v) for k, v in out.items()}
+
+
+def calibration_from_backtest(parts: list[dict]):
+    """(Calibration, contexts used) of `backtest_points` results — of one call, or of several
+    calls on disjoint episodes numbered apart — fitted on the points in the order one call over
+    all of them would give (by ratio, then episode), so chunking does not change it. (None, 0)
+    when no context is usable."""
+    n = sum(len(p["contexts"]) for p in parts)
+    if n == 0:
+        return None, 0
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in _BACKTEST_KEYS}
+    order = np.lexsort((np.arange(len(cat["episode"])), cat["episode"], cat["ratio"]))
+    calibration = Calibration.fit(cat["quantiles"][order], cat["truth"][order], cat["horizon"][order],
+                                  cat["weight"][order])
+    return calibration, n
+
+
+class BlendedCalibration:
+    """Quantiles calibrated by the context backtest and by the checkpoint's validation factors,
+    mixed with weight w = n / (n + BLEND_PRIOR) on the backtest (n = contexts it used): with a
+    handful of contexts the validation factors dominate, with hundreds the user's own. The
+    weight moves by little when one trajectory is added, so no prediction jumps at a threshold.
+    A convex mix of two monotone quantile sets with the same median is monotone, median kept."""
+
+    def __init__(self, context: Calibration, validation: Calibration, n: int):
+        self.context, self.validation, self.n = context, validation, n
+        self.weight = n / (n + BLEND_PRIOR)
+
+    def apply(self, quantiles, horizon) -> np.ndarray:
+        return (self.weight * self.context.apply(quantiles, horizon)
+                + (1 - self.weight) * self.validation.apply(quantiles, horizon))
+
+    @property
+    def label(self) -> str:
+        return f"context backtest on {self.n} trajectories (weight {self.weight:.2f}) + validation"
 
 
 class NeuralPredictor(Predictor):
@@ -251,6 +361,13 @@ class NeuralPredictor(Predictor):
             self.calibration_ = load_calibration(payload) if self.calibration != "none" else None
         return self
 
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        """What the checkpoint was trained for: a model that never saw a scale episode
+        (`data.p_scale` 0, e.g. the published layout) answers the checkpoint protocol only."""
+        p_scale = self.load().payload_.get("config", {}).get("data", {}).get("p_scale", 0.0)
+        return ("checkpoint", "scale") if p_scale > 0 else ("checkpoint",)
+
     def _fit(self, context: Context) -> None:
         self.load()
 
@@ -259,10 +376,47 @@ class NeuralPredictor(Predictor):
         if self.threads and self.device == "cpu":
             torch.set_num_threads(self.threads)
         try:
-            calibration = self.calibration_
-            if self.calibration == "context":
-                calibration = backtest_calibration(self._model, self.context_, query, self.max_context_) or calibration
+            calibration = self.calibrate(self.context_, query)
             return predict_quantiles(self._model, self.context_, query, self.max_context_, self.batch_size,
                                      device=self.device, calibration=calibration)
         finally:
             torch.set_num_threads(previous)
+
+    def calibrate(self, context: Context, query: Query):
+        """The calibration applied to these episodes' quantiles (sets `calibration_label_`, which
+        `neuneu predict` reports in its `calibration` column)."""
+        self.load()
+        if self.calibration == "none" or self.calibration_ is None:
+            self.calibration_label_ = "none (raw network quantiles)"
+            return None
+        if self.calibration == "context":
+            fitted, n = self.fixed_backtest_ or backtest_calibration(self._model, context, query, self.max_context_)
+            if fitted is not None:
+                blend = BlendedCalibration(fitted, self.calibration_, n)
+                self.calibration_label_ = blend.label
+                return blend
+        self.calibration_label_ = "validation (the checkpoint's factors)"
+        return self.calibration_
+
+    #: (Calibration or None, contexts) fixed by `fix_calibration`; None: backtest each call's contexts
+    fixed_backtest_ = None
+
+    def calibration_points(self, context: Context, query: Query) -> dict | None:
+        """`backtest_points` of these episodes where the calibration is backtested on the
+        contexts given ("context"), else None. `neuneu.chunking` collects them over every chunk,
+        then `fix_calibration` makes each chunk's prediction use the one calibration of all."""
+        self.load()
+        if self.calibration != "context" or self.calibration_ is None:
+            return None
+        previous = torch.get_num_threads()
+        if self.threads and self.device == "cpu":
+            torch.set_num_threads(self.threads)
+        try:
+            return backtest_points(self._model, context, query, self.max_context_)
+        finally:
+            torch.set_num_threads(previous)
+
+    def fix_calibration(self, parts: list[dict] | None) -> None:
+        """Calibrate every later prediction as one call over all the episodes of `parts` (their
+        `calibration_points`, episodes numbered apart) would; None: back to each call's own."""
+        self.fixed_backtest_ = None if parts is None else calibration_from_backtest(parts)

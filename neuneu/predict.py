@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
+from neuneu.chunking import DEFAULT_MAX_CELLS, point_chunks, run_chunks
 from neuneu.data import InputError, episode_key
 from neuneu.episodes import Episodes, build_episodes
 from neuneu.io import predictions_frame
+from neuneu.predictor import Predictor
 
 DEFAULT_METHOD = "neuneu"
 
@@ -53,26 +57,40 @@ def _methods(method: str) -> list[str]:
 
 def predict_runs(
     frame: pd.DataFrame,
-    method: str = DEFAULT_METHOD,
+    method: str | Predictor = DEFAULT_METHOD,
     *,
     checkpoint: str | None = None,
     episode: str = "run",
-) -> tuple[pd.DataFrame, Episodes, dict[str, np.ndarray]]:
+    max_cells: int = DEFAULT_MAX_CELLS,
+) -> tuple[pd.DataFrame, "LazyEpisodes", "LazyQuantiles"]:
     """Predict every blank-accuracy row of `frame` with one or more methods.
 
+    The episodes are built and predicted in chunks grouped by length (`neuneu.chunking`), so
+    memory stays bounded (`max_cells` padded cells per chunk) whatever the longest trajectory.
+
+    Args:
+        method: a registered name, a comma list, "all", or a `Predictor` instance.
+
     Returns the output table (one row per query and method, input order within a method), the
-    episodes, and each method's (E, Q, 5) quantiles.
+    episodes, and each method's (E, Q, 5) quantiles. The last two are built only when read (the
+    fan charts): `len(episodes)` is free, the padded arrays of every episode together are not.
     """
-    episodes = runs_to_episodes(frame, episode)
-    if len(episodes) == 0:
+    key = episode_key(frame, episode)
+    group = frame.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+    is_query = frame["accuracy"].isna().to_numpy()
+    protocol = "checkpoint" if episode == "run" else "scale"
+    n_episodes, chunks = point_chunks(frame, group, is_query, protocol=protocol, variant="loss-given", max_cells=max_cells)
+    if n_episodes == 0:
         raise InputError(f"{frame.attrs.get('path', 'input')}: column 'accuracy': no blank row, nothing to predict")
-    query_has_loss = ~np.isnan(episodes.query.loss) | ~episodes.query.mask
-    names = _methods(method)
-    tables, quantiles = [], {}
+    rows = np.concatenate([eps.query.row[eps.query.mask] for _, eps in chunks])  # every query, chunk by chunk
+    no_loss = np.sort(rows[~np.isfinite(frame.loc[rows, "loss"].to_numpy(float))]) if "loss" in frame else np.sort(rows)
+    names = [method] if isinstance(method, Predictor) else _methods(method)
+    tables, per_row = [], {}
     for name in names:
-        predictor = _make_predictor(name, checkpoint)
-        if "forecast" not in predictor.variants and not query_has_loss.all():
-            lines = frame.loc[episodes.query.row[~query_has_loss], "_line"].to_numpy()[:5]
+        predictor = name if isinstance(name, Predictor) else _make_predictor(name, checkpoint)
+        name = predictor.name
+        if "forecast" not in predictor.variants and len(no_loss):
+            lines = frame.loc[no_loss, "_line"].to_numpy()[:5] if "_line" in frame else no_loss[:5]
             msg = f"method {name!r} needs the loss at every row to predict (column 'loss' blank on line(s) {', '.join(map(str, lines))})"
             if method == "all":
                 print(f"neuneu: skipping {msg}", file=sys.stderr)
@@ -80,7 +98,92 @@ def predict_runs(
             raise InputError(f"{frame.attrs.get('path', 'input')}: {msg}")
         context_points = frame[frame["accuracy"].notna()]
         predictor.prepare(context_points)
-        q = predictor.fit(episodes.context).predict(episodes.query)
-        quantiles[name] = q
-        tables.append(predictions_frame(frame, episodes, q, name))
-    return pd.concat(tables, ignore_index=True), episodes, quantiles
+        q, converged = [], []
+        for _, eps, q_chunk, conv in run_chunks(predictor, chunks):
+            mask = eps.query.mask
+            q.append(q_chunk[mask])
+            converged.append(np.repeat(conv, mask.sum(1)))
+        q = np.concatenate(q)
+        per_row[name] = q
+        # One table over every chunk's rows at once, so per-column choices (integer coordinates)
+        # are made on the whole file as before: the rows as one-query "episodes".
+        flat = _FlatQueries(rows)
+        done = SimpleNamespace(converged_=np.concatenate(converged), calibration_label_=getattr(predictor, "calibration_label_", ""))
+        tables.append(method_columns(predictions_frame(frame, flat, q[:, None, :], name), flat, done))
+    if not tables:
+        raise InputError(f"{frame.attrs.get('path', 'input')}: no method could answer (every one needs the loss at every row)")
+    episodes = LazyEpisodes(frame, episode, n_episodes)
+    return pd.concat(tables, ignore_index=True), episodes, LazyQuantiles(episodes, rows, per_row)
+
+
+class _FlatQueries:
+    """Query rows as N one-point episodes (`query.row`, `query.mask` (N, 1)): what
+    `predictions_frame` and `method_columns` read, without padding anything."""
+
+    def __init__(self, rows: np.ndarray):
+        self.query = SimpleNamespace(row=np.asarray(rows)[:, None], mask=np.ones((len(rows), 1), dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.query.row)
+
+
+class LazyEpisodes(Episodes):
+    """The episodes of `predict_runs`: their number now; the padded arrays of all of them at
+    once (every `Episodes` attribute: context, query, target, meta, subset, ...) built on first
+    use, for the fan charts and the truth summary. An `Episodes` to isinstance and to
+    `dataclasses.replace` (which returns a plain, built `Episodes`)."""
+
+    def __init__(self, frame: pd.DataFrame, episode: str, n: int):  # no dataclass fields yet: nothing built
+        self._frame, self._episode, self._n, self._full = frame, episode, n, None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def materialize(self) -> Episodes:
+        if self._full is None:
+            self._full = runs_to_episodes(self._frame, self._episode)
+        return self._full
+
+    def __getattr__(self, name):  # only for what the instance lacks: the dataclass fields
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.materialize(), name)
+
+    @property
+    def __class__(self):  # dataclasses.replace builds obj.__class__(**fields): a plain Episodes
+        return Episodes
+
+
+class LazyQuantiles(Mapping):
+    """Method → (E, Q, 5) quantiles over `LazyEpisodes`, scattered from the per-row answers on
+    first use."""
+
+    def __init__(self, episodes: LazyEpisodes, rows: np.ndarray, per_row: dict[str, np.ndarray]):
+        self._episodes, self._rows, self._per_row, self._full = episodes, pd.Index(rows), per_row, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._full:
+            eps = self._episodes.materialize()
+            mask = eps.query.mask
+            out = np.full((*mask.shape, 5), np.nan)
+            out[mask] = self._per_row[name][self._rows.get_indexer(eps.query.row[mask])]
+            self._full[name] = out
+        return self._full[name]
+
+    def __iter__(self):
+        return iter(self._per_row)
+
+    def __len__(self) -> int:
+        return len(self._per_row)
+
+
+def method_columns(table: pd.DataFrame, episodes: Episodes, predictor) -> pd.DataFrame:
+    """What a method did for each row: `fallback` (True where a law's fit failed and it answered
+    with persistence, as the benchmark counts) and `calibration` (the neural model's intervals:
+    which calibration was applied; blank for the laws)."""
+    mask = episodes.query.mask
+    converged = np.asarray(getattr(predictor, "converged_", np.ones(len(episodes), bool)), bool)
+    per_row = pd.Series(~converged[np.nonzero(mask)[0]], index=episodes.query.row[mask])
+    table["fallback"] = per_row.loc[table.index].to_numpy()
+    table["calibration"] = getattr(predictor, "calibration_label_", "")
+    return table
