@@ -143,12 +143,14 @@ def markdown(table: pd.DataFrame, prov: dict) -> str:
     for r in table.itertuples():
         lines.append(f"| {r.method} | {r.rows:,} | {r.trajectories:,} | {r.queries:,} | {r.seconds:.1f} | "
                      f"{r.cpu_seconds:.1f} | {r.rows / r.seconds:,.0f} | {r.peak_mb:,.0f} | {r.status} |")
-    lines += ["", "Growth from the two largest sizes (slope of ln cost on ln rows; 1 = linear):", "",
-              "| method | time | peak memory |", "| --- | ---: | ---: |"]
+    lines += ["", "Growth between the two largest sizes (slope of ln cost on ln rows; 1 = linear, below 1: fixed",
+              "costs such as starting Python and torch still count):", "",
+              "| method | wall time | CPU time | peak memory |", "| --- | ---: | ---: | ---: |"]
     for method, g in table.groupby("method", sort=False):
         ok = g[g["status"] == "ok"]
         rows = ok["rows"].to_numpy(float)
         lines.append(f"| {method} | {growth(rows, ok['seconds'].to_numpy(float)):.2f} | "
+                     f"{growth(rows, ok['cpu_seconds'].to_numpy(float)):.2f} | "
                      f"{growth(rows, ok['peak_mb'].to_numpy(float)):.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -159,10 +161,12 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for method, g in table[table["status"] == "ok"].groupby("method", sort=False):
-        axes[0].plot(g["rows"], g["seconds"], "o-", label=method)
-        axes[1].plot(g["rows"], g["peak_mb"], "o-", label=method)
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.4))
+    colors = plt.get_cmap("tab20").colors
+    for i, (method, g) in enumerate(table[table["status"] == "ok"].groupby("method", sort=False)):
+        style = dict(color=colors[(2 * i) % 20 + (i // 10) % 2], marker="os^Dv<>p"[i % 8], label=method)
+        axes[0].plot(g["rows"], g["seconds"], "-", **style)
+        axes[1].plot(g["rows"], g["peak_mb"], "-", **style)
     rows = np.array([table["rows"].min(), table["rows"].max()], float)
     for ax, col, what in ((axes[0], "seconds", "wall seconds"), (axes[1], "peak_mb", "peak RSS (MB)")):
         ok = table[table["status"] == "ok"]
@@ -176,7 +180,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
         ax.grid(True, which="both", lw=0.3)
     axes[0].set_title("neuneu predict: time")
     axes[1].set_title("neuneu predict: memory")
-    axes[1].legend(fontsize=7, loc="upper left")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
