@@ -39,6 +39,8 @@ class Context:
     mask: np.ndarray  # (E, C) bool, True at real points
     row: np.ndarray  # (E, C) int, index label of the point in the frame given; -1 at padding
     meta: pd.DataFrame  # E rows: episode, source, family, run, task, metric, split, ...
+    own: np.ndarray  # (E, C) bool, True where the point is of the query's own run (`own_run`)
+    lr: np.ndarray  # (E, C) planned learning rate at the point; NaN where unknown
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Query:
     mask: np.ndarray  # (E, Q) bool
     row: np.ndarray  # (E, Q) int, index label of the point in the frame given; -1 at padding
     meta: pd.DataFrame
+    lr: np.ndarray  # (E, Q) planned learning rate at the query; NaN where unknown
 
 
 @dataclass
@@ -101,17 +104,33 @@ class Episodes:
         )
 
 
+def own_run(context_run: np.ndarray, query_run: np.ndarray) -> np.ndarray:
+    """(E, C) bool: which context points belong to the episode's *own run*, the run of its first
+    query. Every point in the checkpoint protocol; none in the scale protocol (queries are of
+    larger runs); in a ladder episode the target run's first checkpoints, not its siblings'."""
+    context_run, query_run = np.asarray(context_run), np.asarray(query_run)
+    first = query_run[:, :1] if query_run.shape[1] else np.full((len(query_run), 1), -2)
+    return (context_run == first) & (context_run >= 0)
+
+
 def reference_point(context) -> tuple[np.ndarray, np.ndarray]:
     """The episode's *reference point*, defined here once for every method, feature and metric:
     the context point of largest compute — flops where every context point of the episode has
-    positive flops, else the time coordinate x. In the checkpoint protocol it is the last
-    context checkpoint; in the scale protocol the largest context run's last checkpoint.
+    positive flops, else the time coordinate x — among the points of the query's own run where
+    the context has any (`Context.own`), else among all. In the checkpoint protocol it is the
+    last context checkpoint; in the scale protocol the largest context run's last checkpoint; in
+    a ladder episode the target run's last context checkpoint.
 
-    `context`: anything with (E, C) arrays `x`, `flops`, `mask`. Returns (index (E,), use_flops (E,)).
+    `context`: anything with (E, C) arrays `x`, `flops`, `mask` (and optionally `own`).
+    Returns (index (E,), use_flops (E,)).
     """
-    mask = np.asarray(context.mask, bool) if not isinstance(context, dict) else np.asarray(context["mask"], bool)
-    get = (lambda k: np.asarray(context[k], float)) if isinstance(context, dict) else (lambda k: np.asarray(getattr(context, k), float))
-    flops, x = get("flops"), get("x")
+    get = (lambda k: context.get(k)) if isinstance(context, dict) else (lambda k: getattr(context, k, None))
+    mask = np.asarray(get("mask"), bool)
+    flops, x = np.asarray(get("flops"), float), np.asarray(get("x"), float)
+    own = get("own")
+    if own is not None:
+        own = np.asarray(own, bool) & mask
+        mask = np.where(own.any(1, keepdims=True), own, mask)
     with np.errstate(invalid="ignore"):
         use_flops = np.where(mask, np.isfinite(flops) & (flops > 0), True).all(1)
     key = np.where(use_flops[:, None], flops, x)
@@ -218,7 +237,7 @@ def build_episodes(
             name: pd.to_numeric(points[name], errors="coerce").to_numpy(float)[frame["row"].to_numpy()]
             if name in points
             else np.full(len(frame), np.nan)
-            for name in (*[c for c in COORDS if c != "step"], "loss", "accuracy")
+            for name in (*[c for c in COORDS if c != "step"], "loss", "accuracy", "lr")
         },
     }
 
@@ -246,7 +265,7 @@ def build_episodes(
     def part(sel, width):
         return {
             name: scatter(sel, width, coords[name].astype(float), np.nan)
-            for name in ("x", "tokens", "params", "flops", "loss")
+            for name in ("x", "tokens", "params", "flops", "loss", "lr")
         } | {
             "run": scatter(sel, width, runs.astype(np.int64), -1),
             "mask": scatter(sel, width, np.ones(len(frame), dtype=bool), False),
@@ -260,6 +279,7 @@ def build_episodes(
         qry["loss"] = np.full_like(qry["loss"], np.nan)
     target = scatter(q, q_len, coords["accuracy"].astype(float), np.nan)
     row = scatter(q, q_len, out_rows.astype(np.int64), -1)
+    ctx["own"] = own_run(ctx["run"], qry["run"])
     return Episodes(
         context=Context(accuracy=ctx_acc, meta=meta, **ctx),
         query=Query(row=row, meta=meta, **qry),

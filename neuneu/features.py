@@ -46,13 +46,31 @@ FEATURES = (
     "persistence_width",
     "log_linear_delta", "log_linear_width", "log_linear_rmse", "log_linear_ok",
     "power_law_delta", "power_law_width", "power_law_rmse", "power_law_ok",
+    # Which run a point is of (`neuneu.episodes.own_run`): 1 on context points of the query's own
+    # run and on every query token, 0 on a sibling's or a smaller run's points (ladder episodes).
+    "own",
 )
 F = {name: i for i, name in enumerate(FEATURES)}
 LAWS = ("log_linear", "power_law")  # the fitted laws behind the law features
-LAW_FEATURES = tuple(FEATURES[F["persistence_width"]:])
-BASE_INPUTS = tuple(i for i, name in enumerate(FEATURES) if name != "gap" and name not in LAW_FEATURES)
-#: Feature indices the neuneu layout reads, without and with the law features.
-NEUNEU_INPUTS = {False: BASE_INPUTS, True: BASE_INPUTS + tuple(F[n] for n in LAW_FEATURES)}
+LAW_FEATURES = tuple(FEATURES[F["persistence_width"]:F["power_law_ok"] + 1])
+#: Optional feature groups, each read only by a model trained with its `model.<flag>`.
+OPTIONAL = {"law_features": LAW_FEATURES, "own_run": ("own",)}
+BASE_INPUTS = tuple(i for i, name in enumerate(FEATURES)
+                    if name != "gap" and not any(name in group for group in OPTIONAL.values()))
+
+
+def input_columns(**flags: bool) -> tuple[int, ...]:
+    """Feature indices the neuneu layout reads: the base features, then every optional group
+    whose flag is set (in `OPTIONAL`'s order, so a checkpoint's columns never move)."""
+    unknown = sorted(set(flags) - set(OPTIONAL))
+    if unknown:
+        raise ValueError(f"unknown feature group(s) {unknown}; known: {sorted(OPTIONAL)}")
+    cols = BASE_INPUTS
+    for flag, group in OPTIONAL.items():
+        if flags.get(flag):
+            cols = cols + tuple(F[n] for n in group)
+    return cols
+
 LAW_CLIP = 10.0  # law features are clipped to [-LAW_CLIP, LAW_CLIP] (a 100-point change)
 # Levenberg-Marquardt iterations of the law fits behind the features: 50 instead of the
 # baselines' 200 costs half the time in training for a mean change of 0.0015 points in the
@@ -193,7 +211,7 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False) -> Fea
     """
     names = ("x", "params", "flops", "loss", "accuracy", "mask")
     ctx_in, qry_in = ctx, qry
-    ctx = {k: np.asarray(ctx[k]) for k in names}
+    ctx = {k: np.asarray(ctx[k]) for k in (*names, "own") if k in ctx}
     qry = {k: np.asarray(qry[k]) for k in names if k != "accuracy"}
     if (ctx["mask"].sum(1) < 1).any():
         raise ValueError("every episode needs at least one context point")
@@ -236,12 +254,13 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False) -> Fea
             # The ref layout's gap lives on query tokens only (context tokens get it per query).
             out[..., F["gap"]] = (idx_q - ref_rank[:, None]) * GAP_SCALE
         out[..., F["is_query"]] = float(is_query)
+        out[..., F["own"]] = 1.0 if is_query else (np.asarray(part["own"], bool) if "own" in part else 1.0)
         out[~part["mask"]] = 0.0
         return out
 
     query_tokens = tokens(qry, True)
     if laws_q is not None:
-        query_tokens[..., F[LAW_FEATURES[0]]:] = laws_q
+        query_tokens[..., F[LAW_FEATURES[0]]:F[LAW_FEATURES[-1]] + 1] = laws_q
     return Features(
         context=tokens(ctx, False),
         context_mask=ctx["mask"].astype(bool),

@@ -29,7 +29,7 @@ import torch.nn.functional as Fn
 from torch import nn
 
 from neuneu.episodes import QUANTILES
-from neuneu.features import ACC_SCALE, F, NEUNEU_INPUTS
+from neuneu.features import ACC_SCALE, F, input_columns
 
 LAYOUTS = ("neuneu", "ref")
 
@@ -46,6 +46,7 @@ class ModelConfig:
     d_ff: int = 192  # hidden width of each block's MLP (and of the token MLP)
     dropout: float = 0.0  # small data, short training: dropout mostly slowed convergence
     law_features: bool = False  # neuneu layout: also read the law features (`neuneu.features.law_features`)
+    own_run: bool = False  # neuneu layout: also read which run each context point is of (ladder episodes)
     max_context: int = 64  # ref layout: size of the position table (neuneu layout: unused)
 
     def __post_init__(self):
@@ -53,8 +54,9 @@ class ModelConfig:
             raise ValueError(f"model.layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
-        if self.law_features and self.layout != "neuneu":
-            raise ValueError("model.law_features needs model.layout: neuneu")
+        for flag in ("law_features", "own_run"):
+            if getattr(self, flag) and self.layout != "neuneu":
+                raise ValueError(f"model.{flag} needs model.layout: neuneu")
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -136,7 +138,7 @@ class NeuneuTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("inputs", torch.tensor(NEUNEU_INPUTS[cfg.law_features]), persistent=False)
+        self.register_buffer("inputs", torch.tensor(input_columns(law_features=cfg.law_features, own_run=cfg.own_run)), persistent=False)
         self.embed = nn.Sequential(nn.Linear(len(self.inputs), cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)

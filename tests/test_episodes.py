@@ -103,3 +103,30 @@ def test_olmo_ladder_training_episodes_share_no_trajectory_with_validation_or_te
             assert not train & pairs(split, "query"), split
         if eps.protocol == "checkpoint":
             assert pairs("test", "query") and pairs("validation", "query")
+
+
+def test_own_run_and_reference_point_follow_the_query_run_in_a_mixed_episode():
+    """A partial big run plus a finished small sibling in one episode: only the big run's points
+    are its own, and the reference point is its last context checkpoint, although the sibling's
+    last checkpoint has more compute. The lr column travels to context and query alike."""
+    from neuneu.episodes import build_episodes, reference_point
+
+    rows = []
+    for run, params, n_seen in (("small", 1e8, 10), ("big", 1e9, 3)):
+        for i in range(10):
+            tokens = 1e9 * (i + 1)
+            rows.append(dict(run=run, params=params, tokens=tokens, flops=6 * params * tokens * (10 if run == "small" else 1),
+                             task="t", metric="acc", accuracy=0.3 + 0.01 * i, lr=1e-3 * (1 - i / 10),
+                             is_query=run == "big" and i >= n_seen))
+    points = pd.DataFrame(rows)
+    eps = build_episodes(points, np.zeros(len(points)), points["is_query"], protocol="ladder")
+    own = eps.context.own[0][eps.context.mask[0]]
+    names = eps.run_names[eps.context.run[0][eps.context.mask[0]]]
+    assert (own == (names == "big")).all() and own.sum() == 3
+    ref, _ = reference_point(eps.context)
+    assert eps.run_names[eps.context.run[0, ref[0]]] == "big"
+    assert eps.context.tokens[0, ref[0]] == 3e9
+    assert np.allclose(eps.query.lr[0][eps.query.mask[0]], 1e-3 * (1 - np.arange(3, 10) / 10))
+    # without `own` the reference falls back to the largest compute over all points
+    ref_all, _ = reference_point({k: v for k, v in vars(eps.context).items() if k != "own"})
+    assert eps.run_names[eps.context.run[0, ref_all[0]]] == "small"
