@@ -144,6 +144,24 @@ def _covariance(fn, theta, lo, hi, z, w):
     return np.linalg.pinv(jac.transpose(0, 2, 1) @ jac, rcond=1e-10, hermitian=True)
 
 
+def _damped_step(jac, r, theta, lam, lo, hi, eye):
+    """One projected Levenberg–Marquardt step of B problems: the new parameters (B, P), with
+    the parameters pressed against a bound frozen for this step (active set) and the move kept
+    inside the box (`_into_box`). jac (B, N, P), r (B, N) weighted residuals, lam (B,)."""
+    jt = jac.transpose(0, 2, 1)
+    jtj = jt @ jac  # (B, P, P) batched BLAS; einsum is several times slower here
+    jtr = (jt @ r[..., None])[..., 0]
+    frozen = _pinned(theta, lo, hi, jtr)
+    free = ~frozen
+    jtj = jtj * (free[:, :, None] & free[:, None, :]) + frozen[:, :, None] * eye
+    jtr = np.where(frozen, 0.0, jtr)
+    diag = np.diagonal(jtj, axis1=1, axis2=2)
+    scale = np.maximum(diag, 1e-9 * diag.max(axis=1, keepdims=True) + 1e-12)
+    damped = jtj + lam[:, None, None] * scale[:, :, None] * eye
+    step = -np.linalg.solve(damped, jtr[..., None])[..., 0]
+    return _into_box(theta, np.nan_to_num(step), lo, hi)
+
+
 def least_squares(
     fn: CurveFn,
     z: np.ndarray,
@@ -198,20 +216,7 @@ def least_squares(
             r[upd] = (f0 - yb[upd]) * wb[upd]
             jac[upd] = jacobian(fn, theta[upd], zb[upd], f0) * wb[upd, :, None]
             stale[upd] = False
-        ja, ta = jac[idx], theta[idx]
-        jt = ja.transpose(0, 2, 1)
-        jtj = jt @ ja  # (B, P, P) batched BLAS; einsum is several times slower here
-        jtr = (jt @ r[idx][..., None])[..., 0]
-        # Parameters pressed against a bound are frozen for this step (active set).
-        frozen = _pinned(ta, lob[idx], hib[idx], jtr)
-        free = ~frozen
-        jtj = jtj * (free[:, :, None] & free[:, None, :]) + frozen[:, :, None] * eye
-        jtr = np.where(frozen, 0.0, jtr)
-        diag = np.diagonal(jtj, axis1=1, axis2=2)
-        scale = np.maximum(diag, 1e-9 * diag.max(axis=1, keepdims=True) + 1e-12)
-        damped = jtj + lam[idx, None, None] * scale[:, :, None] * eye
-        step = -np.linalg.solve(damped, jtr[..., None])[..., 0]
-        t_new = _into_box(ta, np.nan_to_num(step), lob[idx], hib[idx])
+        t_new = _damped_step(jac[idx], r[idx], theta[idx], lam[idx], lob[idx], hib[idx], eye)
         c_new, _ = _cost(fn, t_new, zb[idx], yb[idx], wb[idx])
         better = c_new < cost[idx]
         gain = (cost[idx] - c_new) / np.maximum(cost[idx], 1e-30)
