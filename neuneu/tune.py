@@ -430,8 +430,8 @@ def _quiet_study_full(record: logging.LogRecord) -> bool:
     return "StudyFull" not in record.getMessage()
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run (or join, or resume) the study; write the best config. Returns the exit code."""
+def _storage(args: argparse.Namespace):
+    """(base config, study name, storage URL, storage, the URL as printed) of the command line."""
     from neuneu.config import ConfigError, load_config
 
     try:
@@ -450,16 +450,60 @@ def main(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
     shown = make_url(url).render_as_string(hide_password=True)  # printed: never a password
-    if args.report:
-        try:
-            study = optuna.load_study(study_name=name, storage=storage)
-        except KeyError:
-            raise InputError(f"no study {name!r} in {shown} (--study, --storage)") from None
-        print(report(study, _plot_path(url, name, base.train.runs_dir)))
-        if args.write_best and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            print(f"best config: {write_best(study, Path(args.write_best), base)}")
-        return 0
+    return base, name, url, storage, shown
 
+
+def _report_only(args, base: Config, name: str, url: str, storage, shown: str) -> int:
+    """`--report`: print the study's report (and write its best config with --write-best)."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise InputError(f"no study {name!r} in {shown} (--study, --storage)") from None
+    print(report(study, _plot_path(url, name, base.train.runs_dir)))
+    if args.write_best and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        print(f"best config: {write_best(study, Path(args.write_best), base)}")
+    return 0
+
+
+def _work(study: optuna.Study, base: Config, name: str, args, remaining: int) -> None:
+    """Run this worker's share of the remaining trials (the data loaded once for all of them)."""
+    from neuneu.lit import load_points
+
+    # Lightning sets its logger to INFO when imported (by neuneu.lit): quiet it afterwards.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    points = load_points(base.data)  # once per worker, not once per trial
+    workdir = _abs(base.train.runs_dir) / "tune" / name
+    if base.train.num_threads:
+        import torch
+
+        torch.set_num_threads(base.train.num_threads)
+
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(_trial_line(study, trial, args.trials), file=sys.stdout)
+        sys.stdout.flush()
+        if n_counted(study) >= args.trials:
+            study.stop()  # other workers' trials filled the study
+
+    t0 = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(
+            lambda trial: objective(trial, base, name, workdir, points, args.trials),
+            n_trials=remaining, timeout=args.timeout, callbacks=[after_trial],
+            # A diverged trial fails and the study goes on; StudyFull: see objective.
+            catch=(RuntimeError, FloatingPointError, StudyFull),
+            show_progress_bar=True,
+        )
+    print(f"worker done in {time.time() - t0:.0f} s")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run (or join, or resume) the study; write the best config. Returns the exit code."""
+    base, name, url, storage, shown = _storage(args)
+    if args.report:
+        return _report_only(args, base, name, url, storage, shown)
     study = open_study(name, storage, base, args.seed)
     failed = fail_dead_trials(study)
     if failed:
@@ -468,36 +512,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"study {name!r} in {shown}: {n_counted(study)} of {args.trials} trials done or running; "
           f"this worker runs up to {max(remaining, 0)}", flush=True)
     if remaining > 0:
-        from neuneu.lit import load_points
-
-        # Lightning sets its logger to INFO when imported (by neuneu.lit): quiet it afterwards.
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-        points = load_points(base.data)  # once per worker, not once per trial
-        workdir = _abs(base.train.runs_dir) / "tune" / name
-        if base.train.num_threads:
-            import torch
-
-            torch.set_num_threads(base.train.num_threads)
-
-        def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            from tqdm import tqdm
-
-            tqdm.write(_trial_line(study, trial, args.trials), file=sys.stdout)
-            sys.stdout.flush()
-            if n_counted(study) >= args.trials:
-                study.stop()  # other workers' trials filled the study
-
-        t0 = time.time()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(
-                lambda trial: objective(trial, base, name, workdir, points, args.trials),
-                n_trials=remaining, timeout=args.timeout, callbacks=[after_trial],
-                # A diverged trial fails and the study goes on; StudyFull: see objective.
-                catch=(RuntimeError, FloatingPointError, StudyFull),
-                show_progress_bar=True,
-            )
-        print(f"worker done in {time.time() - t0:.0f} s")
+        _work(study, base, name, args, remaining)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         print("no complete trial yet: nothing to write")
         return 0
