@@ -65,16 +65,14 @@ def predict_df(
         One row per predicted row and method: the input's columns but `accuracy`, then `method,
         q10, q25, q50, q75, q90, prediction` (= q50), indexed by the input row it predicts.
     """
-    from neuneu.predict import predict_runs, runs_to_episodes
+    from neuneu.predict import predict_runs
 
     original_index = frame.index if isinstance(frame, pd.DataFrame) else None
     points = validate_runs(frame, episode=episode)
     if "flops" in points and "flops" not in {str(c).strip() for c in frame.columns}:  # computed, not asked for
         points.attrs["derived_columns"] = [*points.attrs.get("derived_columns", ()), "flops"]
-    if isinstance(method, Predictor):
-        table = _predict_with(method, points, episode, runs_to_episodes)
-    else:
-        table, _, _ = predict_runs(points, method, checkpoint=None if checkpoint is None else str(checkpoint), episode=episode)
+    # one path for a name and an instance alike: chunked, with the fallback/calibration columns
+    table, _, _ = predict_runs(points, method, checkpoint=None if checkpoint is None else str(checkpoint), episode=episode)
     # every blank row is a query, and each method's block lists them in input order
     blank = points.index[points["accuracy"].isna().to_numpy()].to_numpy()
     if len(table) % max(len(blank), 1):
@@ -82,15 +80,3 @@ def predict_df(
     table.index = original_index[np.tile(blank, len(table) // max(len(blank), 1))]
     return table
 
-
-def _predict_with(predictor: Predictor, points: pd.DataFrame, episode: str, runs_to_episodes) -> pd.DataFrame:
-    from neuneu.io import predictions_frame
-
-    episodes = runs_to_episodes(points, episode)
-    if len(episodes) == 0:
-        raise InputError("input frame: column 'accuracy': no blank row, nothing to predict")
-    if "forecast" not in predictor.variants and np.isnan(episodes.query.loss[episodes.query.mask]).any():
-        raise InputError(f"input frame: method {predictor.name!r} needs the loss at every row to predict (column 'loss')")
-    predictor.prepare(points[points["accuracy"].notna()])
-    quantiles = predictor.fit(episodes.context).predict(episodes.query)
-    return predictions_frame(points, episodes, quantiles, predictor.name)

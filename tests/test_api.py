@@ -75,3 +75,12 @@ def test_a_method_whose_checkpoint_is_not_installed_is_not_listed(monkeypatch):
     monkeypatch.setitem(registry.LAZY, "neuneu-ref-layout", (module, cls, {**kwargs, "checkpoint": "/nonexistent/x.pt"}))
     names = registry.list_predictors()
     assert "neuneu" in names and "neuneu-ref-layout" not in names  # `--method all` works after `pip install .`
+
+
+def test_a_predictor_instance_takes_the_same_path_as_its_name():
+    """predict_df(frame, load_predictor(name)) is predict_df(frame, name): same columns
+    (fallback, calibration), same numbers; an instance no longer bypasses the chunked path."""
+    frame = _frame()
+    by_name = neuneu.predict_df(frame, method="power_law")
+    by_instance = neuneu.predict_df(frame, method=neuneu.load_predictor("power_law"))
+    pd.testing.assert_frame_equal(by_name, by_instance)
