@@ -102,6 +102,9 @@ def cmd_predict(args) -> int:
     from neuneu.predict import predict_runs
 
     ask.check_modes(args)  # flag combinations and the truth file: before any work, before any output
+    from neuneu.schedule import fill_lr, parse_schedule
+
+    schedule = parse_schedule(args.schedule) if args.schedule else None
     check_outputs([args.output or STDOUT])
     if args.plot:
         check_output_dir(args.plot)
@@ -117,6 +120,8 @@ def cmd_predict(args) -> int:
         print(f"neuneu: {note}", file=sys.stderr)
     if args.target is not None:
         frame, grid = ask.target_frame(frame, args.horizon)
+    if schedule is not None:
+        frame = fill_lr(frame, schedule, str(args.runs))
     table, episodes, quantiles = predict_runs(frame, args.method, checkpoint=args.checkpoint, episode=args.episode)
     check_predictions(table, lambda method: _checkpoint_of(method, args.checkpoint))
     notes, what = [], f"{plural(len(table), 'prediction')} for {plural(len(episodes), 'episode')}"
@@ -207,6 +212,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pred.add_argument("--plot-run", action="append", help="plot only these runs (repeatable)")
     pred.add_argument("--truth", help="a truth CSV (from `neuneu data episodes --truth`): print MAE, 80%% coverage and "
                                       "skill vs persistence at the rows it matches, and draw it on the fan charts")
+    pred.add_argument("--schedule", metavar="SPEC",
+                      help="the planned learning-rate schedule, filling column 'lr' on every row: "
+                           "cosine:total=N,warmup=N,final=0.1 | wsd:total=N,warmup=N,decay=0.2 | constant; "
+                           "times in steps, or add axis=tokens (see neuneu/schedule.py)")
     ask_group = pred.add_argument_group("asking questions (no blank rows needed)")
     ask_group.add_argument("--at", action="append", metavar="COORD=VALUES",
                            help="also predict every trajectory at these points: tokens=2e11,4e11 or tokens=1e11:1e12:10 "

@@ -24,7 +24,7 @@ import yaml
 SOURCE_COLUMNS = ("source", "family", "run", "params", "tokens", "step", "flops", "loss_name", "loss", "task", "metric", "value")
 COORDS = ("tokens", "params", "flops", "step")
 TIME_COORDS = ("tokens", "flops", "step")  # the first present is the time axis of a trajectory
-NUMERIC = ("params", "tokens", "step", "flops", "loss", "accuracy")
+NUMERIC = ("params", "tokens", "step", "flops", "loss", "accuracy", "lr")  # lr: the planned learning rate (optional)
 TRAJECTORY_KEY = ("run", "task", "metric")
 SPLITS = ("train", "validation", "test", "heldout_tasks", "unseen_family")
 
@@ -87,6 +87,11 @@ def load_source(name: str, data: str | os.PathLike | None = None, *, with_splits
     frame = _read_csv(path, dtype={"run": str, "task": str, "metric": str, "family": str, "source": str})
     frame = frame.rename(columns={"value": "accuracy"})
     frame, dropped = _drop_unusable(frame)
+    from neuneu.schedule import source_lr  # the source's published schedule, where there is one
+
+    lr = source_lr(name, frame, folder)
+    if lr is not None:
+        frame["lr"] = lr
     frame.attrs["dropped"] = dropped
     frame.attrs["path"] = str(path)
     if with_splits:
@@ -302,6 +307,10 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
         bad = (frame["loss"] <= 0).to_numpy()
         if bad.any():
             fail("loss", bad, "non-positive loss", raw["loss"])
+    if "lr" in frame:
+        bad = (frame["lr"] <= 0).to_numpy()
+        if bad.any():
+            fail("lr", bad, "non-positive learning rate", raw["lr"])
     if "flops" not in frame and {"params", "tokens"} <= set(frame):
         frame["flops"] = 6.0 * frame["params"] * frame["tokens"]
 

@@ -16,7 +16,7 @@ import pandas as pd
 from neuneu.data import InputError
 from neuneu.episodes import QUANTILES, Episodes
 
-RUNS_COLUMNS = ("family", "run", "task", "metric", "params", "tokens", "step", "flops", "loss", "accuracy")
+RUNS_COLUMNS = ("family", "run", "task", "metric", "params", "tokens", "step", "flops", "loss", "lr", "accuracy")
 QUANTILE_COLUMNS = tuple(f"q{round(q * 100)}" for q in QUANTILES)  # q10 … q90
 
 

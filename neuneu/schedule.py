@@ -1,0 +1,197 @@
+"""Learning-rate schedules: parse a description, give the planned lr at any steps or tokens.
+
+The planned learning rate is an optional input of every row (the RUNS.csv column `lr`): the
+person forecasting a run knows its schedule before the run ends, and cosine, warmup–stable–decay
+(WSD) and constant schedules differ most at the end of training, where a cooldown lifts accuracy
+in a way no extrapolation of the stable phase can see. `neuneu predict --schedule SPEC` fills
+`lr` on every row from one description (`fill_lr`); the source loaders fill it where the
+source's schedule is published (`source_lr`, the table below).
+
+SPEC syntax, `KIND[:key=value,...]` (times in units of `axis`; `final` and `decay` are fractions):
+
+    cosine:total=143000,warmup=1430,final=0.1          linear warmup, cosine from peak to final·peak at total
+    wsd:total=1e5,warmup=1000,decay=0.2,final=0.01     warmup, constant, linear decay over the last 20% of total
+    wsd:total=1e5,decay=0.2,shape=sqrt                 ... with a 1-sqrt cooldown instead of a linear one
+    constant[:warmup=1000]                             warmup, then constant
+
+Keys: `axis` = `step` (default) or `tokens` — the column the times refer to; `peak` = the peak
+lr (default 1: only ratios matter to the features, give it to write real values); `warmup`
+(default 0); `final` (cosine default 0.1, wsd default 0.01; must be > 0 because `lr` must be
+positive: a WSD decay "to zero" is written final=0.01 or smaller); `decay` (wsd: share of
+`total` spent decaying, default 0.2). After `total` the lr stays at final·peak.
+
+Where the training sources' lr comes from (`source_lr`; blank = not published or not found):
+
+| source | runs with lr | schedule | where it is written |
+| --- | --- | --- | --- |
+| pythia | `pythia-v1/pythia-{70m,160m,410m,1.4b,2.8b,6.9b,12b}` and their `-deduped` (incl. `1b-deduped`) | cosine over 143,000 steps, 1% (1,430 steps) warmup, to 10% of the peak; peak 1e-3 (70m), 6e-4 (160m), 3e-4 (410m, 1b), 2e-4 (1.4b), 1.6e-4 (2.8b), 1.2e-4 (6.9b, 12b) | Biderman et al. 2023 (arXiv 2304.01373) and the model table of github.com/EleutherAI/pythia's README |
+| bigscience_tr3 | all 5 runs | Megatron cosine by consumed samples: peak 2e-4, min 1e-5, warmup 183,105 samples, decay over 73,242,187 samples; 2,048 tokens per sample (axis = tokens) | `train/tr3-1B3-baseline/*.slurm` of github.com/bigscience-workshop/bigscience (`--lr 2e-4 --min-lr 1e-5 --lr-decay-style cosine --lr-decay-samples 73_242_187 --lr-warmup-samples 183_105`) |
+| lucie | Lucie-7B | the logged lr, interpolated linearly in steps between the log's entries (cosine-like 3e-4 → 3e-5 over the main phase) | `lucie_training_loss.csv.gz`, column `learning_rate` (the TensorBoard log of the run) |
+| pythia (rest) | v0 runs, `1b-bf16`, batch-size variants | blank: their step counts or recipes differ from the table above and no schedule was found | — |
+| olmo_ladder, tucano | none | blank: the ladder's and Tucano's schedules were not found in their READMEs or verified in the papers in the time given | — |
+| gadre, dclm, loss_to_loss, obsscaling | none | blank: one checkpoint per run, a schedule cannot matter there | — |
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neuneu.data import InputError
+
+KINDS = ("cosine", "wsd", "constant")
+AXES = {"step": "step", "steps": "step", "tokens": "tokens", "token": "tokens"}
+SHAPES = ("linear", "sqrt")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A planned learning-rate schedule on one time axis (`lr(t)`, vectorised)."""
+
+    kind: str
+    total: float | None = None  # end of the decay (cosine, wsd)
+    warmup: float = 0.0  # linear warmup from 0 to peak over [0, warmup]
+    final: float = 0.1  # lr at and after `total`, as a fraction of peak
+    decay: float = 0.2  # wsd: share of total spent decaying
+    peak: float = 1.0
+    axis: str = "step"
+    shape: str = "linear"  # wsd cooldown: linear, or 1-sqrt
+
+    def lr(self, t) -> np.ndarray:
+        """Planned lr at times `t` (array-like on `axis`)."""
+        t = np.asarray(t, dtype=float)
+        rel = np.ones_like(t)
+        if self.kind == "cosine":
+            span = max(self.total - self.warmup, 1e-12)
+            p = np.clip((t - self.warmup) / span, 0.0, 1.0)
+            rel = self.final + (1 - self.final) * 0.5 * (1 + np.cos(np.pi * p))
+        elif self.kind == "wsd":
+            start = self.total * (1 - self.decay)
+            p = np.clip((t - start) / max(self.total - start, 1e-12), 0.0, 1.0)
+            drop = np.sqrt(p) if self.shape == "sqrt" else p
+            rel = 1 - (1 - self.final) * drop
+        if self.warmup > 0:
+            rel = np.where(t < self.warmup, rel * np.clip(t / self.warmup, 0.0, 1.0), rel)
+        return self.peak * rel
+
+
+def _number(key: str, value: str, spec: str) -> float:
+    try:
+        return float(value.replace("_", ""))
+    except ValueError:
+        raise InputError(f"--schedule {spec!r}: {key}={value!r} is not a number") from None
+
+
+def parse_schedule(spec: str) -> Schedule:
+    """`KIND[:key=value,...]` (module doc) → Schedule; InputError naming the key otherwise."""
+    text = spec.strip()
+    kind, _, rest = text.partition(":")
+    kind = kind.strip().lower()
+    if kind not in KINDS:
+        raise InputError(f"--schedule {spec!r}: unknown kind {kind!r}; expected one of {', '.join(KINDS)} (e.g. cosine:total=143000,warmup=1430,final=0.1)")
+    keys = {"total", "warmup", "peak", "axis"} | ({"final"} if kind != "constant" else set()) | ({"decay", "shape"} if kind == "wsd" else set())
+    values: dict = {}
+    for item in filter(None, (p.strip() for p in re.split(r"[,\s]+", rest))):
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in keys:
+            raise InputError(f"--schedule {spec!r}: unknown or malformed item {item!r}; {kind} takes {', '.join(sorted(keys))} as key=value")
+        if key == "axis":
+            if value.strip().lower() not in AXES:
+                raise InputError(f"--schedule {spec!r}: axis={value!r}; expected step or tokens")
+            values["axis"] = AXES[value.strip().lower()]
+        elif key == "shape":
+            if value.strip().lower() not in SHAPES:
+                raise InputError(f"--schedule {spec!r}: shape={value!r}; expected one of {', '.join(SHAPES)}")
+            values["shape"] = value.strip().lower()
+        else:
+            values[key] = _number(key, value.strip(), spec)
+    if kind != "constant" and "total" not in values:
+        raise InputError(f"--schedule {spec!r}: {kind} needs total= (where the decay ends, in {values.get('axis', 'step')}s)")
+    values.setdefault("final", 0.01 if kind == "wsd" else 0.1)
+    checks = [
+        ("peak", values.get("peak", 1.0) > 0, "must be > 0"),
+        ("warmup", values.get("warmup", 0.0) >= 0, "must be >= 0"),
+        ("final", 0 < values["final"] <= 1, "must be in (0, 1] (a fraction of peak; lr must stay positive)"),
+        ("decay", 0 < values.get("decay", 0.2) <= 1, "must be in (0, 1] (a share of total)"),
+    ]
+    if "total" in values:
+        checks.append(("total", values["total"] > values.get("warmup", 0.0), "must be larger than warmup"))
+    for key, ok, why in checks:
+        if not ok:
+            raise InputError(f"--schedule {spec!r}: {key} {why}")
+    if kind == "constant":
+        values.pop("final")
+    return Schedule(kind=kind, **values)
+
+
+def fill_lr(frame: pd.DataFrame, schedule: Schedule, where: str = "input") -> pd.DataFrame:
+    """`frame` with column `lr` = the schedule at every row's `schedule.axis` coordinate."""
+    if "lr" in frame:
+        raise InputError(f"{where}: has a column 'lr' and --schedule was given; give one of them")
+    if schedule.axis not in frame:
+        other = "tokens" if schedule.axis == "step" else "step"
+        hint = f" (the file has '{other}': add axis={other} to --schedule)" if other in frame else ""
+        raise InputError(f"{where}: --schedule refers to column '{schedule.axis}', which the file lacks{hint}")
+    t = pd.to_numeric(frame[schedule.axis], errors="coerce").to_numpy(float)
+    if not np.isfinite(t).all():
+        bad = np.flatnonzero(~np.isfinite(t))[:5]
+        lines = frame["_line"].to_numpy()[bad] if "_line" in frame else bad
+        raise InputError(f"{where}: column '{schedule.axis}': blank on line(s) {', '.join(map(str, lines))}, "
+                         "so --schedule cannot give these rows an lr")
+    out = frame.copy()
+    out["lr"] = schedule.lr(t)
+    out.attrs = dict(frame.attrs)
+    return out
+
+
+# ----------------------------------------------------------------------------- the sources
+
+#: Pythia's peak lr by model size (the model table of Biderman et al. 2023 / EleutherAI/pythia).
+PYTHIA_PEAK = {"70m": 1e-3, "160m": 6e-4, "410m": 3e-4, "1b": 3e-4, "1.4b": 2e-4, "2.8b": 1.6e-4, "6.9b": 1.2e-4, "12b": 1.2e-4}
+TR3_SAMPLE_TOKENS = 2048
+TR3 = Schedule("cosine", total=73_242_187 * TR3_SAMPLE_TOKENS, warmup=183_105 * TR3_SAMPLE_TOKENS,
+               final=1e-5 / 2e-4, peak=2e-4, axis="tokens")
+
+
+def pythia_schedule(run: str) -> Schedule | None:
+    """The published schedule of a standard or deduped Pythia v1 run; None for the others."""
+    m = re.fullmatch(r"pythia-v1/pythia-([0-9.]+[mb])(-deduped)?", run)
+    peak = PYTHIA_PEAK.get(m.group(1)) if m is not None else None
+    return None if peak is None else Schedule("cosine", total=143_000, warmup=1_430, final=0.1, peak=peak, axis="step")
+
+
+def source_lr(name: str, frame: pd.DataFrame, folder: Path) -> np.ndarray | None:
+    """The planned lr of every row of source `name` (NaN where unknown), or None when the
+    source has no published schedule (the module doc's table)."""
+    if name == "pythia":
+        lr = np.full(len(frame), np.nan)
+        step = pd.to_numeric(frame["step"], errors="coerce").to_numpy(float)
+        runs = frame["run"].astype(str).to_numpy()
+        for run in np.unique(runs):
+            sched = pythia_schedule(run)
+            if sched is not None:
+                sel = runs == run
+                lr[sel] = sched.lr(step[sel])
+        return lr
+    if name == "bigscience_tr3":
+        return TR3.lr(pd.to_numeric(frame["tokens"], errors="coerce").to_numpy(float))
+    if name == "lucie":
+        path = folder / "lucie_training_loss.csv.gz"
+        if not path.is_file():
+            return None
+        log = pd.read_csv(path, usecols=["run", "step", "learning_rate"])
+        lr = np.full(len(frame), np.nan)
+        step = pd.to_numeric(frame["step"], errors="coerce").to_numpy(float)
+        runs = frame["run"].astype(str).to_numpy()
+        for run, part in log.groupby("run"):
+            part = part.dropna().sort_values("step")
+            sel = runs == str(run)
+            inside = sel & (step >= part["step"].iloc[0]) & (step <= part["step"].iloc[-1])
+            lr[inside] = np.interp(step[inside], part["step"].to_numpy(float), part["learning_rate"].to_numpy(float))
+        return lr
+    return None
