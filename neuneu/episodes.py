@@ -8,6 +8,8 @@ Protocols (DESIGN.md):
 - checkpoint: one trajectory (run, task, metric); context = its first floor(ratio*N)+1 points.
 - scale: one ladder (family or source, task, metric); context = the smaller runs, queries = the
   larger runs.
+- ladder: one target run of a ladder (`ladder_episodes`); context = its first floor(ratio*N)+1
+  checkpoints (`Context.own`) plus the family's smaller runs whole; queries = its later points.
 Variants: forecast (no loss at queries) and loss-given (the true loss at each query is an input).
 """
 
@@ -21,7 +23,8 @@ import pandas as pd
 from neuneu.data import COORDS, TRAJECTORY_KEY
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
-PROTOCOLS = ("checkpoint", "scale")
+PROTOCOLS = ("checkpoint", "scale", "ladder")
+SIBLING_POINTS = 32  # ladder episodes: points kept of each sibling trajectory (evenly spaced, last kept)
 VARIANTS = ("forecast", "loss-given")
 
 
@@ -159,6 +162,47 @@ def context_size(n: np.ndarray | int, ratio: float) -> np.ndarray:
     """The checkpoint protocol's rule, in one place: of N points, the first floor(ratio·N)+1
     are context."""
     return np.floor(ratio * np.asarray(n)).astype(int) + 1
+
+
+def resplit(context: Context, ratio: float, index: np.ndarray | None = None,
+            drop_query_loss: np.ndarray | None = None) -> Episodes:
+    """Contexts split again like checkpoint episodes, for back-tests on points whose truth is
+    known: of each context's n real points (in order), the first min(floor(ratio·n)+1, n−1)
+    (`context_size`) are the new context and the others the new queries, their accuracies the
+    `target`. Every field travels (run, row, own, lr, ...); each part is as wide as its longest
+    episode. `index`: the episodes to split (default all; each needs n >= 2);
+    `drop_query_loss` (len(index),) bool: those queries lose their loss, as real forecast
+    queries have none."""
+    index = np.arange(len(context.meta)) if index is None else np.asarray(index)
+    mask = np.asarray(context.mask, bool)[index]
+    n = mask.sum(1)
+    k = np.minimum(context_size(n, ratio), n - 1)
+    n_q = n - k
+    real = np.argsort(~mask, axis=1, kind="stable")  # columns of the real points, in order
+    ctx_mask = np.arange(int(k.max(initial=1)))[None, :] < k[:, None]
+    qry_mask = np.arange(int(n_q.max(initial=1)))[None, :] < n_q[:, None]
+    c_cols = real[:, : ctx_mask.shape[1]]
+    q_cols = np.take_along_axis(real, np.minimum(k[:, None] + np.arange(qry_mask.shape[1]), real.shape[1] - 1), 1)
+
+    def pick(value, cols, keep):
+        value = np.take_along_axis(np.asarray(value)[index], cols, axis=1)
+        fill = False if value.dtype == bool else (-1 if np.issubdtype(value.dtype, np.integer) else np.nan)
+        return np.where(keep, value, fill)
+
+    meta = context.meta.iloc[index].reset_index(drop=True)
+    arrays = {f: v for f, v in vars(context).items() if f not in ("mask", "meta")}
+    ctx = Context(**{f: pick(v, c_cols, ctx_mask) for f, v in arrays.items()}, mask=ctx_mask, meta=meta)
+    qry = {f: pick(arrays[f], q_cols, qry_mask) for f in ("x", "tokens", "params", "flops", "loss", "run", "row", "lr")}
+    if drop_query_loss is not None:
+        qry["loss"] = np.where(np.asarray(drop_query_loss, bool)[:, None], np.nan, qry["loss"])
+    return Episodes(
+        context=ctx,
+        query=Query(**qry, mask=qry_mask, meta=meta),
+        target=pick(arrays["accuracy"], q_cols, qry_mask),
+        protocol="checkpoint",
+        variant="forecast" if drop_query_loss is not None and np.all(drop_query_loss) else "loss-given",
+        run_names=np.array([]),
+    )
 
 
 def _time_coordinate(points: pd.DataFrame) -> pd.Series:
@@ -323,20 +367,11 @@ def checkpoint_episodes(
     )
 
 
-def scale_episodes(
-    points: pd.DataFrame,
-    *,
-    variant: str = "forecast",
-    rules: dict | None = None,
-    context_max_params: float | None = None,
-    query_min_params: float | None = None,
-) -> Episodes:
-    """Scale protocol: per ladder (source or family, per splits.yaml), task and metric, the
-    smaller runs (params <= context_max_params) are context and the larger runs
-    (params >= query_min_params) are queries. Runs in between are left out.
-
-    Thresholds given here override the per-source ones of `neuneu/splits.yaml`.
-    """
+def ladder_labels(points: pd.DataFrame, rules: dict | None = None, context_max_params: float | None = None,
+                  query_min_params: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: its ladder (the source or the family, per the source's `scale.group_by` in
+    splits.yaml; family by default) and the source's scale thresholds (context_max_params,
+    query_min_params; NaN where splits.yaml has none and none is given)."""
     from neuneu.data import split_rules
 
     rules = rules or split_rules()
@@ -352,7 +387,26 @@ def scale_episodes(
         ladder[here] = sources[here] if rule.get("group_by", "family") == "source" else families[here]
         lo[here] = context_max_params if context_max_params is not None else rule.get("context_max_params", np.nan)
         hi[here] = query_min_params if query_min_params is not None else rule.get("query_min_params", np.nan)
+    return ladder, lo, hi
+
+
+def scale_episodes(
+    points: pd.DataFrame,
+    *,
+    variant: str = "forecast",
+    rules: dict | None = None,
+    context_max_params: float | None = None,
+    query_min_params: float | None = None,
+) -> Episodes:
+    """Scale protocol: per ladder (source or family, per splits.yaml), task and metric, the
+    smaller runs (params <= context_max_params) are context and the larger runs
+    (params >= query_min_params) are queries. Runs in between are left out.
+
+    Thresholds given here override the per-source ones of `neuneu/splits.yaml`.
+    """
+    ladder, lo, hi = ladder_labels(points, rules, context_max_params, query_min_params)
     if np.isnan(lo).any() or np.isnan(hi).any():
+        sources = points["source"].astype(str).to_numpy() if "source" in points else np.full(len(points), "")
         missing = sorted(set(sources[np.isnan(lo) | np.isnan(hi)]))
         raise ValueError(f"no scale thresholds for source(s) {missing}: add them to splits.yaml or pass them")
     params = pd.to_numeric(points["params"], errors="coerce").to_numpy(float)
@@ -371,3 +425,139 @@ def scale_episodes(
     )
     eps.meta["ladder"] = pd.Series(ladder, index=points.index).loc[eps.query.row[:, 0]].to_numpy()
     return eps
+
+
+def _thin(traj: np.ndarray, order: np.ndarray, k: int | None) -> np.ndarray:
+    """bool per row: at most `k` points of each trajectory `traj`, evenly spaced in `order`
+    (first and last always kept); every point where k is None."""
+    if k is None:
+        return np.ones(len(traj), dtype=bool)
+    frame = pd.DataFrame({"traj": traj, "order": order})
+    rank = frame.groupby("traj")["order"].rank(method="first").to_numpy() - 1
+    n = frame.groupby("traj")["order"].transform("size").to_numpy()
+    step = np.maximum(n - 1, 1) / max(k - 1, 1)  # spacing of the kept ranks, >= 1 when n > k
+    return (n <= k) | (np.round(np.round(rank / step) * step) == rank)
+
+
+def ladder_rows(points: pd.DataFrame, ladder, target, query, sibling, *, sibling_points: int | None = SIBLING_POINTS,
+                require_siblings: bool = True) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict]:
+    """The rows of ladder episodes, one episode per *target trajectory* (a (run, task, metric)
+    of `target` rows with at least one `query` row): its own rows (context where not `query`),
+    plus the `sibling` rows of every *other* run of its (ladder, task, metric), each sibling
+    trajectory thinned to `sibling_points` evenly spaced points (its last kept). A sibling row
+    is repeated in every episode it serves; a query row belongs to its own run's episode only.
+
+    Args:
+        ladder: (N,) ladder label per row (`ladder_labels`: the family, or the source).
+        target, query, sibling: (N,) bool. `sibling` rows must have a known accuracy.
+        require_siblings: drop (and count) target trajectories without any sibling point.
+
+    Returns (rows of `points` with their index labels, group (M,), is_query (M,), dropped).
+    """
+    n = len(points)
+    target, query, sibling = (np.asarray(a, dtype=bool) for a in (target, query, sibling))
+    if (sibling & query).any():
+        raise ValueError("a sibling row cannot be a query row")
+    keys = pd.DataFrame({"ladder": np.asarray(ladder, dtype=object), "task": points["task"].to_numpy(),
+                         "metric": points["metric"].to_numpy() if "metric" in points else ""})
+    lid = keys.groupby(["ladder", "task", "metric"], sort=True, dropna=False).ngroup().to_numpy()
+    run = points["run"].astype(str).to_numpy()
+    traj = pd.DataFrame({"lid": lid, "run": run}).groupby(["lid", "run"], sort=True).ngroup().to_numpy()
+    # target trajectories: the trajectories of target rows that have something to predict
+    is_target_traj = np.zeros(traj.max(initial=-1) + 1, dtype=bool)
+    is_target_traj[traj[target & query]] = True
+    own = is_target_traj[traj] & target
+    targets = pd.DataFrame({"traj": traj[own], "lid": lid[own], "run": run[own]}).drop_duplicates("traj")
+    x = _time_coordinate(points).to_numpy()
+    params = pd.to_numeric(points["params"], errors="coerce").to_numpy(float) if "params" in points else np.zeros(n)
+    keep = sibling & _thin(traj, np.lexsort((x, np.nan_to_num(params))), sibling_points)
+    sib = pd.DataFrame({"pos": np.flatnonzero(keep), "lid": lid[keep], "run": run[keep]})
+    pairs = sib.merge(targets, on="lid", suffixes=("", "_target"))
+    pairs = pairs[pairs["run"] != pairs["run_target"]]
+    dropped = {}
+    served = np.isin(targets["traj"].to_numpy(), pairs["traj"].to_numpy())
+    if require_siblings and (~served).any():
+        dropped["target trajectories without a smaller run in their ladder"] = int((~served).sum())
+        alone = np.isin(traj, targets["traj"].to_numpy()[~served])
+        own &= ~alone
+    own_pos = np.flatnonzero(own)
+    rows = np.r_[own_pos, pairs["pos"].to_numpy(int)]
+    group = np.r_[traj[own_pos], pairs["traj"].to_numpy(int)]
+    is_query = np.r_[query[own_pos], np.zeros(len(pairs), dtype=bool)]
+    return points.iloc[rows], group, is_query, dropped
+
+
+def ladder_targets(points: pd.DataFrame, ladder: np.ndarray, query_min_params: np.ndarray) -> np.ndarray:
+    """(N,) bool: rows of a ladder's *target* runs, the ladder's largest sizes: the runs of at
+    least the source's scale threshold `query_min_params` where splits.yaml sets one (olmo_ladder:
+    the 3B, 7B and 13B runs), else the top quarter of the ladder's distinct sizes (at least one)."""
+    params = pd.to_numeric(points["params"], errors="coerce").to_numpy(float)
+    params = pd.Series(params).groupby(points["run"].astype(str).to_numpy()).transform("max").to_numpy()
+    frame = pd.DataFrame({"ladder": ladder, "params": params, "hi": query_min_params})
+    sizes = frame.dropna(subset=["params"]).groupby("ladder")["params"].unique()
+    top = {k: np.sort(v)[-int(np.ceil(len(v) / 4))] for k, v in sizes.items()}
+    threshold = np.where(np.isfinite(frame["hi"]), frame["hi"], frame["ladder"].map(top).astype(float))
+    return np.isfinite(params) & (params >= threshold)
+
+
+def ladder_episodes(points: pd.DataFrame, ratio: float, *, variant: str = "forecast", rules: dict | None = None,
+                    sibling_points: int | None = SIBLING_POINTS, min_points: int = 3) -> Episodes:
+    """Ladder protocol (DESIGN.md): per ladder (family or source, as the scale protocol groups
+    it), task and metric, each *target* run (`ladder_targets`: the largest sizes) is one episode:
+    its first floor(ratio·N)+1 checkpoints are own context (`Context.own`), its later
+    checkpoints the queries, and every *smaller* run of the ladder (below the smallest target
+    size) is sibling context, whole up to `sibling_points` points per trajectory. Target runs
+    never serve as context of one another, so a target's query truth is in no episode's context;
+    runs of a target's own size (other seeds, other budgets) are targets too, never siblings.
+    Dropped and counted: target trajectories with fewer than `min_points` checkpoints, and
+    target trajectories whose ladder has no smaller run.
+    """
+    if not 0 <= ratio < 1:
+        raise ValueError(f"ratio must be in [0, 1), got {ratio}")
+    ladder, _, hi = ladder_labels(points, rules)
+    target = ladder_targets(points, ladder, hi)
+    params = pd.to_numeric(points["params"], errors="coerce")
+    params = params.groupby(points["run"].astype(str).to_numpy()).transform("max").to_numpy(float)
+    smaller = np.isfinite(params) & ~target & points["accuracy"].notna().to_numpy()
+    # smaller than the smallest target size of the ladder (a run between two targets is neither)
+    low = pd.Series(np.where(target, params, np.inf)).groupby(ladder).transform("min").to_numpy()
+    sibling = smaller & (params < low)
+    key = [k for k in TRAJECTORY_KEY if k in points]
+    order = pd.DataFrame({"x": _time_coordinate(points).to_numpy()}).assign(**{k: points[k].to_numpy() for k in key})
+    rank = order.groupby(key, sort=False)["x"].rank(method="first").to_numpy() - 1
+    n = order.groupby(key, sort=False)["x"].transform("size").to_numpy()
+    dropped = {}
+    short = target & (n < min_points)
+    if short.any():
+        dropped[f"target trajectories with fewer than {min_points} checkpoints"] = int(
+            order[short].drop_duplicates(key).shape[0])
+    target &= ~short
+    query = target & (rank >= context_size(n, ratio))
+    rows, group, is_query, more = ladder_rows(points, ladder, target, query, sibling, sibling_points=sibling_points)
+    eps = build_episodes(rows, group, is_query, protocol="ladder", variant=variant, dropped={**dropped, **more})
+    labels = pd.Series(ladder, index=points.index)
+    eps.meta["ladder"] = labels.loc[eps.query.row[:, 0]].to_numpy() if len(eps) and points.index.is_unique else ""
+    eps.meta["n_own"] = eps.context.own.sum(1)
+    return eps
+
+
+def own_subset(context: Context) -> Context:
+    """The context of each episode cut to its own run's points (`Context.own`) where it has any,
+    real points first, padding trimmed: what a method that reads one trajectory sees of a
+    ladder episode (the checkpoint protocol's context of the target run). Episodes without an
+    own point (the scale protocol) keep their whole context."""
+    own = np.asarray(context.own, bool) & context.mask
+    keep = np.where(own.any(1, keepdims=True), own, context.mask)
+    order = np.argsort(~keep, axis=1, kind="stable")
+    width = max(int(keep.sum(1).max(initial=0)), 1)
+    order = order[:, :width]
+    kept = np.take_along_axis(keep, order, axis=1)
+    fields = {}
+    for name, value in vars(context).items():
+        if name == "meta":
+            fields[name] = value
+            continue
+        taken = np.take_along_axis(value, order, axis=1)
+        fill = False if value.dtype == bool else (-1 if np.issubdtype(value.dtype, np.integer) else np.nan)
+        fields[name] = np.where(kept, taken, fill) if name != "mask" else kept
+    return Context(**fields)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from neuneu.calibration import Calibration
 from neuneu.data import REPO_ROOT, InputError
-from neuneu.episodes import Context, Query, context_size, horizon
+from neuneu.episodes import Context, Query, horizon, resplit
 from neuneu.features import F, Features, featurize, from_target, to_target
 from neuneu.model import Ensemble, ModelConfig, build_model
 from neuneu.predictor import Predictor
@@ -258,28 +257,14 @@ def backtest_points(model: torch.nn.Module, context: Context, query: Query, max_
     out["contexts"] = idx
     if not len(idx):
         return {k: v if k == "contexts" else np.concatenate(v) for k, v in out.items()}
-    fields = {f: np.asarray(getattr(context, f))[idx] for f in ("x", "params", "flops", "loss", "accuracy")}
     forecast = ~np.isfinite(np.where(query.mask, query.loss, np.nan)).any(1)[idx]
-    # column of each context's r-th real point (sorted by x): real points first, in order
-    real = np.argsort(~mask[idx], axis=1, kind="stable")
-    q_loss = fields["loss"].copy()
-    q_loss[forecast] = np.nan  # the pseudo-queries see a loss only where the real ones do
     for i, ratio in enumerate(ratios):
-        k = np.minimum(context_size(n[idx], ratio), n[idx] - 1)  # leaves >= 1 pseudo-query
-        # Pseudo-context: the first k real points; pseudo-queries: the others, moved to the front
-        # of their own arrays (each as wide as its longest part, not as the whole context).
-        n_q = n[idx] - k
-        ctx_mask = np.arange(int(k.max()))[None, :] < k[:, None]
-        qry_mask = np.arange(int(n_q.max()))[None, :] < n_q[:, None]
-        c_cols = real[:, : ctx_mask.shape[1]]
-        q_cols = np.take_along_axis(real, np.minimum(k[:, None] + np.arange(qry_mask.shape[1]), real.shape[1] - 1), 1)
-        pick = lambda v, cols: np.take_along_axis(v, cols, axis=1)  # noqa: E731
-        pseudo_ctx = SimpleNamespace(**{f: pick(v, c_cols) for f, v in fields.items()}, mask=ctx_mask)
-        pseudo_qry = SimpleNamespace(**{f: pick(fields[f], q_cols) for f in ("x", "params", "flops")},
-                                     loss=pick(q_loss, q_cols), mask=qry_mask)
-        raw, h = predict_quantiles(model, pseudo_ctx, pseudo_qry, max_context, return_horizon=True)
+        # the pseudo-queries see a loss only where the real ones do
+        eps = resplit(context, ratio, idx, drop_query_loss=forecast)
+        qry_mask = eps.query.mask
+        raw, h = predict_quantiles(model, eps.context, eps.query, max_context, return_horizon=True)
         w = np.broadcast_to(1.0 / np.maximum(qry_mask.sum(1, keepdims=True), 1), qry_mask.shape)
-        out["quantiles"].append(raw[qry_mask]), out["truth"].append(pick(fields["accuracy"], q_cols)[qry_mask])
+        out["quantiles"].append(raw[qry_mask]), out["truth"].append(eps.target[qry_mask])
         out["horizon"].append(h[qry_mask]), out["weight"].append(w[qry_mask])
         out["ratio"].append(np.full(int(qry_mask.sum()), i))
         out["episode"].append(np.broadcast_to(idx[:, None], qry_mask.shape)[qry_mask])

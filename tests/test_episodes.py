@@ -130,3 +130,22 @@ def test_own_run_and_reference_point_follow_the_query_run_in_a_mixed_episode():
     # without `own` the reference falls back to the largest compute over all points
     ref_all, _ = reference_point({k: v for k, v in vars(eps.context).items() if k != "own"})
     assert eps.run_names[eps.context.run[0, ref_all[0]]] == "small"
+
+
+def test_resplit_cuts_each_context_by_the_checkpoint_rule_and_keeps_every_field():
+    from neuneu.episodes import context_size, resplit
+
+    frame = make_points(n_runs=3, n_tasks=2, n_points=12)
+    eps = checkpoint_episodes(frame, 0.5)
+    back = resplit(eps.context, 0.25, drop_query_loss=np.ones(len(eps), bool))
+    n = eps.context.mask.sum(1)
+    k = back.context.mask.sum(1)
+    assert (k == np.minimum(context_size(n, 0.25), n - 1)).all()
+    assert (k + back.query.mask.sum(1) == n).all()
+    for e in range(len(eps)):
+        seen = eps.context.accuracy[e][eps.context.mask[e]]
+        assert np.array_equal(back.context.accuracy[e][back.context.mask[e]], seen[: k[e]])
+        assert np.array_equal(back.target[e][back.query.mask[e]], seen[k[e]:])  # later points are the targets
+        assert np.array_equal(back.query.row[e][back.query.mask[e]], eps.context.row[e][eps.context.mask[e]][k[e]:])
+    assert np.isnan(back.query.loss).all() and back.variant == "forecast"
+    assert (back.context.run[~back.context.mask] == -1).all()  # padding filled as build_episodes does
