@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from neuneu.episodes import reference_point
+from neuneu.schedule import SCHEDULE_FEATURES, schedule_tokens
 
 #: Columns of a token's feature vector. The neuneu layout reads `NEUNEU_INPUTS` (everything but
 #: `gap`; the law features only when the model was trained with them); `gap` (the
@@ -49,12 +50,15 @@ FEATURES = (
     # Which run a point is of (`neuneu.episodes.own_run`): 1 on context points of the query's own
     # run and on every query token, 0 on a sibling's or a smaller run's points (ladder episodes).
     "own",
+    # The planned learning rate (`neuneu.schedule.SCHEDULE_FEATURES`; `schedule_features`):
+    # has_lr, lr / peak lr, ln(S1 / S1_ref) (area under the schedule), S2 / S1_ref (annealing).
+    *SCHEDULE_FEATURES,
 )
 F = {name: i for i, name in enumerate(FEATURES)}
 LAWS = ("log_linear", "power_law")  # the fitted laws behind the law features
 LAW_FEATURES = tuple(FEATURES[F["persistence_width"]:F["power_law_ok"] + 1])
 #: Optional feature groups, each read only by a model trained with its `model.<flag>`.
-OPTIONAL = {"law_features": LAW_FEATURES, "own_run": ("own",)}
+OPTIONAL = {"law_features": LAW_FEATURES, "own_run": ("own",), "schedule_features": SCHEDULE_FEATURES}
 BASE_INPUTS = tuple(i for i, name in enumerate(FEATURES)
                     if name != "gap" and not any(name in group for group in OPTIONAL.values()))
 
@@ -208,6 +212,7 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False) -> Fea
             cannot reach the features because it is not an argument.
         max_context: longer contexts are subsampled (module doc).
         laws: also fill the law features of the query tokens (`law_features`; zeros otherwise).
+    The schedule features are filled wherever ctx and qry carry `lr` (`neuneu.schedule`).
     """
     names = ("x", "params", "flops", "loss", "accuracy", "mask")
     ctx_in, qry_in = ctx, qry
@@ -223,6 +228,10 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False) -> Fea
         idx_c, idx_q = _checkpoint_index(ctx["x"], ctx["mask"], qry["x"], qry["mask"])
     ref0 = reference_index(ctx)
     ref_rank = idx_c[np.arange(len(ref0)), ref0]  # (E,)
+    # Schedule features on the full context (areas need every point), carried through subsampling.
+    sched_in = {k: v for k, v in (("lr", "lr"), ("run", "run")) if k in ctx_in and k in qry_in}
+    ctx["_sched"], qry["_sched"] = schedule_tokens({**ctx, **{k: ctx_in[v] for k, v in sched_in.items()}},
+                                                   {**qry, **{k: qry_in[v] for k, v in sched_in.items()}}, ref0)
     ctx = subsample_context(ctx, max_context)
     E = len(ctx["mask"])
     rows = np.arange(E)
@@ -255,6 +264,7 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False) -> Fea
             out[..., F["gap"]] = (idx_q - ref_rank[:, None]) * GAP_SCALE
         out[..., F["is_query"]] = float(is_query)
         out[..., F["own"]] = 1.0 if is_query else (np.asarray(part["own"], bool) if "own" in part else 1.0)
+        out[..., F[SCHEDULE_FEATURES[0]]:F[SCHEDULE_FEATURES[-1]] + 1] = part["_sched"]
         out[~part["mask"]] = 0.0
         return out
 

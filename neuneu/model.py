@@ -47,6 +47,7 @@ class ModelConfig:
     dropout: float = 0.0  # small data, short training: dropout mostly slowed convergence
     law_features: bool = False  # neuneu layout: also read the law features (`neuneu.features.law_features`)
     own_run: bool = False  # neuneu layout: also read which run each context point is of (ladder episodes)
+    schedule_features: bool = False  # neuneu layout: also read the planned-lr features (`neuneu.schedule`)
     max_context: int = 64  # ref layout: size of the position table (neuneu layout: unused)
 
     def __post_init__(self):
@@ -54,7 +55,7 @@ class ModelConfig:
             raise ValueError(f"model.layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
-        for flag in ("law_features", "own_run"):
+        for flag in ("law_features", "own_run", "schedule_features"):
             if getattr(self, flag) and self.layout != "neuneu":
                 raise ValueError(f"model.{flag} needs model.layout: neuneu")
 
@@ -138,7 +139,8 @@ class NeuneuTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("inputs", torch.tensor(input_columns(law_features=cfg.law_features, own_run=cfg.own_run)), persistent=False)
+        self.register_buffer("inputs", torch.tensor(input_columns(law_features=cfg.law_features, own_run=cfg.own_run,
+                                                                 schedule_features=cfg.schedule_features)), persistent=False)
         self.embed = nn.Sequential(nn.Linear(len(self.inputs), cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)

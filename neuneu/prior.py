@@ -26,6 +26,8 @@ class PriorConfig:
         min_points, max_points: the number of checkpoints is uniform in [min_points, max_points].
         noise_min, noise_max: per-checkpoint accuracy noise std, drawn log-uniformly per curve.
         p_loss: share of curves that carry a loss curve (else loss is all NaN).
+        p_schedule: share of curves with a planned learning rate (`lr`) and its effects: progress
+            follows the area under the schedule and annealing lifts the end (else lr is NaN).
     """
 
     min_points: int = 8
@@ -33,6 +35,7 @@ class PriorConfig:
     noise_min: float = 0.002
     noise_max: float = 0.03
     p_loss: float = 0.6
+    p_schedule: float = 0.0  # share of curves trained "through a schedule" (`_draw_schedule`); 0: no lr
 
     def __post_init__(self):
         if not 2 <= self.min_points <= self.max_points:
@@ -157,16 +160,24 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
     def progress(t):
         return (loss_at(0.0) - loss_at(t)) / (loss_at(0.0) - loss_at(1.0))
 
+    # Drawn only when asked, so the prior without schedules draws exactly the numbers it did.
+    sched = _draw_schedule(rng, x, lo, hi) if cfg.p_schedule > 0 and rng.random() < cfg.p_schedule else None
+    s_at = s if sched is None else sched["s_eff"]
     c = (0.0, 0.25, 0.5, rng.uniform(0.0, 0.3))[rng.integers(4)]
     u = c + rng.uniform(0.05, 1.0 - c)
-    clean = _shape(family, rng, s, log_r, c, u, progress)
+    clean = _shape(family, rng, s_at, log_r, c, u, progress)
+    if sched is not None:  # the annealing lift: a share of the headroom left, as S2 grows
+        rising = family in ("power_law", "logistic", "bnsl", "plateau", "emergence")
+        clean = clean + (1.0 if rising else 0.2) * rng.uniform(0.02, 0.3) * np.maximum(u - clean, 0.0) * sched["gain"]
 
     sigma = _loguniform(rng, cfg.noise_min, cfg.noise_max)
     noise = rng.normal(0.0, sigma, n)
     if rng.random() < 0.3:  # slowly varying wobble of checkpoint evals
         noise += _ar1(rng, n, sigma * rng.uniform(0.5, 1.5), rho=rng.uniform(0.7, 0.9))
     if rng.random() < cfg.p_loss:
-        loss = loss_at(s) + rng.normal(0.0, 0.005, n)
+        loss = loss_at(s_at) + rng.normal(0.0, 0.005, n)
+        if sched is not None:
+            loss = loss - excess * rng.uniform(0.02, 0.15) * sched["gain"]
     else:
         loss = np.full(n, np.nan)
     out = {
@@ -176,9 +187,48 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
         "loss": loss,
         "accuracy": np.clip(clean + noise, 0.0, 1.0),
         "index": np.arange(n, dtype=float),
+        "lr": np.full(n, np.nan) if sched is None else sched["lr"],
     }
     out["family"] = family
     return out
+
+
+SCHEDULE_KINDS = ("cosine", "wsd", "constant")
+
+
+def _draw_schedule(rng: np.random.Generator, x: np.ndarray, lo: float, hi: float) -> dict:
+    """A random planned schedule over a curve's tokens and what it does to training progress.
+
+    Kind uniform over cosine (to 1-20% of peak), WSD (a linear or 1-sqrt cooldown over the last
+    5-40%, to 0.1-5% of peak) and constant; warmup 0-2% of the total; the total is the curve's
+    last nominal token count, or (20%) up to 3x beyond it (a run cut before its schedule ends).
+    Progress follows S1, the area under the schedule (Tissue et al. 2024): the shape is read at
+    s_eff, the log-token position of S1 (tokens at peak lr); `gain` = 1 - exp(-S2 / (tau·x_hi)),
+    tau log-uniform in [0.005, 0.05], rises with the annealing area S2 (0 for a constant rate).
+    Returns {"lr", "s_eff", "gain"} at the points `x`.
+    """
+    from neuneu.schedule import Schedule
+
+    kind = SCHEDULE_KINDS[rng.integers(len(SCHEDULE_KINDS))]
+    total = hi if rng.random() < 0.8 else hi * rng.uniform(1.0, 3.0)
+    warmup = total * rng.uniform(0.0, 0.02)
+    if kind == "cosine":
+        sched = Schedule("cosine", total=total, warmup=warmup, final=rng.uniform(0.01, 0.2))
+    elif kind == "wsd":
+        sched = Schedule("wsd", total=total, warmup=warmup, decay=rng.uniform(0.05, 0.4),
+                         final=_loguniform(rng, 1e-3, 0.05), shape=("linear", "sqrt")[rng.integers(2)])
+    else:
+        sched = Schedule("constant", warmup=warmup)
+    grid = np.union1d(np.linspace(0.0, hi, 2049), x)
+    rel = sched.lr(grid)
+    s1 = np.r_[0.0, np.cumsum(np.diff(grid) * (rel[1:] + rel[:-1]) / 2)]
+    anneal = np.maximum.accumulate(rel) - rel
+    s2 = np.r_[0.0, np.cumsum(np.diff(grid) * (anneal[1:] + anneal[:-1]) / 2)]
+    at = np.searchsorted(grid, x)
+    log_r = np.log(hi / lo)
+    s_eff = np.clip(np.log(np.maximum(s1[at], lo * 1e-3) / lo) / log_r, 0.0, None)
+    gain = 1.0 - np.exp(-s2[at] / (_loguniform(rng, 0.005, 0.05) * hi))
+    return {"lr": _loguniform(rng, 1e-4, 3e-3) * rel[at], "s_eff": s_eff, "gain": gain}
 
 
 def sample_trajectories(n: int, rng: np.random.Generator, cfg: PriorConfig = PriorConfig()) -> list[dict]:

@@ -29,9 +29,9 @@ import pandas as pd
 
 from neuneu.data import TRAJECTORY_KEY
 from neuneu.episodes import context_size
-from neuneu.prior import sample_trajectory
+from neuneu.prior import PriorConfig, sample_trajectory
 
-FIELDS = ("x", "params", "flops", "loss", "accuracy", "index")  # index: checkpoint number in its trajectory
+FIELDS = ("x", "params", "flops", "loss", "accuracy", "index", "lr")  # index: checkpoint number in its trajectory; lr: planned
 THIN_MODES = ("random", "uniform", "log")  # random checkpoints; evenly spaced in tokens; in log tokens
 
 
@@ -54,6 +54,8 @@ class SamplerConfig:
     p_noise: float = 0.0  # share of episodes whose context accuracies get Gaussian noise
     noise_max: float = 0.01  # its std, drawn uniformly in [0, noise_max] per episode
     p_synthetic: float = 0.0  # share of checkpoint episodes drawn from the synthetic prior
+    p_schedule_prior: float = 0.0  # share of synthetic curves with a planned lr and its effects (neuneu.prior)
+    p_drop_lr: float = 0.0  # share of episodes whose lr is blanked (a model with schedule features also serves files without)
     balance_sources: bool = True  # checkpoint episodes: every source equally likely, whatever its size
 
     def __post_init__(self):
@@ -73,7 +75,8 @@ class TrajectoryBank:
         for alt in ("flops", "step"):
             if alt in points:
                 x = x.fillna(pd.to_numeric(points[alt], errors="coerce"))
-        frame = pd.DataFrame({f: pd.to_numeric(points[f], errors="coerce") for f in FIELDS if f not in ("x", "index")})
+        frame = pd.DataFrame({f: pd.to_numeric(points[f], errors="coerce") if f in points else np.nan
+                              for f in FIELDS if f not in ("x", "index")}, index=points.index)
         frame["x"] = x
         key = [k for k in TRAJECTORY_KEY if k in points]
         frame["traj"] = points.groupby(key, sort=True).ngroup().to_numpy()
@@ -142,7 +145,8 @@ def truncate(traj: dict, rng: np.random.Generator, min_keep: int = 4) -> dict:
 
 def _draw_trajectory(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator, synthetic: bool) -> dict:
     if synthetic:
-        return {f: np.asarray(v, float) for f, v in sample_trajectory(rng).items() if f in FIELDS}
+        prior = PriorConfig(p_schedule=cfg.p_schedule_prior)
+        return {f: np.asarray(v, float) for f, v in sample_trajectory(rng, prior).items() if f in FIELDS}
     return bank.draw(rng, cfg.balance_sources)
 
 
@@ -175,6 +179,7 @@ def sample_scale(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Genera
     large = rng.choice(large, size=rng.integers(1, len(large) + 1), replace=False)
     ctx = {f: np.concatenate([bank.trajectories[i][f] for i in small]) for f in FIELDS}
     qry = {f: np.concatenate([bank.trajectories[i][f] for i in large]) for f in FIELDS}
+    ctx["lr"], qry["lr"] = np.full(len(ctx["x"]), np.nan), np.full(len(qry["x"]), np.nan)  # several runs: no areas
     if len(ctx["x"]) > cfg.max_context:  # random thinning; keep the largest-compute point
         ref = int(np.nanargmax(np.where(np.isfinite(ctx["flops"]), ctx["flops"], -np.inf)))
         others = np.setdiff1d(np.arange(len(ctx["x"])), [ref])
@@ -194,6 +199,8 @@ def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng:
             ctx, qry = sample_scale(bank, cfg, rng)
         else:
             ctx, qry = sample_checkpoint(bank, cfg, rng, synthetic)
+        if cfg.p_drop_lr > 0 and rng.random() < cfg.p_drop_lr:  # 0 draws nothing: the default stream is unchanged
+            ctx["lr"], qry["lr"] = np.full_like(ctx["lr"], np.nan), np.full_like(qry["lr"], np.nan)
         if rng.random() < cfg.p_noise:  # the context is as noisy as another seed of the same run
             noisy = ctx["accuracy"] + rng.normal(0.0, rng.uniform(0.0, cfg.noise_max), len(ctx["accuracy"]))
             ctx = {**ctx, "accuracy": np.clip(noisy, 0.0, 1.0)}

@@ -195,3 +195,77 @@ def source_lr(name: str, frame: pd.DataFrame, folder: Path) -> np.ndarray | None
             lr[inside] = np.interp(step[inside], part["step"].to_numpy(float), part["learning_rate"].to_numpy(float))
         return lr
     return None
+
+
+# ----------------------------------------------------------------------------- features
+
+#: The schedule features of a token (`neuneu.features`, group `schedule_features`), from the
+#: planned lr of the episode's points (Tissue et al. 2024, "Scaling Law with Learning Rate
+#: Annealing": the loss follows S1, the area under the schedule, and S2, the annealing area):
+#: has_lr (1 where every point of the episode has an lr), lr_rel = lr / the run's peak lr,
+#: ln_s1 = ln(S1(x) / S1(x_ref)) (= ln_x for a constant schedule), s2 = S2(x) / S1(x_ref).
+#: S1 and S2 are integrated over the episode's own points (context and queries, per run, sorted
+#: by x; the lr before the first point is taken as the first point's), in units of lr_rel:
+#: S1(x) = ∫ lr_rel, S2(x) = ∫ (running max of lr_rel − lr_rel) (no annealing during warmup;
+#: Tissue's momentum form with λ → 1). Zeros where an episode has any point without an lr.
+SCHEDULE_FEATURES = ("has_lr", "lr_rel", "ln_s1", "s2")
+S1_CLIP, S2_CLIP = 10.0, 10.0
+
+
+def schedule_tokens(ctx: dict, qry: dict, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(E, C, 4) and (E, Q, 4) schedule features (`SCHEDULE_FEATURES`) of the context and query
+    points. `ctx`, `qry`: (E, ·) arrays x, lr, mask and optionally run (else one run per
+    episode); `ref`: (E,) index of each episode's reference point in the context. Vectorised."""
+    c_mask, q_mask = np.asarray(ctx["mask"], bool), np.asarray(qry["mask"], bool)
+    E, C = c_mask.shape
+    out = np.zeros((E, C + q_mask.shape[1], len(SCHEDULE_FEATURES)), dtype=np.float32)
+    if "lr" not in ctx or "lr" not in qry:
+        return out[:, :C], out[:, C:]
+    mask = np.concatenate([c_mask, q_mask], 1)
+    x = np.concatenate([np.asarray(ctx["x"], float), np.asarray(qry["x"], float)], 1)
+    lr = np.concatenate([np.asarray(ctx["lr"], float), np.asarray(qry["lr"], float)], 1)
+    if "run" in ctx and "run" in qry:
+        run = np.concatenate([np.asarray(ctx["run"]), np.asarray(qry["run"])], 1).astype(np.int64)
+    else:
+        run = np.zeros(mask.shape, np.int64)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(lr) & (lr > 0) & np.isfinite(x) & (x > 0)
+    has = (ok | ~mask).all(1) & mask.any(1)
+    if not ("run" in ctx and "run" in qry) and "own" in ctx:  # no run ids: one run only (own points)
+        has &= (np.asarray(ctx["own"], bool) | ~c_mask).all(1)
+    e, j = np.nonzero(mask & has[:, None])
+    if not len(e):
+        return out[:, :C], out[:, C:]
+    order = np.lexsort((x[e, j], run[e, j], e))
+    e, j = e[order], j[order]
+    xs, rs = x[e, j], lr[e, j]
+    new = np.r_[True, (e[1:] != e[:-1]) | (run[e, j][1:] != run[e, j][:-1])]
+    gid = np.cumsum(new) - 1
+    peak = np.zeros(gid[-1] + 1)
+    np.maximum.at(peak, gid, rs)
+    rel = rs / peak[gid]
+
+    def integral(y: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Cumulative trapezoid of y over xs per group; `first`: the area before a group's first point."""
+        dx = np.diff(xs, prepend=0.0)
+        seg = dx * (y + np.r_[y[:1], y[:-1]]) / 2
+        seg[new] = first[new]
+        total = np.cumsum(seg)
+        start = np.flatnonzero(new)
+        return total - (total[start] - seg[start])[gid]
+
+    s1 = integral(rel, xs * rel)
+    anneal = np.maximum.accumulate(rel + 2.0 * gid) - 2.0 * gid - rel  # running max per group − lr
+    s2 = integral(np.maximum(anneal, 0.0), np.zeros_like(xs))
+    full_s1 = np.full(mask.shape, np.nan)
+    full_s1[e, j] = s1
+    s1_ref = full_s1[np.arange(E), np.asarray(ref)]  # (E,) NaN where the episode has no lr
+    good = np.isfinite(s1_ref[e]) & (s1_ref[e] > 0)
+    e, j, rel, s1, s2 = e[good], j[good], rel[good], s1[good], s2[good]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ln_s1 = np.clip(np.nan_to_num(np.log(s1 / s1_ref[e]), nan=0.0), -S1_CLIP, S1_CLIP)
+    out[e, j, 0] = 1.0
+    out[e, j, 1] = rel
+    out[e, j, 2] = ln_s1
+    out[e, j, 3] = np.clip(s2 / s1_ref[e], 0.0, S2_CLIP)
+    return out[:, :C], out[:, C:]

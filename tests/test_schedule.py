@@ -104,3 +104,115 @@ def test_published_schedules_of_the_sources(data_dir):
     lucie = load_source("lucie", data_dir)
     assert lucie["lr"].notna().all() and lucie.sort_values("step")["lr"].is_monotonic_decreasing
     assert "lr" not in load_source("tucano", data_dir)
+
+
+# ----------------------------------------------------------------------------- features, prior, sampler
+
+from neuneu.features import BASE_INPUTS, F, FEATURES, featurize, input_columns  # noqa: E402
+from neuneu.schedule import SCHEDULE_FEATURES, schedule_tokens  # noqa: E402
+
+
+def _episode(spec, n=50, n_ctx=10, width=None):
+    x = np.arange(1, n + 1, dtype=float)[None] * 1e9
+    lr = parse_schedule(spec).lr(np.arange(1, n + 1)[None]) * 3e-4
+    ctx = dict(x=x[:, :n_ctx], lr=lr[:, :n_ctx], mask=np.ones((1, n_ctx), bool))
+    qry = dict(x=x[:, n_ctx:], lr=lr[:, n_ctx:], mask=np.ones((1, n - n_ctx), bool))
+    return ctx, qry
+
+
+def test_constant_schedule_features_are_ln_x_and_no_annealing():
+    ctx, qry = _episode("constant")
+    c, q = schedule_tokens(ctx, qry, np.array([9]))
+    assert (c[..., 0] == 1).all() and (q[..., 1] == 1).all()
+    np.testing.assert_allclose(q[0, :, 2], np.log(qry["x"][0] / ctx["x"][0, 9]), rtol=1e-6)
+    assert np.abs(c[0, :, 2] - np.log(ctx["x"][0] / ctx["x"][0, 9])).max() < 1e-6 and (q[..., 3] == 0).all()
+
+
+def test_wsd_features_see_the_cooldown_only():
+    ctx, qry = _episode("wsd:total=50,decay=0.2")
+    _, q = schedule_tokens(ctx, qry, np.array([9]))
+    ln_x = np.log(qry["x"][0] / ctx["x"][0, 9])
+    stable = qry["x"][0] <= 40e9
+    np.testing.assert_allclose(q[0, stable, 2], ln_x[stable], rtol=1e-6)  # S1 = x while lr is at its peak
+    assert (q[0, stable, 3] == 0).all() and (q[0, ~stable, 3] > 0).all() and np.all(np.diff(q[0, ~stable, 3]) > 0)
+    assert (q[0, ~stable, 2] < ln_x[~stable]).all() and q[0, -1, 1] == pytest.approx(0.01)
+    # S2 at the end = ∫(1 − lr_rel) over the decay ≈ 10·0.99/2 checkpoints, over S1_ref = 10
+    assert q[0, -1, 3] == pytest.approx(0.495, rel=0.02)
+
+
+def test_a_point_without_lr_or_another_run_switches_the_features_off():
+    ctx, qry = _episode("cosine:total=50")
+    qry["lr"][0, 3] = np.nan
+    c, q = schedule_tokens(ctx, qry, np.array([9]))
+    assert not c.any() and not q.any()
+    # two copies of one run in one episode (run ids given): integrated per run, so equal features
+    ctx, qry = _episode("cosine:total=50")
+    two = {k: np.concatenate([v, v], 1) for k, v in ctx.items()}
+    two["run"] = np.r_[np.zeros(10), np.ones(10)][None]
+    q1 = {**qry, "run": np.ones_like(qry["x"])}
+    c, q = schedule_tokens(two, q1, np.array([19]))
+    np.testing.assert_allclose(c[0, :10], c[0, 10:], atol=1e-6)
+    # no run ids but points of other runs (ladder siblings): off
+    c, _ = schedule_tokens({**two, "own": np.r_[np.zeros(10), np.ones(10)].astype(bool)[None]}, qry, np.array([19]))
+    assert not c.any()
+
+
+def test_schedule_group_is_optional_and_appended_last():
+    cols = input_columns(schedule_features=True)
+    assert FEATURES[-len(SCHEDULE_FEATURES):] == SCHEDULE_FEATURES
+    assert cols[-4:] == tuple(F[n] for n in SCHEDULE_FEATURES) and not set(cols[-4:]) & set(BASE_INPUTS)
+    assert input_columns() == BASE_INPUTS
+
+
+def test_featurize_fills_schedule_features_before_subsampling():
+    ctx, qry = _episode("wsd:total=200,decay=0.3", n=200, n_ctx=120)
+    for part in (ctx, qry):
+        part.update(params=np.full_like(part["x"], 1e8), flops=6e8 * part["x"], loss=np.full_like(part["x"], np.nan))
+    ctx["accuracy"] = np.linspace(0.3, 0.5, 120)[None]
+    full = featurize(ctx, qry, 200)
+    thin = featurize(ctx, qry, 16)
+    cols = [F[n] for n in SCHEDULE_FEATURES]
+    np.testing.assert_allclose(thin.query[..., cols], full.query[..., cols])
+    assert thin.query[0, -1, F["s2"]] > 0 and thin.context[0, thin.context_mask[0], F["has_lr"]].all()
+    bare = featurize({k: v for k, v in ctx.items() if k != "lr"}, qry, 16)
+    assert not bare.query[..., cols].any()
+    np.testing.assert_array_equal(np.delete(bare.query, cols, -1), np.delete(thin.query, cols, -1))
+
+
+def test_prior_schedules_and_their_effects():
+    from neuneu.prior import PriorConfig, _draw_schedule, sample_trajectory
+
+    a = sample_trajectory(np.random.default_rng(3))
+    b = sample_trajectory(np.random.default_rng(3), PriorConfig(p_schedule=0.0))
+    np.testing.assert_array_equal(a["accuracy"], b["accuracy"])  # off: the same draws as ever
+    assert np.isnan(a["lr"]).all()
+    draws = [sample_trajectory(np.random.default_rng(i), PriorConfig(p_schedule=1.0)) for i in range(20)]
+    assert all(np.isfinite(t["lr"]).all() and (t["lr"] > 0).all() for t in draws)
+    x = np.geomspace(1e9, 1e11, 60)
+    kinds = {}
+    for seed in range(60):
+        out = _draw_schedule(np.random.default_rng(seed), x, 1e9, 1e11)
+        rel = out["lr"] / out["lr"].max()
+        kind = "constant" if rel.min() > 0.999 else "other"
+        kinds.setdefault(kind, []).append(out)
+        assert np.all(np.diff(out["gain"]) >= -1e-12) and (0 <= out["gain"]).all() and (out["gain"] <= 1).all()
+    assert all(o["gain"].max() == 0 for o in kinds["constant"]) and any(o["gain"][-1] > 0.5 for o in kinds["other"])
+
+
+def test_sampler_carries_lr_and_drops_it_when_asked():
+    from neuneu.sampling import SamplerConfig, TrajectoryBank, sample_batch
+
+    points = make_points(n_runs=3, n_tasks=2, n_points=30)
+    points["lr"] = parse_schedule("wsd:total=30,decay=0.3").lr(points["step"])
+    bank = TrajectoryBank(points)
+    ctx, qry, _ = sample_batch(bank, SamplerConfig(p_scale=0.0), 16, np.random.default_rng(0))
+    assert np.isfinite(ctx["lr"][ctx["mask"]]).all() and np.isfinite(qry["lr"][qry["mask"]]).all()
+    ctx, qry, _ = sample_batch(bank, SamplerConfig(p_scale=1.0), 8, np.random.default_rng(0))
+    assert np.isnan(qry["lr"]).all()  # scale episodes mix runs: no areas
+    ctx, qry, _ = sample_batch(bank, SamplerConfig(p_scale=0.0, p_drop_lr=1.0), 8, np.random.default_rng(0))
+    assert np.isnan(ctx["lr"]).all() and np.isnan(qry["lr"]).all()
+    plain = TrajectoryBank(points.drop(columns=["lr"]))  # sources without lr: NaN, and the same draws
+    c1, _, t1 = sample_batch(plain, SamplerConfig(), 8, np.random.default_rng(1))
+    c2, _, t2 = sample_batch(bank, SamplerConfig(), 8, np.random.default_rng(1))
+    np.testing.assert_array_equal(c1["accuracy"], c2["accuracy"])
+    assert np.isnan(c1["lr"]).all()
