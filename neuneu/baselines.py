@@ -597,9 +597,14 @@ class TwoStage(CurvePredictor):
         self.loss_fit_ = self._solve(f_power_loss, z, loss, mask, starts, lo, hi, ref_loss)
         self.converged_ = self.converged_ & self.loss_fit_.ok
 
+    def _query_loss(self, zq):
+        """Stage 1 at the queries: predicted loss and its variance, (E, Q) each."""
+        loss_hat, var_l, _ = predictive(f_power_loss, self.loss_fit_, zq)
+        return loss_hat, var_l
+
     def _mean_sd(self, query, zq):
         given = query.mask & np.isfinite(query.loss) & (query.loss > 0)
-        loss_hat, var_l, _ = predictive(f_power_loss, self.loss_fit_, zq)
+        loss_hat, var_l = self._query_loss(zq)
         lq = np.where(given, query.loss, loss_hat)
         var_l = np.where(given, 0.0, var_l)
         mean, var_param, var_noise = predictive(self.fn, self.fit_, lq)

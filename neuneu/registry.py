@@ -11,6 +11,7 @@ from pathlib import Path
 
 from neuneu.baselines import BNSL, ExpLoss, LogLinear, Logistic, LogisticLoss, Persistence, PowerLaw, TwoStage
 from neuneu.data import REPO_ROOT
+from neuneu.annealing import LrAnnealing
 from neuneu.forecasting import ARIMA, ETS, DampedTrend, Theta
 from neuneu.predictor import Predictor
 
@@ -18,6 +19,7 @@ PREDICTORS: dict[str, type[Predictor]] = {
     cls.name: cls
     for cls in (Persistence, LogLinear, PowerLaw, Logistic, LogisticLoss, ExpLoss, BNSL, TwoStage)
     + (DampedTrend, ETS, Theta, ARIMA)  # neuneu/forecasting.py
+    + (LrAnnealing,)  # neuneu/annealing.py: the lr-annealing law, needs lr and loss
 }
 
 # name → (module, class, default keyword arguments); imported only when asked for, so the
