@@ -25,7 +25,7 @@ import pandas as pd
 
 from neuneu.chunking import fit_predict
 from neuneu.data import REPO_ROOT, SPLITS, InputError, data_fingerprint, load_source, resolve_data_dir
-from neuneu.episodes import PROTOCOLS, VARIANTS, checkpoint_episodes, scale_episodes
+from neuneu.episodes import PROTOCOLS, VARIANTS, checkpoint_episodes, ladder_episodes, scale_episodes
 from neuneu.metrics import GROUP_KEYS, horizon_errors, horizon_table, leaderboard, trajectory_scores
 
 SCORE_COLUMNS = [
@@ -126,6 +126,8 @@ def _episode_sets(points: pd.DataFrame, protocol: str, ratios, variant: str, spl
     """[(ratio, episodes)] for one source; ratio is NaN for the scale protocol."""
     if protocol == "checkpoint":
         sets = [(float(r), checkpoint_episodes(points, float(r), variant=variant)) for r in ratios]
+    elif protocol == "ladder":
+        sets = [(float(r), ladder_episodes(points, float(r), variant=variant)) for r in ratios]
     else:
         try:
             sets = [(np.nan, scale_episodes(points, variant=variant))]
@@ -182,7 +184,7 @@ def run_benchmark(
     if variant not in VARIANTS:
         raise InputError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     ratios = [float(r) for r in ([ratios] if np.isscalar(ratios) else ratios)]
-    if protocol == "checkpoint" and not all(0 <= r < 1 for r in ratios):
+    if protocol in ("checkpoint", "ladder") and not all(0 <= r < 1 for r in ratios):
         raise InputError(f"--ratio must be in [0, 1), got {ratios}")
     splits = None if split in (None, "all") else [s.strip() for s in (split.split(",") if isinstance(split, str) else split)]
     unknown = sorted(set(splits or ()) - set(SPLITS))
@@ -203,6 +205,8 @@ def run_benchmark(
         methods = [m for m in methods if _available(m, note)]
     if holdout is not None:
         methods = [m for m in methods if _never_saw(m, holdout, note, strict=not (every and isinstance(m, str)))]
+    if protocol == "ladder":
+        methods = ladder_methods(methods, note)
 
     loaded, sets, fingerprints = {}, {}, {}
     for source in sources:
@@ -275,6 +279,28 @@ def run_benchmark(
     }
     write_outputs(out_dir, scores, board, horizon, provenance, notes, sets, predictions)
     return scores, board
+
+
+def ladder_methods(methods: list, note) -> list:
+    """The ladder protocol's methods: a method answering it reads the whole episode; a
+    checkpoint method reads the target's own context only (`neuneu.ladder.OwnContext`, same
+    name: persistence is the target's own last value); a neural one answering it is also scored
+    on its own context (`<name>-own`: what the ladder adds); others are skipped with a note."""
+    from neuneu.ladder import OwnContext
+
+    out = []
+    for method in methods:
+        predictor = _instance(method)
+        protocols = getattr(predictor, "protocols", PROTOCOLS)
+        if "ladder" in protocols:
+            out.append(method)
+            if getattr(predictor, "checkpoint", None) is not None:
+                out.append(OwnContext(predictor, name=f"{predictor.name}-own"))
+        elif "checkpoint" in protocols:
+            out.append(OwnContext(predictor))
+        else:
+            note(f"skipped {predictor.name}: it answers the {', '.join(protocols)} protocol, not ladder")
+    return out
 
 
 def check_same_queries(scores: pd.DataFrame) -> None:
@@ -368,7 +394,7 @@ def _data_dir(data) -> str:
 def _command(sources, protocol, ratios, variant, split, methods_arg, out_dir, data) -> str:
     """The `neuneu benchmark` command line equivalent to these arguments."""
     parts = ["neuneu", "benchmark", "--protocol", protocol]
-    if protocol == "checkpoint":
+    if protocol in ("checkpoint", "ladder"):
         for r in ratios:
             parts += ["--ratio", f"{r:g}"]
     parts += ["--variant", variant, "--sources", ",".join(sources), "--split", split if isinstance(split, str) else "all"]
@@ -384,8 +410,9 @@ def _command(sources, protocol, ratios, variant, split, methods_arg, out_dir, da
 def add_arguments(parser) -> None:
     """The flags of `neuneu benchmark`."""
     parser.add_argument("--protocol", choices=PROTOCOLS, default="checkpoint",
-                        help="checkpoint: later checkpoints from the first ones; scale: larger runs from smaller ones")
-    parser.add_argument("--ratio", type=float, action="append", help="checkpoint context ratio, repeatable (default 0.2)")
+                        help="checkpoint: later checkpoints from the first ones; scale: larger runs from smaller ones; "
+                             "ladder: a large run's later checkpoints from its first ones and its family's smaller runs")
+    parser.add_argument("--ratio", type=float, action="append", help="checkpoint / ladder context ratio, repeatable (default 0.2)")
     parser.add_argument("--variant", choices=VARIANTS, default="forecast", help="loss-given: the true loss at each query is an input")
     parser.add_argument("--sources", default="olmo_ladder", help="comma list of sources (default olmo_ladder)")
     parser.add_argument("--split", help="episodes of these splits (comma list, or 'all'; default test)")

@@ -470,7 +470,9 @@ def ladder_rows(points: pd.DataFrame, ladder, target, query, sibling, *, sibling
     targets = pd.DataFrame({"traj": traj[own], "lid": lid[own], "run": run[own]}).drop_duplicates("traj")
     x = _time_coordinate(points).to_numpy()
     params = pd.to_numeric(points["params"], errors="coerce").to_numpy(float) if "params" in points else np.zeros(n)
-    keep = sibling & _thin(traj, np.lexsort((x, np.nan_to_num(params))), sibling_points)
+    by_time = np.empty(n, dtype=int)
+    by_time[np.lexsort((x, np.nan_to_num(params)))] = np.arange(n)  # each row's rank in (params, x)
+    keep = sibling & _thin(traj, by_time, sibling_points)
     sib = pd.DataFrame({"pos": np.flatnonzero(keep), "lid": lid[keep], "run": run[keep]})
     pairs = sib.merge(targets, on="lid", suffixes=("", "_target"))
     pairs = pairs[pairs["run"] != pairs["run_target"]]

@@ -10,7 +10,9 @@ by `ACC_SCALE`; `to_target` / `from_target` are exact inverses (a test checks th
 
 Long contexts are subsampled deterministically to `max_context` points: the reference point
 is always kept, the others are taken evenly spaced in the episode's order (time, or size then
-time), so a 170-point context keeps its start, its shape and its end.
+time), so a 170-point context keeps its start, its shape and its end. In a ladder episode the
+own run's points come first (all of them when they fit in all but the half of the room kept for
+the siblings, `own_room`) and the siblings share the rest, evenly spaced.
 """
 
 from __future__ import annotations
@@ -125,9 +127,9 @@ def subsample_context(ctx: dict, max_context: int) -> dict:
     E = len(n)
     idx = np.tile(np.arange(max_context), (E, 1))  # (E, M)
     mask = ctx["mask"][:, :max_context].copy()
+    own = np.asarray(ctx["own"], bool) & ctx["mask"] if "own" in ctx else None
     for e in np.flatnonzero(n > max_context):  # only the long episodes pay for a Python loop
-        spaced = np.round(np.linspace(0, n[e] - 1, max_context - 1)).astype(int)
-        keep = np.union1d(spaced, [ref[e]])  # sorted, unique, <= max_context points
+        keep = _keep_points(n[e], ref[e], max_context, None if own is None else np.flatnonzero(own[e, : n[e]]))
         idx[e, : len(keep)] = keep
         idx[e, len(keep) :] = keep[-1]
         mask[e] = np.arange(max_context) < len(keep)
@@ -135,6 +137,30 @@ def subsample_context(ctx: dict, max_context: int) -> dict:
     out = {k: v[rows, idx] for k, v in ctx.items()}
     out["mask"] = mask
     return out
+
+
+def _spaced(points: np.ndarray, k: int) -> np.ndarray:
+    """At most k of `points` (sorted), evenly spaced, first and last kept."""
+    if len(points) <= k:
+        return points
+    return points[np.unique(np.round(np.linspace(0, len(points) - 1, k)).astype(int))]
+
+
+def own_room(max_context: int, n_other: int) -> int:
+    """Context points the own run keeps in a ladder episode with `n_other` sibling points: all
+    but the room reserved for the siblings, min(n_other, max_context // 2)."""
+    return max_context - min(n_other, max_context // 2)
+
+
+def _keep_points(n: int, ref: int, max_context: int, own: np.ndarray | None) -> np.ndarray:
+    """Sorted indices (<= max_context) of the context points kept of an n-point episode: the
+    reference point, then the own run's points (ladder episodes: all of them when they fit in
+    `own_room`, else evenly spaced), then the other points evenly spaced in the room left."""
+    if own is None or not len(own) or len(own) == n:
+        return np.union1d(_spaced(np.arange(n), max_context - 1), [ref])
+    mine = np.union1d(_spaced(own[own != ref], own_room(max_context, n - len(own)) - 1), [ref])
+    others = np.setdiff1d(np.arange(n), own)
+    return np.union1d(mine, _spaced(others, max_context - len(mine)) if max_context > len(mine) else np.empty(0, int))
 
 
 def reference_index(ctx: dict) -> np.ndarray:

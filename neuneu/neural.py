@@ -349,9 +349,12 @@ class NeuralPredictor(Predictor):
     @property
     def protocols(self) -> tuple[str, ...]:
         """What the checkpoint was trained for: a model that never saw a scale episode
-        (`data.p_scale` 0, e.g. the published layout) answers the checkpoint protocol only."""
-        p_scale = self.load().payload_.get("config", {}).get("data", {}).get("p_scale", 0.0)
-        return ("checkpoint", "scale") if p_scale > 0 else ("checkpoint",)
+        (`data.p_scale` 0, e.g. the published layout) answers the checkpoint protocol only; one
+        that reads which run a point is of (`model.own_run`) answers the ladder protocol too."""
+        config = self.load().payload_.get("config", {})
+        p_scale = config.get("data", {}).get("p_scale", 0.0)
+        ladder = ("ladder",) if config.get("model", {}).get("own_run", False) else ()
+        return (("checkpoint", "scale") if p_scale > 0 else ("checkpoint",)) + ladder
 
     def _fit(self, context: Context) -> None:
         self.load()

@@ -11,27 +11,42 @@ import pandas as pd
 
 from neuneu.chunking import DEFAULT_MAX_CELLS, point_chunks, run_chunks
 from neuneu.data import InputError, episode_key
-from neuneu.episodes import Episodes, build_episodes
+from neuneu.episodes import Episodes, build_episodes, ladder_rows
 from neuneu.io import predictions_frame
 from neuneu.predictor import Predictor
 
 DEFAULT_METHOD = "neuneu"
 
 
+def episode_rows(frame: pd.DataFrame, episode: str = "run") -> tuple[pd.DataFrame, np.ndarray, np.ndarray, str]:
+    """(rows, group, is_query, protocol) of the episodes of a validated RUNS.csv frame: rows with
+    accuracy are context, blank rows queries.
+
+    - `run`: one episode per trajectory (run, task, metric): the checkpoint protocol.
+    - `family`: one episode per trajectory with blank rows; its context = its own known rows
+      (`Context.own`) plus the known rows of every other run of its (family, task, metric), each
+      such trajectory thinned to `SIBLING_POINTS` points (`neuneu.episodes.ladder_rows`): the
+      ladder protocol, and the scale protocol for a run without any known row.
+    """
+    if episode == "family":
+        key = episode_key(frame, episode)
+        ladder = frame[key[0]].astype(str).to_numpy() if key else np.full(len(frame), "")
+        known = frame["accuracy"].notna().to_numpy()
+        rows, group, is_query, _ = ladder_rows(frame, ladder, np.ones(len(frame), bool), ~known, known,
+                                               require_siblings=False)
+        return rows, group, is_query, "ladder"
+    key = episode_key(frame, episode)
+    group = frame.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+    return frame, group, frame["accuracy"].isna().to_numpy(), "checkpoint"
+
+
 def runs_to_episodes(frame: pd.DataFrame, episode: str = "run") -> Episodes:
-    """Episodes of a validated RUNS.csv frame: rows with accuracy are context, blank rows queries.
+    """Episodes of a validated RUNS.csv frame (`episode_rows`).
 
     Query losses given in the file are kept (the loss-given variant where a loss is present).
     """
-    key = episode_key(frame, episode)
-    group = frame.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
-    return build_episodes(
-        frame,
-        group,
-        frame["accuracy"].isna().to_numpy(),
-        protocol="checkpoint" if episode == "run" else "scale",
-        variant="loss-given",
-    )
+    rows, group, is_query, protocol = episode_rows(frame, episode)
+    return build_episodes(rows, group, is_query, protocol=protocol, variant="loss-given")
 
 
 def _make_predictor(name: str, checkpoint: str | None):
@@ -75,11 +90,8 @@ def predict_runs(
     episodes, and each method's (E, Q, 5) quantiles. The last two are built only when read (the
     fan charts): `len(episodes)` is free, the padded arrays of every episode together are not.
     """
-    key = episode_key(frame, episode)
-    group = frame.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
-    is_query = frame["accuracy"].isna().to_numpy()
-    protocol = "checkpoint" if episode == "run" else "scale"
-    n_episodes, chunks = point_chunks(frame, group, is_query, protocol=protocol, variant="loss-given", max_cells=max_cells)
+    rows_in, group, is_query, protocol = episode_rows(frame, episode)
+    n_episodes, chunks = point_chunks(rows_in, group, is_query, protocol=protocol, variant="loss-given", max_cells=max_cells)
     if n_episodes == 0:
         raise InputError(f"{frame.attrs.get('path', 'input')}: column 'accuracy': no blank row, nothing to predict")
     rows = np.concatenate([eps.query.row[eps.query.mask] for _, eps in chunks])  # every query, chunk by chunk
@@ -88,6 +100,12 @@ def predict_runs(
     tables, per_row = [], {}
     for name in names:
         predictor = name if isinstance(name, Predictor) else _make_predictor(name, checkpoint)
+        if protocol == "ladder" and "ladder" not in getattr(predictor, "protocols", ()):
+            # as in the benchmark's ladder protocol: a method that cannot tell a run's own points
+            # from its siblings' reads the run's own context (the whole one for a run without any)
+            from neuneu.ladder import OwnContext
+
+            predictor = OwnContext(predictor)
         name = predictor.name
         if "forecast" not in predictor.variants and len(no_loss):
             lines = frame.loc[no_loss, "_line"].to_numpy()[:5] if "_line" in frame else no_loss[:5]

@@ -13,6 +13,7 @@ from neuneu.baselines import BNSL, ExpLoss, LogLinear, Logistic, LogisticLoss, P
 from neuneu.data import REPO_ROOT
 from neuneu.annealing import LrAnnealing
 from neuneu.forecasting import ARIMA, ETS, DampedTrend, Theta
+from neuneu.ladder import LadderPowerLaw, LadderTwoStage
 from neuneu.predictor import Predictor
 
 PREDICTORS: dict[str, type[Predictor]] = {
@@ -20,6 +21,7 @@ PREDICTORS: dict[str, type[Predictor]] = {
     for cls in (Persistence, LogLinear, PowerLaw, Logistic, LogisticLoss, ExpLoss, BNSL, TwoStage)
     + (DampedTrend, ETS, Theta, ARIMA)  # neuneu/forecasting.py
     + (LrAnnealing,)  # neuneu/annealing.py: the lr-annealing law, needs lr and loss
+    + (LadderPowerLaw, LadderTwoStage)  # neuneu/ladder.py: joint family laws, ladder protocol only
 }
 
 # name → (module, class, default keyword arguments); imported only when asked for, so the

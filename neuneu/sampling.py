@@ -12,6 +12,11 @@ Both protocols of DESIGN.md are sampled, from the training split only:
   kept); queries = a uniform random subset (at most `max_query`) of the later points.
 - scale: one (family, task, metric) ladder; a random size threshold splits its runs; context =
   points of some smaller runs, queries = points of some larger runs.
+- ladder (`p_ladder`, `neuneu.episodes.ladder_episodes`' case): one run of a ladder is the
+  target; its first floor(r·N)+1 points are own context (`own` True), its later points the
+  queries; some smaller runs of the ladder (and, with probability `p_ladder_same_size`, other
+  runs of the target's size) are sibling context, thinned to share the `max_context` points the
+  target's own points leave.
 Loss masking: with probability 1 - p_loss_given the queries lose their loss (forecast variant),
 and with probability p_drop_context_loss the context loses it too, so one model serves both
 variants and sources without losses.
@@ -29,6 +34,7 @@ import pandas as pd
 
 from neuneu.data import TRAJECTORY_KEY
 from neuneu.episodes import context_size
+from neuneu.features import own_room
 from neuneu.prior import PriorConfig, sample_trajectory
 
 FIELDS = ("x", "params", "flops", "loss", "accuracy", "index", "lr")  # index: checkpoint number in its trajectory; lr: planned
@@ -42,6 +48,8 @@ class SamplerConfig:
     min_ratio: float = 0.05
     max_ratio: float = 0.6
     p_scale: float = 0.2
+    p_ladder: float = 0.0  # share of ladder episodes (a target run's first points + smaller runs whole)
+    p_ladder_same_size: float = 0.2  # ladder episodes whose siblings include runs of the target's size
     p_context_dropout: float = 0.5
     context_dropout: float = 0.3
     p_loss_given: float = 0.5
@@ -167,7 +175,7 @@ def sample_checkpoint(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.G
         ctx = np.r_[ctx[:-1][keep], ctx[-1]]
     later = np.arange(n_ctx, n)
     qry = np.sort(rng.choice(later, size=min(len(later), cfg.max_query), replace=False))
-    return _take(traj, ctx), _take(traj, qry)
+    return {**_take(traj, ctx), "own": np.ones(len(ctx), dtype=bool)}, _take(traj, qry)
 
 
 def sample_scale(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator):
@@ -186,7 +194,43 @@ def sample_scale(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Genera
         keep = np.sort(np.r_[rng.choice(others, cfg.max_context - 1, replace=False), ref])
         ctx = _take(ctx, keep)
     pick = np.sort(rng.choice(len(qry["x"]), size=min(len(qry["x"]), cfg.max_query), replace=False))
-    return ctx, _take(qry, pick)
+    return {**ctx, "own": np.zeros(len(ctx["x"]), dtype=bool)}, _take(qry, pick)
+
+
+def sample_ladder(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator):
+    """A ladder episode: (ctx with `own`, qry), see the module docstring."""
+    members, params = bank.ladders[rng.integers(len(bank.ladders))]
+    sizes = np.unique(params)
+    size = sizes[1 + rng.integers(len(sizes) - 1)]  # a target size with a smaller size below it
+    mine = members[params == size]
+    target = mine[rng.integers(len(mine))]
+    pool = members[params < size]
+    if rng.random() < cfg.p_ladder_same_size:
+        pool = np.r_[pool, mine[mine != target]]
+    siblings = rng.choice(pool, size=rng.integers(1, len(pool) + 1), replace=False)
+    traj = bank.trajectories[target]
+    n = len(traj["x"])
+    if rng.random() < cfg.p_thin and n > cfg.thin_min:
+        traj = thin(traj, int(rng.integers(cfg.thin_min, min(cfg.thin_max, n) + 1)),
+                    cfg.thin_modes[rng.integers(len(cfg.thin_modes))], rng)
+        n = len(traj["x"])
+    n_own = min(int(context_size(n, rng.uniform(cfg.min_ratio, cfg.max_ratio))), n - 1)
+    later = np.arange(n_own, n)
+    qry = _take(traj, np.sort(rng.choice(later, size=min(len(later), cfg.max_query), replace=False)))
+    # the siblings share the room the own points leave, each evenly thinned (its last point kept)
+    room = max(cfg.max_context - min(n_own, own_room(cfg.max_context, cfg.max_context)), len(siblings))
+    k = max(1, room // len(siblings))
+    parts = []
+    by_size = np.argsort(params[np.searchsorted(members, siblings)], kind="stable")  # members are sorted
+    for i in siblings[by_size]:
+        t = bank.trajectories[i]
+        m = len(t["x"])
+        keep = np.unique(np.round(np.linspace(m - 1, 0, min(k, m))).astype(int)) if k > 1 else np.array([m - 1])
+        parts.append(_take(t, keep))
+    parts.append(_take(traj, np.arange(n_own)))
+    ctx = {f: np.concatenate([p[f] for p in parts]) for f in FIELDS}
+    ctx["own"] = np.r_[np.zeros(len(ctx["x"]) - n_own, dtype=bool), np.ones(n_own, dtype=bool)]
+    return ctx, qry
 
 
 def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng: np.random.Generator,
@@ -195,7 +239,10 @@ def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng:
     `synthetic`: checkpoint episodes of synthetic curves only (the pretraining stage)."""
     episodes = []
     for _ in range(batch_size):
-        if not synthetic and bank.ladders and rng.random() < cfg.p_scale:
+        # p_ladder 0 draws no number, so recipes without ladder episodes sample as before
+        if not synthetic and bank.ladders and cfg.p_ladder > 0 and rng.random() < cfg.p_ladder:
+            ctx, qry = sample_ladder(bank, cfg, rng)
+        elif not synthetic and bank.ladders and rng.random() < cfg.p_scale:
             ctx, qry = sample_scale(bank, cfg, rng)
         else:
             ctx, qry = sample_checkpoint(bank, cfg, rng, synthetic)
@@ -224,6 +271,8 @@ def batch_arrays(episodes: list[tuple[dict, dict]]):
     """Pad episodes [(ctx, qry)] → ctx dict, query dict (no accuracy), target (E, Q)."""
     ctx = {f: _pad([c[f] for c, _ in episodes]) for f in FIELDS}
     ctx["mask"] = _pad([np.ones(len(c["x"])) for c, _ in episodes], 0.0).astype(bool)
+    # own run (`neuneu.episodes.own_run`): given by the ladder sampler; else every point (one trajectory)
+    ctx["own"] = _pad([c.get("own", np.ones(len(c["x"]))) for c, _ in episodes], 0.0).astype(bool)
     qry = {f: _pad([q[f] for _, q in episodes]) for f in FIELDS if f != "accuracy"}
     qry["mask"] = _pad([np.ones(len(q["x"])) for _, q in episodes], 0.0).astype(bool)
     target = _pad([q["accuracy"] for _, q in episodes])

@@ -1,0 +1,184 @@
+"""Issue 11: ladder episodes (no leakage, own flags, drops counted), the ladder sampler, the
+own-first context thinning, the joint family laws, the ladder protocol in the benchmark and
+`neuneu predict --episode family` on a partial run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuneu.episodes import checkpoint_episodes, context_size, ladder_episodes, own_subset
+from neuneu.features import F, featurize, subsample_context
+
+from conftest import make_points
+
+RULES = {"sources": {}}  # no splits.yaml thresholds: the top quarter of the sizes are targets
+
+
+def _ladder(n_runs=8, n_points=12, seed=0, n_tasks=2) -> pd.DataFrame:
+    """Synthetic family: 8 sizes (1e8·2^i), so the 2 largest are targets; unique accuracies."""
+    frame = make_points(n_runs=n_runs, n_tasks=n_tasks, n_points=n_points, seed=seed)
+    frame["accuracy"] = 0.1 + 0.8 * np.random.default_rng(seed).permutation(len(frame)) / len(frame) + 1.2345e-9
+    return frame.assign(split="test")
+
+
+def test_ladder_episodes_never_leak_a_target_and_flag_the_own_run():
+    frame = _ladder()
+    # a second run of the largest size (another seed): a target too, never a sibling
+    seed_run = frame[frame["run"] == "run7"].assign(run="run7-seed1", accuracy=lambda f: f["accuracy"] + 1e-7)
+    frame = pd.concat([frame, seed_run], ignore_index=True)
+    eps = ladder_episodes(frame, 0.2, rules=RULES)
+    names = eps.run_names
+    targets = {"run6", "run7", "run7-seed1"}
+    assert set(eps.meta["run"]) == targets and len(eps) == 3 * 2  # one episode per target trajectory
+    truth = eps.target[eps.query.mask]
+    for e in range(len(eps)):
+        m, own = eps.context.mask[e], eps.context.own[e]
+        ctx_runs = set(names[eps.context.run[e][m]])
+        assert targets & ctx_runs == {eps.meta["run"][e]}  # no other target in any context
+        assert set(names[eps.context.run[e][own]]) == {eps.meta["run"][e]}
+        assert (names[eps.context.run[e][m & ~own]] != eps.meta["run"][e]).all()
+        assert own.sum() == context_size(12, 0.2) == eps.meta["n_own"][e]
+        # own context = the first points of the target; its queries = the later ones
+        assert eps.context.x[e][own].max() < eps.query.x[e][eps.query.mask[e]].min()
+        assert len(ctx_runs) == 7  # the six smaller runs, whole, and the target itself
+    assert not np.isin(eps.context.accuracy[eps.context.mask], truth).any()
+    # the own-only context is exactly the checkpoint protocol's context of the target trajectory
+    ck = checkpoint_episodes(frame[frame["run"].isin(targets)], 0.2)
+    own = own_subset(eps.context)
+    key = lambda m, r: sorted(map(tuple, np.c_[m["run"], m["task"]]))  # noqa: E731
+    assert key(eps.meta, None) == key(ck.meta, None)
+    assert sorted(own.accuracy[own.mask]) == sorted(ck.context.accuracy[ck.context.mask])
+
+
+def test_ladder_episodes_count_what_they_drop_and_thin_siblings():
+    frame = _ladder(n_points=40)
+    one_size = make_points(n_runs=1, n_tasks=1, n_points=10, seed=3).assign(family="alone", run="solo", split="test")
+    short = frame[(frame["run"] == "run7") & (frame["task"] == "task0")].iloc[:2].assign(task="tiny")
+    eps = ladder_episodes(pd.concat([frame, one_size, short], ignore_index=True), 0.2, rules=RULES, sibling_points=8)
+    assert eps.dropped == {"target trajectories with fewer than 3 checkpoints": 1,
+                           "target trajectories without a smaller run in their ladder": 1}
+    sibling = eps.context.mask & ~eps.context.own
+    assert (sibling.sum(1) == 6 * 8).all()  # each smaller run thinned to 8 points ...
+    e = 0
+    for run in np.unique(eps.context.run[e][sibling[e]]):  # ... its last checkpoint kept
+        x = eps.context.x[e][sibling[e] & (eps.context.run[e] == run)]
+        full = frame[(frame["run"] == eps.run_names[run]) & (frame["task"] == eps.meta["task"][e])]["tokens"]
+        assert x.max() == full.max() and x.min() == full.min()
+
+
+def test_olmo_ladder_targets_are_the_3b_7b_13b_runs(data_dir):
+    from neuneu.data import load_source
+
+    points = load_source("olmo_ladder", data_dir)
+    eps = ladder_episodes(points[points["task"].isin(points["task"].unique()[:3])], 0.2)
+    params = eps.query.params[:, 0]
+    assert {"peteish7", "peteish13", "peteish-3B-1xC"} <= set(eps.meta["run"])
+    assert params.min() >= 3e9 and set(eps.meta["split"]) == {"test"}
+    sib = eps.context.mask & ~eps.context.own
+    assert np.nanmax(np.where(sib, eps.context.params, np.nan)) < 1.5e9  # <= 1B runs only
+
+
+def test_subsample_context_keeps_the_own_run_first():
+    frame = _ladder(n_points=60, n_tasks=1)
+    eps = ladder_episodes(frame, 0.4, rules=RULES)
+    ctx = {k: v for k, v in vars(eps.context).items() if k != "meta"}
+    n_own = ctx["own"].sum(1)
+    small = subsample_context(ctx, 40)
+    assert (small["own"].sum(1) == np.minimum(n_own, 40 - 40 // 2)).all()  # half the room is the siblings'
+    assert (small["mask"].sum(1) == 40).all()
+    roomy = subsample_context(ctx, 64)
+    assert (roomy["own"].sum(1) == n_own).all()  # every own point when they fit
+    # the reference point is always the target's last own context point
+    feats = featurize(ctx, {k: v for k, v in vars(eps.query).items() if k != "meta"}, 40)
+    last = np.nanmax(np.where(ctx["own"], ctx["accuracy"] * 0 + ctx["x"], np.nan), axis=1)
+    ref_acc = [ctx["accuracy"][e][ctx["own"][e] & (ctx["x"][e] == last[e])][0] for e in range(len(last))]
+    np.testing.assert_allclose(feats.anchor, ref_acc)
+    assert (feats.context[..., F["own"]].sum(1) == small["own"].sum(1)).all()
+
+
+def test_the_ladder_sampler_marks_the_target_and_draws_smaller_siblings():
+    from neuneu.sampling import SamplerConfig, TrajectoryBank, sample_batch, sample_ladder
+
+    frame = make_points(n_runs=4, n_tasks=2, n_points=30, seed=1)
+    bank = TrajectoryBank(frame)
+    cfg = SamplerConfig(max_context=24, p_ladder=1.0, p_ladder_same_size=0.0)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        ctx, qry = sample_ladder(bank, cfg, rng)
+        own = ctx["own"]
+        assert own.any() and (~own).any() and own[-1]  # own points last, as episodes order them
+        assert (ctx["params"][~own] < ctx["params"][own][0]).all()  # siblings: smaller runs only
+        assert (qry["params"] == ctx["params"][own][0]).all()
+        assert ctx["x"][own].max() < qry["x"].min()
+        n_sib = len(np.unique(ctx["params"][~own]))
+        assert (~own).sum() <= max(cfg.max_context - min(own.sum(), cfg.max_context - cfg.max_context // 2), n_sib)
+    c, q, target = sample_batch(bank, cfg, 8, np.random.default_rng(1))
+    assert c["own"].shape == c["mask"].shape and (c["own"] <= c["mask"]).all() and (~c["own"] & c["mask"]).any()
+    plain = sample_batch(bank, SamplerConfig(), 8, np.random.default_rng(1))[0]
+    assert plain["own"][plain["mask"]].all() or not plain["own"].all()  # checkpoint: own; scale: not
+
+
+def test_joint_family_law_uses_the_siblings_shape():
+    """Runs share one curve in compute up to a per-run offset: from 3 own points, the joint power law
+    recovers the target's future far better than the power law on its own context."""
+    from neuneu.baselines import PowerLaw
+    from neuneu.ladder import LadderPowerLaw, OwnContext
+    from neuneu.metrics import trajectory_scores
+
+    rows = []
+    for r in range(8):
+        params = 1e8 * 2**r
+        tokens = np.geomspace(1e9, 1e11, 20)
+        acc = 0.2 + 0.03 * r + 0.5 - 0.4 * (6 * params * tokens / 6e17) ** -0.3  # one curve in compute
+        rows += [dict(family="f", run=f"run{r}", params=params, tokens=t, flops=6 * params * t, task="t", metric="acc",
+                      accuracy=a, split="test") for t, a in zip(tokens, acc)]
+    eps = ladder_episodes(pd.DataFrame(rows), 0.1, rules=RULES)
+    joint, own = LadderPowerLaw(), OwnContext(PowerLaw())
+    mae = {m.name: trajectory_scores(eps, m.fit(eps.context).predict(eps.query))["mae"].mean() for m in (joint, own)}
+    assert joint.converged_.all()
+    assert mae["ladder_power_law"] < 0.005 and mae["ladder_power_law"] < 0.3 * mae["power_law"], mae
+
+
+def test_ladder_protocol_in_the_benchmark_gives_checkpoint_methods_the_own_context(tmp_path):
+    from neuneu.benchmark import run_benchmark
+
+    frame = _ladder(n_points=15).assign(source="synthetic")
+    methods = ["persistence", "power_law", "ladder_power_law", "ladder_two_stage"]
+    scores, board = run_benchmark(["synthetic"], "ladder", ratios=(0.2,), split="all", methods=methods,
+                                  out_dir=tmp_path / "b", points={"synthetic": frame}, progress=False, n_boot=10)
+    assert set(board["method"]) == set(methods) and (board["protocol"] == "ladder").all()
+    # a checkpoint method on the ladder protocol = the same method on the target's checkpoint episodes
+    ck, _ = run_benchmark(["synthetic"], "checkpoint", ratios=(0.2,), split="all", methods=["persistence", "power_law"],
+                          out_dir=tmp_path / "c", points={"synthetic": frame[frame["run"].isin(["run6", "run7"])]},
+                          progress=False, n_boot=10)
+    for m in ("persistence", "power_law"):
+        a = scores[scores["method"] == m].sort_values(["run", "task"])["mae"].to_numpy()
+        b = ck[ck["method"] == m].sort_values(["run", "task"])["mae"].to_numpy()
+        np.testing.assert_allclose(a, b)
+
+
+def test_predict_episode_family_predicts_a_partial_run_from_its_ladder(tmp_path):
+    from neuneu import cli
+    from neuneu.predict import runs_to_episodes
+
+    frame = _ladder(n_runs=5, n_points=10, n_tasks=1).drop(columns=["split", "source"])
+    partial = (frame["run"] == "run4") & (frame["step"] > 3)
+    frame.loc[partial, "accuracy"] = np.nan
+    frame.loc[(frame["run"] == "run2") & (frame["step"] > 8), "accuracy"] = np.nan  # a second partial run
+    eps = runs_to_episodes(frame, "family")
+    assert eps.protocol == "ladder" and len(eps) == 2
+    for e in range(2):
+        own = eps.context.own[e]
+        assert set(eps.run_names[eps.context.run[e][own]]) == {eps.meta["run"][e]}
+        assert len(np.unique(eps.context.run[e][eps.context.mask[e]])) == 5  # every run's known rows
+    path, out = tmp_path / "ladder.csv", tmp_path / "pred.csv"
+    frame.to_csv(path, index=False)
+    assert cli.main(["predict", str(path), "--episode", "family", "--method", "persistence,ladder_power_law",
+                     "-o", str(out)]) == 0
+    pred = pd.read_csv(out)
+    assert len(pred) == 2 * int(frame["accuracy"].isna().sum())
+    last_own = frame[(frame["run"] == "run4") & ~partial]["accuracy"].iloc[-1]
+    persisted = pred[(pred["method"] == "persistence") & (pred["run"] == "run4")]["q50"]
+    np.testing.assert_allclose(persisted, last_own, atol=1e-6)  # the run's own last value, not a sibling's
