@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FAMILIES: tuple[str, ...] = ("power_law", "logistic", "bnsl", "plateau", "emergence", "inverse", "u_shaped", "flat")
+SCHEDULE_KINDS: tuple[str, ...] = ("cosine", "wsd", "constant")
 
 
 @dataclass
@@ -36,6 +37,8 @@ class PriorConfig:
     noise_max: float = 0.03
     p_loss: float = 0.6
     p_schedule: float = 0.0  # share of curves trained "through a schedule" (`_draw_schedule`); 0: no lr
+    schedule_kinds: tuple[str, ...] = SCHEDULE_KINDS  # the kinds drawn (uniformly) for those curves
+    p_schedule_linear: float = 0.7  # of those, the share with evenly spaced checkpoints (the others: any grid)
 
     def __post_init__(self):
         if not 2 <= self.min_points <= self.max_points:
@@ -48,15 +51,16 @@ def _loguniform(rng: np.random.Generator, lo: float, hi: float, size=None):
     return np.exp(rng.uniform(np.log(lo), np.log(hi), size))
 
 
-def _tokens(rng: np.random.Generator, n: int) -> tuple[np.ndarray, float, float]:
+def _tokens(rng: np.random.Generator, n: int, linear: bool = False) -> tuple[np.ndarray, float, float]:
     """`n` strictly increasing token counts and the nominal range (x_lo, x_hi) they span.
 
     The spacing is one of: log grid, linear grid, sorted log-uniform draws, or dense early /
     sparse late (log-uniform draws over the first 20-40% of the log range, a log grid after).
+    `linear`: the linear grid (checkpoints every k steps, as a training run saves them).
     """
     lo = _loguniform(rng, 1e8, 1e10)
     hi = _loguniform(rng, max(1e10, 30 * lo), 5e12)
-    kind = rng.integers(4)
+    kind = 1 if linear else rng.integers(4)
     if kind == 0:
         x = np.geomspace(lo, hi, n)
     elif kind == 1:
@@ -136,15 +140,18 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
         family: one of `FAMILIES`; None draws one uniformly.
 
     Returns:
-        {"x", "params", "flops", "loss", "accuracy", "index"} as float arrays of one length,
-        plus "family" (str, the shape family drawn).
+        {"x", "params", "flops", "loss", "accuracy", "index", "lr"} as float arrays of one length
+        (lr NaN unless a schedule was drawn), plus "family" (str, the shape family drawn) and,
+        on curves with a schedule, "schedule" (str, its kind).
     """
     if family is None:
         family = FAMILIES[rng.integers(len(FAMILIES))]
     elif family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
     n = int(rng.integers(cfg.min_points, cfg.max_points + 1))
-    x, lo, hi = _tokens(rng, n)
+    # Drawn only when asked, so the prior without schedules draws exactly the numbers it did.
+    scheduled = cfg.p_schedule > 0 and rng.random() < cfg.p_schedule
+    x, lo, hi = _tokens(rng, n, linear=scheduled and rng.random() < cfg.p_schedule_linear)
     log_r = float(np.log(hi / lo))
     s = np.log(x / lo) / log_r
     params = _loguniform(rng, 1e7, 2e10)
@@ -160,8 +167,7 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
     def progress(t):
         return (loss_at(0.0) - loss_at(t)) / (loss_at(0.0) - loss_at(1.0))
 
-    # Drawn only when asked, so the prior without schedules draws exactly the numbers it did.
-    sched = _draw_schedule(rng, x, lo, hi) if cfg.p_schedule > 0 and rng.random() < cfg.p_schedule else None
+    sched = _draw_schedule(rng, x, lo, hi, cfg.schedule_kinds) if scheduled else None
     s_at = s if sched is None else sched["s_eff"]
     c = (0.0, 0.25, 0.5, rng.uniform(0.0, 0.3))[rng.integers(4)]
     u = c + rng.uniform(0.05, 1.0 - c)
@@ -190,26 +196,26 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
         "lr": np.full(n, np.nan) if sched is None else sched["lr"],
     }
     out["family"] = family
+    if sched is not None:
+        out["schedule"] = sched["kind"]  # the schedule's kind (a str); only on curves with a schedule
     return out
 
 
-SCHEDULE_KINDS = ("cosine", "wsd", "constant")
-
-
-def _draw_schedule(rng: np.random.Generator, x: np.ndarray, lo: float, hi: float) -> dict:
+def _draw_schedule(rng: np.random.Generator, x: np.ndarray, lo: float, hi: float,
+                   kinds: tuple[str, ...] = SCHEDULE_KINDS) -> dict:
     """A random planned schedule over a curve's tokens and what it does to training progress.
 
-    Kind uniform over cosine (to 1-20% of peak), WSD (a linear or 1-sqrt cooldown over the last
+    Kind uniform over `kinds`: cosine (to 1-20% of peak), WSD (a linear or 1-sqrt cooldown over the last
     5-40%, to 0.1-5% of peak) and constant; warmup 0-2% of the total; the total is the curve's
     last nominal token count, or (20%) up to 3x beyond it (a run cut before its schedule ends).
     Progress follows S1, the area under the schedule (Tissue et al. 2024): the shape is read at
     s_eff, the log-token position of S1 (tokens at peak lr); `gain` = 1 - exp(-S2 / (tau·x_hi)),
     tau log-uniform in [0.005, 0.05], rises with the annealing area S2 (0 for a constant rate).
-    Returns {"lr", "s_eff", "gain"} at the points `x`.
+    Returns {"lr", "s_eff", "gain"} at the points `x`, and "kind".
     """
     from neuneu.schedule import Schedule
 
-    kind = SCHEDULE_KINDS[rng.integers(len(SCHEDULE_KINDS))]
+    kind = kinds[rng.integers(len(kinds))]
     total = hi if rng.random() < 0.8 else hi * rng.uniform(1.0, 3.0)
     warmup = total * rng.uniform(0.0, 0.02)
     if kind == "cosine":
@@ -228,7 +234,7 @@ def _draw_schedule(rng: np.random.Generator, x: np.ndarray, lo: float, hi: float
     log_r = np.log(hi / lo)
     s_eff = np.clip(np.log(np.maximum(s1[at], lo * 1e-3) / lo) / log_r, 0.0, None)
     gain = 1.0 - np.exp(-s2[at] / (_loguniform(rng, 0.005, 0.05) * hi))
-    return {"lr": _loguniform(rng, 1e-4, 3e-3) * rel[at], "s_eff": s_eff, "gain": gain}
+    return {"lr": _loguniform(rng, 1e-4, 3e-3) * rel[at], "s_eff": s_eff, "gain": gain, "kind": kind}
 
 
 def sample_trajectories(n: int, rng: np.random.Generator, cfg: PriorConfig = PriorConfig()) -> list[dict]:

@@ -256,3 +256,21 @@ def test_lr_annealing_forecasts_the_cooldown_that_two_stage_misses():
         law = LrAnnealing().fit(bare.context)
         np.testing.assert_allclose(law.predict(bare.query), Persistence().fit(bare.context).predict(bare.query))
         assert not law.converged_.any()
+
+
+def test_make_schedule_scores_the_last_fifth_of_each_trajectory():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from neuneu.episodes import checkpoint_episodes
+    from scripts.make_schedule import score, synthetic_points
+
+    points = synthetic_points("wsd", 3, seed=1)
+    assert points["lr"].gt(0).all() and points["run"].nunique() == 3
+    eps = checkpoint_episodes(make_points(n_runs=1, n_tasks=1, n_points=10), 0.2)  # 3 context, 7 queries
+    q = np.repeat(eps.target[..., None], 5, -1)
+    q[0, -2:, 2] += 0.05  # wrong only on the last 2 of 10 checkpoints: the last 20%
+    row = score("x", q, eps)
+    assert row["mae_last20"] == pytest.approx(5.0) and row["bias_last20"] == pytest.approx(5.0)
+    assert row["mae"] == pytest.approx(5.0 * 2 / 7)

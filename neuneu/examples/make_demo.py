@@ -50,19 +50,27 @@ def make(seed: int = 13) -> tuple[pd.DataFrame, pd.DataFrame]:
                 rows.append(dict(family="demo", run=run, task=task, metric=metric, params=int(params),
                                  tokens=int(tokens[i]), step=int(steps[i]), loss=round(float(loss[i]), 4),
                                  accuracy=round(float(acc[i]), 4), _query=i >= N_CONTEXT))
-    full = pd.DataFrame(rows)
+    return split(pd.DataFrame(rows))
+
+
+def split(full: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows marked `_query` → (runs with their accuracy and loss blanked, the held-back truth)."""
     truth = full[full["_query"]][["family", "run", "task", "metric", "tokens", "step", "accuracy"]]
     runs = full.drop(columns=["_query"])
     runs.loc[full["_query"], ["accuracy", "loss"]] = np.nan
     return runs, truth
 
 
+def write(runs: pd.DataFrame, truth: pd.DataFrame, stem: str) -> None:
+    """`<stem>_runs.csv` and `<stem>_truth.csv` beside this file."""
+    runs.to_csv(HERE / f"{stem}_runs.csv", index=False)
+    truth.to_csv(HERE / f"{stem}_truth.csv", index=False)
+    print(f"wrote {HERE / f'{stem}_runs.csv'} ({len(runs)} rows, {runs['accuracy'].isna().sum()} to predict) "
+          f"and {HERE / f'{stem}_truth.csv'}")
+
+
 def main() -> None:
-    runs, truth = make()
-    runs.to_csv(HERE / "demo_runs.csv", index=False)
-    truth.to_csv(HERE / "demo_truth.csv", index=False)
-    print(f"wrote {HERE / 'demo_runs.csv'} ({len(runs)} rows, {runs['accuracy'].isna().sum()} to predict) "
-          f"and {HERE / 'demo_truth.csv'}")
+    write(*make(), "demo")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""Benchmark rows by learning-rate schedule (issue 15): cosine / WSD / constant, with and without lr.
+
+    python scripts/make_schedule.py --checkpoint runs/schedule/schedule.pt     # score, write results/, README block
+    python scripts/make_schedule.py --checkpoint PATH --n 150 --no-readme      # smaller, results/ only
+
+Checkpoint protocol, ratio 0.2, forecast variant (no loss at the queries). Each set is scored
+twice: with the planned lr on every row ("lr") and with the column dropped ("no lr"); methods
+that cannot read lr answer the same both times.
+
+Sets:
+- synthetic-wsd / synthetic-cosine / synthetic-constant: curves of the schedule prior
+  (`neuneu.prior`, p_schedule = 1, one kind each, seeds 9001-9003; the same distribution the
+  schedule model's synthetic episodes come from, so **synthetic and in-distribution**). No real
+  WSD or constant-rate run with a published schedule is in the data.
+- bigscience_tr3 (5 runs, cosine, no loss) and lucie (1 run, cosine with its logged lr, train
+  loss): real runs with a known schedule that neither the shipped model nor the schedule model
+  trained on (their sources are not in configs/default.yaml). Pythia's lr is known too, but
+  both models trained on it.
+
+Methods: the shipped model (`neuneu`, which never reads lr), the schedule model given as
+`--checkpoint` (`neuneu-schedule`: model.schedule_features + the schedule prior), lr_annealing,
+two_stage, power_law, persistence. Scores: MAE (points) over all queries and over the last 20%
+of each trajectory's checkpoints (mean over trajectories), and the bias (q50 − truth) there.
+Writes results/schedule.csv, results/schedule.md and README.md's `<!-- results:schedule -->` block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from scripts.make_results import replace_block  # noqa: E402
+
+from neuneu.data import load_source  # noqa: E402
+from neuneu.episodes import checkpoint_episodes  # noqa: E402
+from neuneu.prior import PriorConfig, sample_trajectory  # noqa: E402
+from neuneu.registry import get_predictor  # noqa: E402
+
+RATIO = 0.2
+LAST = 0.2  # the end of a trajectory: its last 20% of checkpoints
+LAWS = ("lr_annealing", "two_stage", "power_law", "persistence")
+
+
+def synthetic_points(kind: str, n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    cfg = PriorConfig(p_schedule=1.0, schedule_kinds=(kind,))
+    frames = []
+    for i in range(n):
+        t = sample_trajectory(rng, cfg)
+        m = len(t["x"])
+        frames.append(pd.DataFrame({
+            "source": f"synthetic-{kind}", "family": f"synthetic-{kind}", "run": f"{kind}-{i}", "task": t["family"],
+            "metric": "acc", "tokens": t["x"], "step": np.arange(1, m + 1), "params": t["params"], "flops": t["flops"],
+            "loss": t["loss"], "lr": t["lr"], "accuracy": t["accuracy"]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def score(name: str, q: np.ndarray, eps) -> dict:
+    """MAE / bias in points, over all queries and over each trajectory's last LAST share."""
+    err = q[..., 2] - eps.target
+    n_total = eps.meta["n_context"].to_numpy() + eps.meta["n_query"].to_numpy()
+    pos = eps.meta["n_context"].to_numpy()[:, None] + np.arange(err.shape[1])[None, :]  # checkpoint index
+    last = eps.query.mask & (pos >= np.ceil((1 - LAST) * n_total)[:, None])
+    ok = eps.query.mask & np.isfinite(err)
+    with np.errstate(invalid="ignore"):
+        mae = np.nanmean(np.where(ok, np.abs(err), np.nan), axis=1)
+        mae_end = np.nanmean(np.where(last & ok, np.abs(err), np.nan), axis=1)
+        bias_end = np.nanmean(np.where(last & ok, err, np.nan), axis=1)
+    return {"method": name, "trajectories": int(np.isfinite(mae).sum()), "mae": 100 * np.nanmean(mae),
+            "mae_last20": 100 * np.nanmean(mae_end), "bias_last20": 100 * np.nanmean(bias_end)}
+
+
+def run_set(label: str, schedule: str, points: pd.DataFrame, checkpoint: str | None) -> list[dict]:
+    rows = []
+    for with_lr in (True, False):
+        pts = points if with_lr else points.drop(columns=["lr"])
+        eps = checkpoint_episodes(pts, RATIO, variant="forecast")
+        methods = [("neuneu", get_predictor("neuneu"))] + [(m, get_predictor(m)) for m in LAWS]
+        if checkpoint:
+            methods.insert(1, ("neuneu-schedule", get_predictor("neuneu", checkpoint=checkpoint)))
+        for name, predictor in methods:
+            t0 = time.time()
+            q = predictor.fit(eps.context).predict(eps.query)
+            row = {"set": label, "schedule": schedule, "lr": "lr" if with_lr else "no lr", **score(name, q, eps)}
+            row["fallback"] = float(np.mean(~np.asarray(getattr(predictor, "converged_", np.ones(len(eps), bool)))))
+            row["seconds"] = time.time() - t0
+            rows.append(row)
+            print(f"{label:20s} {row['lr']:6s} {name:16s} MAE {row['mae']:.2f}  last 20% {row['mae_last20']:.2f}  "
+                  f"bias {row['bias_last20']:+.2f}  fallback {row['fallback']:.0%}", flush=True)
+    return rows
+
+
+def table(frame: pd.DataFrame) -> str:
+    lines = ["| set | schedule | trajectories | method | lr | MAE | MAE last 20% | bias last 20% | fallback |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for _, r in frame.iterrows():
+        lines.append(f"| {r['set']} | {r['schedule']} | {r['trajectories']} | {r['method']} | {r['lr']} | {r['mae']:.2f} | "
+                     f"{r['mae_last20']:.2f} | {r['bias_last20']:+.2f} | {r['fallback']:.0%} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="the schedule model (model.schedule_features); without it, the laws and the shipped model only")
+    parser.add_argument("--n", type=int, default=300, help="synthetic curves per schedule kind (default 300)")
+    parser.add_argument("--out", default=str(ROOT / "results"), help="folder for schedule.csv and schedule.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=RuntimeWarning)  # all-NaN slices of the fallbacks' fits
+    rows = []
+    for k, kind in enumerate(("wsd", "cosine", "constant")):
+        rows += run_set(f"synthetic-{kind}", kind, synthetic_points(kind, args.n, 9001 + k), args.checkpoint)
+    for source in ("bigscience_tr3", "lucie"):
+        pts = load_source(source, with_splits=False)
+        rows += run_set(source, "cosine", pts[pts["lr"].notna()], args.checkpoint)
+    frame = pd.DataFrame(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "schedule.csv", index=False)
+    cmd = "python scripts/make_schedule.py" + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "") + (
+        f" --n {args.n}" if args.n != 300 else "")
+    body = (f"Checkpoint protocol, ratio 0.2, forecast; MAE and bias in accuracy points, mean over trajectories; "
+            f"`{cmd}` (synthetic sets: {args.n} curves each from the schedule prior, in-distribution for the schedule "
+            f"model).\n\n" + table(frame) + "\n")
+    (out / "schedule.md").write_text(body, encoding="utf-8")
+    if not args.no_readme:
+        replace_block("schedule", body)
+    print(f"wrote {out / 'schedule.csv'} and {out / 'schedule.md'}")
+
+
+if __name__ == "__main__":
+    main()
