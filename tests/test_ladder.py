@@ -145,7 +145,7 @@ def test_ladder_protocol_in_the_benchmark_gives_checkpoint_methods_the_own_conte
     from neuneu.benchmark import run_benchmark
 
     frame = _ladder(n_points=15).assign(source="synthetic")
-    methods = ["persistence", "power_law", "ladder_power_law", "ladder_two_stage"]
+    methods = ["persistence", "power_law", "ladder_power_law"]
     scores, board = run_benchmark(["synthetic"], "ladder", ratios=(0.2,), split="all", methods=methods,
                                   out_dir=tmp_path / "b", points={"synthetic": frame}, progress=False, n_boot=10)
     assert set(board["method"]) == set(methods) and (board["protocol"] == "ladder").all()
@@ -182,3 +182,29 @@ def test_predict_episode_family_predicts_a_partial_run_from_its_ladder(tmp_path)
     last_own = frame[(frame["run"] == "run4") & ~partial]["accuracy"].iloc[-1]
     persisted = pred[(pred["method"] == "persistence") & (pred["run"] == "run4")]["q50"]
     np.testing.assert_allclose(persisted, last_own, atol=1e-6)  # the run's own last value, not a sibling's
+
+
+def test_the_ladder_checkpoint_reads_the_ladder_in_the_readme_example(tmp_path):
+    """The README's example: the committed ladder model answers the ladder protocol and, given
+    the partial 3B run's family, beats persistence (its own last value) and its own-rows-only self."""
+    from pathlib import Path
+
+    from neuneu.data import read_runs
+    from neuneu.neural import NeuralPredictor
+    from neuneu.predict import predict_runs
+
+    root = Path(__file__).resolve().parents[1]
+    checkpoint = root / "checkpoints" / "neuneu-ladder.pt"
+    assert "ladder" in NeuralPredictor(checkpoint).protocols
+    assert "ladder" not in NeuralPredictor().protocols  # the shipped model cannot tell own from sibling
+    truth = pd.read_csv(root / "neuneu" / "examples" / "ladder_truth.csv")
+    mae = {}
+    for episode in ("family", "run"):
+        frame = read_runs(root / "neuneu" / "examples" / "ladder.csv", episode=episode)
+        table, _, _ = predict_runs(frame, "neuneu,persistence", checkpoint=str(checkpoint), episode=episode)
+        table = table.merge(truth[["tokens", "accuracy"]].rename(columns={"accuracy": "truth"}), on="tokens")
+        assert len(table) == 2 * len(truth) and set(table["run"]) == {"ex-3b"}
+        for method, g in table.groupby("method"):
+            mae[(episode, method)] = (g["q50"] - g["truth"]).abs().mean()
+    assert mae[("family", "neuneu")] < 0.6 * mae[("family", "persistence")], mae
+    assert mae[("family", "neuneu")] < mae[("run", "neuneu")], mae
