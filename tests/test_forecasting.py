@@ -199,3 +199,42 @@ def test_the_forecasters_answer_the_checkpoint_protocol_only():
     # their horizon unit is one checkpoint sequence's step (neuneu/forecasting.py docstring)
     for name in ("damped_trend", "ets", "theta", "arima"):
         assert get_predictor(name).protocols == ("checkpoint",)
+
+
+def test_parallel_and_deduplicated_fits_answer_as_one_process_per_series(monkeypatch):
+    # a process pool returns its series in its own order, and a duplicated series is fitted once:
+    # either mapped back wrong would give some trajectory another one's forecast
+    from statsforecast import StatsForecast
+
+    seen = []
+    original = StatsForecast.forecast
+
+    def counting(self, *args, **kwargs):
+        seen.append((kwargs["df"]["unique_id"].nunique(), self.n_jobs))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StatsForecast, "forecast", counting)
+    curves = {f"r{i}": (lambda t, i=i: 0.2 + 0.01 * i + 0.03 * np.log(t / 1e9)) for i in range(6)}
+    pts = trajectories(curves, noise=0.004, seed=1)
+    copy = pts[pts["run"].isin(["r1", "r4"])].assign(run=lambda d: "copy-" + d["run"])  # same curves, new runs
+    pts = pd.concat([pts, copy], ignore_index=True)
+    eps = episodes(pts)
+    for name in ("theta", "arima"):
+        seen.clear()
+        one = get_predictor(name, n_jobs=1).fit(eps.context).predict(eps.query)
+        pool = get_predictor(name, n_jobs=2).fit(eps.context).predict(eps.query)
+        assert seen == [(6, 1), (6, 2)], name  # 8 trajectories, 6 distinct series
+        np.testing.assert_array_equal(one, pool)
+        runs = eps.meta["run"].to_numpy()
+        for run in ("r1", "r4"):
+            np.testing.assert_array_equal(one[runs == run], one[runs == "copy-" + run])
+        assert len({one[i, 0, 2] for i in range(len(runs))}) == 6
+
+
+def test_the_default_process_count_is_every_available_core_for_many_series_only():
+    import os
+
+    method = forecasting.Theta()
+    assert method._n_jobs(forecasting.PARALLEL_MIN) == len(os.sched_getaffinity(0))
+    assert method._n_jobs(forecasting.PARALLEL_MIN - 1) == 1
+    assert forecasting.Theta(n_jobs=3)._n_jobs(5) == 3
