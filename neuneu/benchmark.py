@@ -42,8 +42,14 @@ def _methods(methods) -> list:
         from neuneu.registry import list_predictors  # lazily: the registry imports every method
 
         names = list_predictors()
-        if methods == "all":
-            return list(names)
+        if methods == "all":  # all but the slow ones (`neuneu.forecasting.SLOW`), which run when named
+            from neuneu.forecasting import SLOW
+
+            slow = [m for m in names if m in SLOW]
+            if slow:
+                print(f"neuneu benchmark: 'all' leaves out the slow {', '.join(slow)} (neuneu/forecasting.py SLOW); "
+                      f"name it to run it (--methods {','.join(slow)})", file=sys.stderr)
+            return [m for m in names if m not in SLOW]
         wanted = [m.strip() for m in methods.split(",") if m.strip()]
         unknown = [m for m in wanted if m not in names]
         if unknown or not wanted:

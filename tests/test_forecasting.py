@@ -238,3 +238,13 @@ def test_the_default_process_count_is_every_available_core_for_many_series_only(
     assert method._n_jobs(forecasting.PARALLEL_MIN) == len(os.sched_getaffinity(0))
     assert method._n_jobs(forecasting.PARALLEL_MIN - 1) == 1
     assert forecasting.Theta(n_jobs=3)._n_jobs(5) == 3
+
+
+def test_benchmark_all_leaves_out_the_slow_methods_with_a_note_and_runs_them_when_named(capsys):
+    from neuneu.benchmark import _methods
+
+    every = _methods("all")
+    assert "arima" in forecasting.SLOW and "arima" not in every
+    assert {"ets", "theta", "damped_trend"} <= set(every)
+    assert "leaves out the slow arima" in capsys.readouterr().err
+    assert _methods("theta,arima") == ["theta", "arima"]
