@@ -206,7 +206,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pred.add_argument("--method", default="neuneu",
                       help="a method (run `neuneu methods` to list them), a comma list, or 'all' (default: neuneu)")
     pred.add_argument("--checkpoint", help="neural checkpoint (default: the shipped neuneu/checkpoints/neuneu-default.pt)")
-    pred.add_argument("--episode", choices=("run", "family"), default="run", help="run: one trajectory per episode; family: the scale protocol")
+    pred.add_argument("--episode", choices=("run", "family"), default="run", help="run: one trajectory per episode; family: each trajectory with blank rows "
+                           "plus every other run of its family, task and metric (a partial run predicted from its ladder)")
     pred.add_argument("--plot", metavar="DIR", help="write a fan chart per trajectory to DIR")
     pred.add_argument("--plot-n", type=int, default=12, help="how many trajectories to plot, taken in turn from each run (default 12)")
     pred.add_argument("--plot-run", action="append", help="plot only these runs (repeatable)")

@@ -172,9 +172,9 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
     c = (0.0, 0.25, 0.5, rng.uniform(0.0, 0.3))[rng.integers(4)]
     u = c + rng.uniform(0.05, 1.0 - c)
     clean = _shape(family, rng, s_at, log_r, c, u, progress)
-    if sched is not None:  # the annealing lift: a share of the headroom left, as S2 grows
+    if sched is not None:  # the annealing lift: 2-12% of the task's range (chance to ceiling) as S2 grows
         rising = family in ("power_law", "logistic", "bnsl", "plateau", "emergence")
-        clean = clean + (1.0 if rising else 0.2) * rng.uniform(0.02, 0.3) * np.maximum(u - clean, 0.0) * sched["gain"]
+        clean = clean + (1.0 if rising else 0.2) * rng.uniform(0.02, 0.12) * (u - c) * sched["gain"]
 
     sigma = _loguniform(rng, cfg.noise_min, cfg.noise_max)
     noise = rng.normal(0.0, sigma, n)

@@ -21,7 +21,9 @@ Methods: the shipped model (`neuneu`, which never reads lr), the schedule model 
 `--checkpoint` (`neuneu-schedule`: model.schedule_features + the schedule prior), lr_annealing,
 two_stage, power_law, persistence. Scores: MAE (points) over all queries and over the last 20%
 of each trajectory's checkpoints (mean over trajectories), and the bias (q50 − truth) there.
-Writes results/schedule.csv, results/schedule.md and README.md's `<!-- results:schedule -->` block.
+Also the README example (neuneu/examples/wsd_runs.csv with and without `--schedule`).
+Writes results/schedule.csv, results/schedule.md, results/schedule-example.md and README.md's
+`<!-- results:schedule -->` and `<!-- results:schedule-example -->` blocks.
 """
 
 from __future__ import annotations
@@ -98,6 +100,42 @@ def run_set(label: str, schedule: str, points: pd.DataFrame, checkpoint: str | N
     return rows
 
 
+def example_rows(checkpoint: str | None) -> list[dict]:
+    """The README example (neuneu/examples/wsd_runs.csv) through `predict_runs`, as `neuneu
+    predict --schedule` runs it: MAE over the 8 blank checkpoints and over the cooldown ones."""
+    from neuneu.data import read_runs
+    from neuneu.examples.make_wsd import SCHEDULE
+    from neuneu.predict import predict_runs
+    from neuneu.schedule import fill_lr, parse_schedule
+
+    here = ROOT / "neuneu" / "examples"
+    truth = pd.read_csv(here / "wsd_truth.csv")
+    cooldown_start = parse_schedule(SCHEDULE).total * (1 - parse_schedule(SCHEDULE).decay)
+    rows = []
+    for with_lr in (True, False):
+        frame = read_runs(here / "wsd_runs.csv")
+        frame = fill_lr(frame, parse_schedule(SCHEDULE)) if with_lr else frame
+        methods = [("neuneu", get_predictor("neuneu"))] + [(m, get_predictor(m)) for m in LAWS]
+        if checkpoint:
+            methods.insert(1, ("neuneu-schedule", get_predictor("neuneu", checkpoint=checkpoint)))
+        for name, predictor in methods:
+            table, _, _ = predict_runs(frame, predictor)
+            got = table.merge(truth, on=["run", "task", "metric", "step"], suffixes=("", "_truth"))
+            err = 100 * (got["q50"] - got["accuracy"])
+            cool = got["step"].to_numpy() > cooldown_start
+            rows.append({"method": name, "lr": "--schedule" if with_lr else "no lr", "mae": err.abs().mean(),
+                         "mae_cooldown": err[cool].abs().mean(), "bias_cooldown": err[cool].mean()})
+    return rows
+
+
+def example_table(rows: list[dict]) -> str:
+    lines = [f"`python scripts/make_schedule.py`: the 24 blank rows (3 tasks × 8 checkpoints); cooldown = the 4 checkpoints "
+             "after step 6,400; points.", "",
+             "| method | lr | MAE | MAE cooldown | bias cooldown |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['method']} | {r['lr']} | {r['mae']:.2f} | {r['mae_cooldown']:.2f} | {r['bias_cooldown']:+.2f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def table(frame: pd.DataFrame) -> str:
     lines = ["| set | schedule | trajectories | method | lr | MAE | MAE last 20% | bias last 20% | fallback |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -131,8 +169,12 @@ def main() -> None:
             f"`{cmd}` (synthetic sets: {args.n} curves each from the schedule prior, in-distribution for the schedule "
             f"model).\n\n" + table(frame) + "\n")
     (out / "schedule.md").write_text(body, encoding="utf-8")
+    example = example_table(example_rows(args.checkpoint))
+    (out / "schedule-example.md").write_text(example, encoding="utf-8")
+    print(example)
     if not args.no_readme:
         replace_block("schedule", body)
+        replace_block("schedule-example", example)
     print(f"wrote {out / 'schedule.csv'} and {out / 'schedule.md'}")
 
 

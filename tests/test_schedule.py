@@ -274,3 +274,19 @@ def test_make_schedule_scores_the_last_fifth_of_each_trajectory():
     row = score("x", q, eps)
     assert row["mae_last20"] == pytest.approx(5.0) and row["bias_last20"] == pytest.approx(5.0)
     assert row["mae"] == pytest.approx(5.0 * 2 / 7)
+
+
+def test_the_readme_wsd_example_runs_from_schedule_alone(tmp_path):
+    from pathlib import Path
+
+    from neuneu.examples.make_wsd import SCHEDULE, make
+
+    here = Path(__file__).resolve().parents[1] / "neuneu" / "examples"
+    runs, truth = make()
+    pd.testing.assert_frame_equal(runs.reset_index(drop=True), pd.read_csv(here / "wsd_runs.csv"), check_dtype=False)
+    assert "lr" not in runs and runs["accuracy"].isna().sum() == len(truth) == 24
+    out = tmp_path / "wsd.csv"
+    assert main(["predict", str(here / "wsd_runs.csv"), "--schedule", SCHEDULE, "--method", "lr_annealing",
+                 "--truth", str(here / "wsd_truth.csv"), "-o", str(out)]) == 0
+    pred = pd.read_csv(out)
+    assert not pred["fallback"].any() and pred["lr"].iloc[-1] == pytest.approx(0.01)
