@@ -214,33 +214,10 @@ def _time_coordinate(points: pd.DataFrame) -> pd.Series:
     return x
 
 
-def build_episodes(
-    points: pd.DataFrame,
-    group: pd.Series | np.ndarray,
-    is_query: pd.Series | np.ndarray,
-    *,
-    protocol: str,
-    variant: str = "forecast",
-    min_context: int = 1,
-    dropped: dict | None = None,
-) -> Episodes:
-    """Turn long points into padded episode arrays. Vectorised: no per-row Python.
-
-    Args:
-        points: canonical point frame (`neuneu.data` columns; `accuracy` may be NaN at queries).
-        group: one label per row; rows sharing a label form one episode.
-        is_query: bool per row; True rows are queries (their accuracy goes to `target` only).
-        protocol: label stored on the result ("checkpoint" or "scale").
-        variant: "forecast" blanks the loss at queries; "loss-given" keeps it.
-        min_context: episodes with fewer context points, or with no query, are dropped and
-            counted in `Episodes.dropped`.
-    """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    # `row` reports the caller's index labels (an integer index), so a filtered view of a frame
-    # maps back to the frame it was cut from; otherwise positions.
-    original = points.index.to_numpy() if pd.api.types.is_integer_dtype(points.index) else None
-    points = points.reset_index(drop=True)
+def _order(points: pd.DataFrame, group, is_query, min_context: int, dropped: dict):
+    """The points of the kept episodes in episode order (context before queries, then by size
+    and time), each with its episode id `eid` and position `pos` inside its part; the episode
+    labels, context and query counts, the kept-episode mask, and `dropped` updated."""
     frame = pd.DataFrame(
         {
             "row": np.arange(len(points)),
@@ -252,7 +229,6 @@ def build_episodes(
             else np.nan,
         }
     )
-    # Order: by episode, context before queries, then by size and time inside each part.
     frame = frame.sort_values(["group", "is_query", "params", "x"], kind="stable", na_position="first")
     gid, labels = pd.factorize(frame["group"], sort=False)
     frame["gid"] = gid
@@ -270,63 +246,87 @@ def build_episodes(
     frame["eid"] = new_id[gid]
     frame = frame[frame["eid"] >= 0]
     frame["pos"] = frame.groupby(["eid", "is_query"], sort=False).cumcount().to_numpy()
+    return frame, labels, n_ctx[keep], n_qry[keep], dropped
 
-    n_ep = int(keep.sum())
+
+def _meta(points: pd.DataFrame, frame: pd.DataFrame, labels, n_ctx, n_qry) -> pd.DataFrame:
+    """One row per episode, labelled by its first query point (for scale episodes: a larger run)."""
     q = frame["is_query"].to_numpy()
-    run_code, run_names = pd.factorize(points["run"].astype(str), sort=True)
-    run_code = np.asarray(run_code)
-    coords = {
-        "x": frame["x"].to_numpy(),
-        **{
-            name: pd.to_numeric(points[name], errors="coerce").to_numpy(float)[frame["row"].to_numpy()]
-            if name in points
-            else np.full(len(frame), np.nan)
-            for name in (*[c for c in COORDS if c != "step"], "loss", "accuracy", "lr")
-        },
-    }
-
-    def scatter(sel: np.ndarray, width: int, values: np.ndarray, fill) -> np.ndarray:
-        out = np.full((n_ep, width), fill, dtype=values.dtype)
-        out[frame["eid"].to_numpy()[sel], frame["pos"].to_numpy()[sel]] = values[sel]
-        return out
-
-    c_len = int(n_ctx[keep].max(initial=0))
-    q_len = int(n_qry[keep].max(initial=0))
-    rows = frame["row"].to_numpy()
-    runs = run_code[rows]
-    out_rows = rows if original is None else original[rows]
-    # Episode labels come from its first query point (for scale episodes: a larger run).
     firsts = frame[q][~frame[q].duplicated("eid")]
     first_rows = firsts["row"].to_numpy()
-    meta = pd.DataFrame({"episode": np.arange(n_ep)})
+    meta = pd.DataFrame({"episode": np.arange(len(n_ctx))})
     meta["group"] = np.asarray(labels, dtype=object)[firsts["gid"].to_numpy()]
     for name in ("source", "family", "run", "task", "metric", "split"):
         if name in points:
             meta[name] = points[name].to_numpy()[first_rows]
-    meta["n_context"] = n_ctx[keep]
-    meta["n_query"] = n_qry[keep]
+    meta["n_context"] = n_ctx
+    meta["n_query"] = n_qry
+    return meta
 
-    def part(sel, width):
-        return {
-            name: scatter(sel, width, coords[name].astype(float), np.nan)
-            for name in ("x", "tokens", "params", "flops", "loss", "lr")
-        } | {
-            "run": scatter(sel, width, runs.astype(np.int64), -1),
-            "mask": scatter(sel, width, np.ones(len(frame), dtype=bool), False),
-        }
 
-    ctx = part(~q, c_len)
-    ctx["row"] = scatter(~q, c_len, out_rows.astype(np.int64), -1)
-    ctx_acc = scatter(~q, c_len, coords["accuracy"].astype(float), np.nan)
-    qry = part(q, q_len)
+def build_episodes(
+    points: pd.DataFrame,
+    group: pd.Series | np.ndarray,
+    is_query: pd.Series | np.ndarray,
+    *,
+    protocol: str,
+    variant: str = "forecast",
+    min_context: int = 1,
+    dropped: dict | None = None,
+) -> Episodes:
+    """Turn long points into padded episode arrays. Vectorised: no per-row Python.
+
+    Args:
+        points: canonical point frame (`neuneu.data` columns; `accuracy` may be NaN at queries).
+        group: one label per row; rows sharing a label form one episode.
+        is_query: bool per row; True rows are queries (their accuracy goes to `target` only).
+        protocol: label stored on the result ("checkpoint", "scale" or "ladder").
+        variant: "forecast" blanks the loss at queries; "loss-given" keeps it.
+        min_context: episodes with fewer context points, or with no query, are dropped and
+            counted in `Episodes.dropped`.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    # `row` reports the caller's index labels (an integer index), so a filtered view of a frame
+    # maps back to the frame it was cut from; otherwise positions.
+    original = points.index.to_numpy() if pd.api.types.is_integer_dtype(points.index) else None
+    points = points.reset_index(drop=True)
+    frame, labels, n_ctx, n_qry, dropped = _order(points, group, is_query, min_context, dropped)
+    n_ep = len(n_ctx)
+    q = frame["is_query"].to_numpy()
+    rows = frame["row"].to_numpy()
+    run_code, run_names = pd.factorize(points["run"].astype(str), sort=True)
+    values = {
+        "x": frame["x"].to_numpy(float),
+        **{name: pd.to_numeric(points[name], errors="coerce").to_numpy(float)[rows] if name in points
+           else np.full(len(frame), np.nan)
+           for name in (*[c for c in COORDS if c != "step"], "loss", "accuracy", "lr")},
+        "run": np.asarray(run_code)[rows].astype(np.int64),
+        "row": (rows if original is None else original[rows]).astype(np.int64),
+        "mask": np.ones(len(frame), dtype=bool),
+    }
+    eid, pos = frame["eid"].to_numpy(), frame["pos"].to_numpy()
+
+    def part(sel: np.ndarray, width: int, names) -> dict:
+        out = {}
+        for name in names:
+            v = values[name]
+            fill = False if v.dtype == bool else (-1 if v.dtype == np.int64 else np.nan)
+            out[name] = np.full((n_ep, width), fill, dtype=v.dtype)
+            out[name][eid[sel], pos[sel]] = v[sel]
+        return out
+
+    common = ("x", "tokens", "params", "flops", "loss", "lr", "run", "row", "mask")
+    ctx = part(~q, int(n_ctx.max(initial=0)), (*common, "accuracy"))
+    qry = part(q, int(n_qry.max(initial=0)), (*common, "accuracy"))
+    target = qry.pop("accuracy")
     if variant == "forecast":
         qry["loss"] = np.full_like(qry["loss"], np.nan)
-    target = scatter(q, q_len, coords["accuracy"].astype(float), np.nan)
-    row = scatter(q, q_len, out_rows.astype(np.int64), -1)
     ctx["own"] = own_run(ctx["run"], qry["run"])
+    meta = _meta(points, frame, labels, n_ctx, n_qry)
     return Episodes(
-        context=Context(accuracy=ctx_acc, meta=meta, **ctx),
-        query=Query(row=row, meta=meta, **qry),
+        context=Context(meta=meta, **ctx),
+        query=Query(meta=meta, **qry),
         target=target,
         protocol=protocol,
         variant=variant,
