@@ -4,13 +4,12 @@
     python scripts/make_ladder.py --no-run      # only rebuild the table from results/ladder-*/
     python scripts/make_ladder.py --only olmo_ladder
 
-Per family and variant (forecast, loss-given), one `neuneu benchmark --protocol ladder` at ratios
+Per family and variant (forecast, loss-given; pythia has no loss, so forecast only), one `neuneu benchmark --protocol ladder` at ratios
 0.1, 0.2 and 0.4, every method, into results/ladder-<family>-<variant>/:
-- olmo_ladder: the 3B / 7B / 13B test runs, the <= 1B runs as context, scored with the ladder model
-  (checkpoints/neuneu-ladder.pt, configs/ladder.yaml; trained on olmo_ladder's train split) as
-  `neuneu`, the same network on the target's own context only as `neuneu-own`, and the shipped
-  model (`neuneu-default`, which cannot tell a run's points from its siblings', so it reads the
-  own context: its checkpoint-protocol MAE on the same runs);
+- olmo_ladder: the 3B / 7B / 13B test runs, the <= 1B runs as context, scored with the shipped
+  model (the ladder recipe, configs/default.yaml; trained on olmo_ladder's train split) as
+  `neuneu`, and the same network on the target's own context only as `neuneu-own` (its
+  checkpoint-protocol MAE on the same runs);
 - pythia, tucano: leave-one-family-out (`--holdout-family`) with the ladder recipe's model trained
   without the family (checkpoints/lofo/neuneu-ladder-without-<family>.pt) when it exists, else the
   leave-one-family-out model of configs/lofo.yaml (which reads the own context only).
@@ -37,6 +36,7 @@ from scripts.make_results import replace_block  # noqa: E402
 RATIOS = ("0.1", "0.2", "0.4")
 VARIANTS = ("forecast", "loss-given")
 FAMILIES = ("olmo_ladder", "pythia", "tucano")
+NO_LOSS = ("pythia",)  # sources without a loss column: the loss-given variant has nothing to give
 NEURAL = ("neuneu", "neuneu-own", "neuneu-default", "neuneu-default-own", "neuneu-valcal", "neuneu-valcal-own",
           "neuneu-uncalibrated", "neuneu-uncalibrated-own")
 
@@ -51,8 +51,7 @@ def command(family: str, variant: str) -> list[str]:
     for r in RATIOS:
         cmd += ["--ratio", r]
     if family == "olmo_ladder":
-        return cmd + ["--sources", "olmo_ladder", "--checkpoint", "checkpoints/neuneu-ladder.pt",
-                      "--neural", "neuneu-default=neuneu/checkpoints/neuneu-default.pt"]
+        return cmd + ["--sources", "olmo_ladder"]  # the shipped model (the ladder recipe)
     ladder = ROOT / "checkpoints" / "lofo" / f"neuneu-ladder-without-{family}.pt"
     cmd += ["--holdout-family", family]
     return cmd + (["--checkpoint", str(ladder.relative_to(ROOT))] if ladder.is_file() else [])
@@ -105,6 +104,9 @@ def main() -> None:
     if not args.no_run:
         for family in args.only:
             for variant in args.variants:
+                if variant == "loss-given" and family in NO_LOSS:
+                    print(f"{family}: no loss in the data, no loss-given row", file=sys.stderr)
+                    continue
                 cmd = command(family, variant)
                 print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
                 subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)

@@ -185,8 +185,9 @@ def test_predict_episode_family_predicts_a_partial_run_from_its_ladder(tmp_path)
 
 
 def test_the_ladder_checkpoint_reads_the_ladder_in_the_readme_example(tmp_path):
-    """The README's example: the committed ladder model answers the ladder protocol and, given
-    the partial 3B run's family, beats persistence (its own last value) and its own-rows-only self."""
+    """The README's example: the shipped model (the ladder recipe) answers the ladder protocol and,
+    given the partial 3B run's family, beats persistence (its own last value) and its own-rows-only
+    self; the ref-layout checkpoint, which cannot tell own from sibling points, does not claim it."""
     from pathlib import Path
 
     from neuneu.data import read_runs
@@ -194,14 +195,13 @@ def test_the_ladder_checkpoint_reads_the_ladder_in_the_readme_example(tmp_path):
     from neuneu.predict import predict_runs
 
     root = Path(__file__).resolve().parents[1]
-    checkpoint = root / "checkpoints" / "neuneu-ladder.pt"
-    assert "ladder" in NeuralPredictor(checkpoint).protocols
-    assert "ladder" not in NeuralPredictor().protocols  # the shipped model cannot tell own from sibling
+    assert "ladder" in NeuralPredictor().protocols
+    assert "ladder" not in NeuralPredictor(root / "checkpoints" / "neuneu-ref-layout.pt").protocols
     truth = pd.read_csv(root / "neuneu" / "examples" / "ladder_truth.csv")
     mae = {}
     for episode in ("family", "run"):
         frame = read_runs(root / "neuneu" / "examples" / "ladder.csv", episode=episode)
-        table, _, _ = predict_runs(frame, "neuneu,persistence", checkpoint=str(checkpoint), episode=episode)
+        table, _, _ = predict_runs(frame, "neuneu,persistence", episode=episode)
         table = table.merge(truth[["tokens", "accuracy"]].rename(columns={"accuracy": "truth"}), on="tokens")
         assert len(table) == 2 * len(truth) and set(table["run"]) == {"ex-3b"}
         for method, g in table.groupby("method"):
