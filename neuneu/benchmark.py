@@ -185,17 +185,7 @@ def run_benchmark(
     from tqdm.auto import tqdm
 
     sources = [s.strip() for s in sources.split(",")] if isinstance(sources, str) else list(sources)
-    if protocol not in PROTOCOLS:
-        raise InputError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    if variant not in VARIANTS:
-        raise InputError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    ratios = [float(r) for r in ([ratios] if np.isscalar(ratios) else ratios)]
-    if protocol in ("checkpoint", "ladder") and not all(0 <= r < 1 for r in ratios):
-        raise InputError(f"--ratio must be in [0, 1), got {ratios}")
-    splits = None if split in (None, "all") else [s.strip() for s in (split.split(",") if isinstance(split, str) else split)]
-    unknown = sorted(set(splits or ()) - set(SPLITS))
-    if unknown:
-        raise InputError(f"--split: unknown split(s) {', '.join(unknown)}; known: {', '.join(SPLITS)}, all")
+    ratios, splits = _check_arguments(protocol, variant, ratios, split)
     every = isinstance(methods, str) and methods == "all"
     methods_arg = methods if isinstance(methods, str) else ",".join(_name(m) for m in methods)
     methods = _methods(methods)
@@ -213,7 +203,45 @@ def run_benchmark(
         methods = [m for m in methods if _never_saw(m, holdout, note, strict=not (every and isinstance(m, str)))]
     if protocol == "ladder":
         methods = ladder_methods(methods, note)
+    loaded, sets, fingerprints = _episodes_by_source(sources, protocol, ratios, variant, split, splits, data, points, note)
+    rows, horizons, predictions = _score_methods(methods, sets, loaded, protocol, variant, holdout, data, points,
+                                                 note, progress)
+    scores = pd.concat(rows, ignore_index=True)
+    scores = scores[SCORE_COLUMNS + [c for c in scores if c not in SCORE_COLUMNS]]
+    check_same_queries(scores)
+    board = leaderboard(scores, n_boot=n_boot, seed=seed)
+    horizon = horizon_table(pd.concat(horizons, ignore_index=True), [*GROUP_KEYS, "method"])
 
+    provenance = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "data": "; ".join(f"{s} {fingerprints[s]}" for s in sources)
+        + (f" ({_data_dir(data)})" if points is None else " (in-memory frames)"),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "command": command or _command(sources, protocol, ratios, variant, split, methods_arg, out_dir, data),
+    }
+    write_outputs(out_dir, scores, board, horizon, provenance, notes, sets, predictions)
+    return scores, board
+
+
+def _check_arguments(protocol: str, variant: str, ratios, split) -> tuple[list[float], list[str] | None]:
+    """The ratios and splits as lists, or an InputError naming the bad option."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if variant not in VARIANTS:
+        raise InputError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    ratios = [float(r) for r in ([ratios] if np.isscalar(ratios) else ratios)]
+    if protocol in ("checkpoint", "ladder") and not all(0 <= r < 1 for r in ratios):
+        raise InputError(f"--ratio must be in [0, 1), got {ratios}")
+    splits = None if split in (None, "all") else [s.strip() for s in (split.split(",") if isinstance(split, str) else split)]
+    unknown = sorted(set(splits or ()) - set(SPLITS))
+    if unknown:
+        raise InputError(f"--split: unknown split(s) {', '.join(unknown)}; known: {', '.join(SPLITS)}, all")
+    return ratios, splits
+
+
+def _episodes_by_source(sources, protocol, ratios, variant, split, splits, data, points, note):
+    """(frames, [(ratio, Episodes)] and data fingerprints) per source, every drop noted."""
     loaded, sets, fingerprints = {}, {}, {}
     for source in sources:
         frame = points[source] if points is not None else load_source(source, data)
@@ -231,14 +259,21 @@ def run_benchmark(
             sets[source].append((ratio, eps))
     if not any(sets.values()):
         raise InputError(f"no {protocol} episode in split {split!r} of {', '.join(sources)}")
+    return loaded, sets, fingerprints
+
+
+def _score_methods(methods, sets, loaded, protocol, variant, holdout, data, points, note, progress):
+    """Every method on every source's episode sets: per-trajectory score frames, horizon-error
+    frames and the (E, Q, 5) quantiles by (source, ratio, method)."""
+    from tqdm.auto import tqdm
 
     rows, horizons, predictions = [], [], {}
     bar = tqdm(methods, desc="benchmark", unit="method", disable=not progress)
     for method in bar:
         name = _name(method)
         bar.set_description(f"benchmark: {name}")  # the method in progress, not just a count
-        for source in sources:
-            if not sets[source]:
+        for source, episode_sets in sets.items():
+            if not episode_sets:
                 continue
             predictor = _instance(method)
             if variant not in getattr(predictor, "variants", VARIANTS):
@@ -247,19 +282,17 @@ def run_benchmark(
             if protocol not in getattr(predictor, "protocols", PROTOCOLS):
                 note(f"skipped {name}: it answers the {', '.join(predictor.protocols)} protocol, not {protocol}")
                 break
-            frame = loaded[source]
             start = time.perf_counter()
-            predictor.prepare(training_pool(frame, holdout, data, points))
-            t_prepare = (time.perf_counter() - start) / len(sets[source])
-            for ratio, eps in sets[source]:
+            predictor.prepare(training_pool(loaded[source], holdout, data, points))
+            t_prepare = (time.perf_counter() - start) / len(episode_sets)
+            for ratio, eps in episode_sets:
                 start = time.perf_counter()
                 # In chunks grouped by length (`neuneu.chunking`, as `neuneu predict`), each one a
                 # copy: a method that edits its inputs in place cannot change the next one's.
                 q = fit_predict(predictor, eps)  # (E, Q, 5)
                 seconds = t_prepare + time.perf_counter() - start
-                converged = getattr(predictor, "converged_", None)
                 try:
-                    s = trajectory_scores(eps, q, converged)
+                    s = trajectory_scores(eps, q, getattr(predictor, "converged_", None))
                 except ValueError as err:
                     raise ValueError(f"method {name!r} on {source}: {err}") from None
                 tags = {"protocol": protocol, "variant": variant, "ratio": ratio, "source": source, "method": name}
@@ -269,22 +302,7 @@ def run_benchmark(
                 predictions[(source, _rkey(ratio), name)] = q.astype(np.float32)
     if not rows:
         raise InputError("every method was skipped; nothing to score")
-    scores = pd.concat(rows, ignore_index=True)
-    scores = scores[SCORE_COLUMNS + [c for c in scores if c not in SCORE_COLUMNS]]
-    check_same_queries(scores)
-    board = leaderboard(scores, n_boot=n_boot, seed=seed)
-    horizon = horizon_table(pd.concat(horizons, ignore_index=True), [*GROUP_KEYS, "method"])
-
-    provenance = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit,
-        "data": "; ".join(f"{s} {fingerprints[s]}" for s in sources)
-        + (f" ({_data_dir(data)})" if points is None else " (in-memory frames)"),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "command": command or _command(sources, protocol, ratios, variant, split, methods_arg, out_dir, data),
-    }
-    write_outputs(out_dir, scores, board, horizon, provenance, notes, sets, predictions)
-    return scores, board
+    return rows, horizons, predictions
 
 
 def ladder_methods(methods: list, note) -> list:
