@@ -121,7 +121,7 @@ class TrajectoryBank:
 
 
 def _take(traj: dict, idx: np.ndarray) -> dict:
-    return {f: traj[f][idx] for f in FIELDS}
+    return {f: traj[f][idx] for f in FIELDS if f in traj}  # a hand-made trajectory may lack lr
 
 
 def thin(traj: dict, k: int, mode: str, rng: np.random.Generator) -> dict:
