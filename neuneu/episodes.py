@@ -73,6 +73,9 @@ class Episodes:
     variant: str
     run_names: np.ndarray  # run code → run name
     dropped: dict = field(default_factory=dict)  # reason → number of trajectories/groups skipped
+    # (E, C), (E, Q) checkpoint numbers in the full trajectory, where the points shown are a subset
+    # of it (the training sampler's episodes); None: `featurize` counts them from the points given
+    index: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.context.meta)
@@ -104,6 +107,7 @@ class Episodes:
             variant=self.variant,
             run_names=self.run_names,
             dropped=dict(self.dropped),
+            index=None if self.index is None else (self.index[0][index, :c_len], self.index[1][index, :q_len]),
         )
 
 

@@ -228,16 +228,19 @@ def law_features(ctx: dict, qry: dict, anchor: np.ndarray) -> np.ndarray:
     return out
 
 
-def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False) -> Features:
+def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False,
+              index: tuple[np.ndarray, np.ndarray] | None = None) -> Features:
     """Build the token features of E episodes.
 
     Args:
         ctx: (E, C) arrays x, params, flops, loss, accuracy, mask (e.g. `vars(Episodes.context)`),
-            optionally `index` (checkpoint number in the trajectory; else ranked by x here).
-        qry: (E, Q) arrays x, params, flops, loss, mask (and optionally index). Never an accuracy: a query's truth
-            cannot reach the features because it is not an argument.
+            optionally own, run and lr.
+        qry: (E, Q) arrays x, params, flops, loss, mask (optionally run and lr). Never an accuracy:
+            a query's truth cannot reach the features because it is not an argument.
         max_context: longer contexts are subsampled (module doc).
         laws: also fill the law features of the query tokens (`law_features`; zeros otherwise).
+        index: `Episodes.index`, the points' checkpoint numbers in their full trajectories (the
+            training sampler shows a subset of an episode's points); None: ranked by x here.
     The schedule features are filled wherever ctx and qry carry `lr` (`neuneu.schedule`).
     """
     names = ("x", "params", "flops", "loss", "accuracy", "mask")
@@ -248,8 +251,8 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False) -> Fea
         raise ValueError("every episode needs at least one context point")
     # Checkpoint indices are counted on the full trajectory: given by the training sampler (which
     # only shows a subset of an episode's points), else ranked here before subsampling.
-    if "index" in ctx_in and "index" in qry_in:
-        idx_c, idx_q = np.nan_to_num(np.asarray(ctx_in["index"], float)), np.nan_to_num(np.asarray(qry_in["index"], float))
+    if index is not None:
+        idx_c, idx_q = (np.nan_to_num(np.asarray(i, float)) for i in index)
     else:
         idx_c, idx_q = _checkpoint_index(ctx["x"], ctx["mask"], qry["x"], qry["mask"])
     ref0 = reference_index(ctx)

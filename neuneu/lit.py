@@ -89,12 +89,12 @@ class _SampledEpisodes(IterableDataset):
         rng = np.random.default_rng([self.seed, epoch])
         synthetic = epoch < self.cfg.pretrain_epochs
         for _ in range(self.steps):
-            ctx, qry, target = sample_batch(self.bank, self.cfg, self.batch_size, rng, synthetic)
+            episodes = sample_batch(self.bank, self.cfg, self.batch_size, rng, synthetic)
             if self.world > 1:  # every rank draws the same global batch (same seed) and keeps its share
-                ctx = {k: v[self.rank :: self.world] for k, v in ctx.items()}
-                qry = {k: v[self.rank :: self.world] for k, v in qry.items()}
-                target = target[self.rank :: self.world]
-            yield to_batch(featurize(ctx, qry, self.cfg.max_context, self.laws), target)
+                episodes = episodes.subset(np.arange(self.rank, len(episodes), self.world))
+            feats = featurize(vars(episodes.context), vars(episodes.query), self.cfg.max_context, self.laws,
+                              index=episodes.index)
+            yield to_batch(feats, episodes.target)
 
 
 def load_points(cfg: DataConfig, report=print) -> pd.DataFrame:

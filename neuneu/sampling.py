@@ -21,8 +21,11 @@ Loss masking: with probability 1 - p_loss_given the queries lose their loss (for
 and with probability p_drop_context_loss the context loses it too, so one model serves both
 variants and sources without losses.
 
-`batch_arrays` pads a list of episodes into the (E, C) / (E, Q) dicts `neuneu.features`
-reads; the targets stay outside the query dict (they are returned separately).
+`sample_batch` returns the episodes as `neuneu.episodes.Episodes`, the one representation the
+benchmark, `predict` and the calibration back-test use too: `run` codes index the bank's
+trajectories (`TrajectoryBank.names`), `row` is -1 (no frame behind them), `meta` says which
+sampler made each episode (`kind`) and its variant, and `Episodes.index` carries the checkpoint
+numbers in the full trajectory (thinning and query subsets show only some of its points).
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ import numpy as np
 import pandas as pd
 
 from neuneu.data import TRAJECTORY_KEY
-from neuneu.episodes import context_size
+from neuneu.episodes import Context, Episodes, Query, context_size
 from neuneu.features import own_room
 from neuneu.prior import PriorConfig, sample_trajectory
 
-FIELDS = ("x", "params", "flops", "loss", "accuracy", "index", "lr")  # index: checkpoint number in its trajectory; lr: planned
+# index: checkpoint number in its trajectory; lr: planned; run: the trajectory's code in its bank
+FIELDS = ("x", "tokens", "params", "flops", "loss", "accuracy", "index", "lr", "run")
 THIN_MODES = ("random", "uniform", "log")  # random checkpoints; evenly spaced in tokens; in log tokens
 
 
@@ -84,10 +88,15 @@ class TrajectoryBank:
             if alt in points:
                 x = x.fillna(pd.to_numeric(points[alt], errors="coerce"))
         frame = pd.DataFrame({f: pd.to_numeric(points[f], errors="coerce") if f in points else np.nan
-                              for f in FIELDS if f not in ("x", "index")}, index=points.index)
+                              for f in FIELDS if f not in ("x", "index", "run")}, index=points.index)
         frame["x"] = x
         key = [k for k in TRAJECTORY_KEY if k in points]
-        frame["traj"] = points.groupby(key, sort=True).ngroup().to_numpy()
+        groups = points.groupby(key, sort=True)
+        frame["traj"] = groups.ngroup().to_numpy()
+        frame["run"] = frame["traj"].astype(float)
+        # trajectory code → name; the last code is every synthetic curve's (`neuneu.prior`)
+        self.names = np.array([" / ".join(map(str, k if isinstance(k, tuple) else (k,))) for k in groups.size().index]
+                              + ["synthetic"])
         frame = frame.sort_values(["traj", "x"], kind="stable")
         starts = np.flatnonzero(np.r_[True, np.diff(frame["traj"].to_numpy()) != 0])
         frame["index"] = frame.groupby("traj").cumcount()
@@ -154,7 +163,9 @@ def truncate(traj: dict, rng: np.random.Generator, min_keep: int = 4) -> dict:
 def _draw_trajectory(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator, synthetic: bool) -> dict:
     if synthetic:
         prior = PriorConfig(p_schedule=cfg.p_schedule_prior)
-        return {f: np.asarray(v, float) for f, v in sample_trajectory(rng, prior).items() if f in FIELDS}
+        traj = {f: np.asarray(v, float) for f, v in sample_trajectory(rng, prior).items() if f in FIELDS}
+        n = len(traj["x"])
+        return {**traj, "tokens": traj["x"], "run": np.full(n, len(bank.names) - 1, dtype=float)}
     return bank.draw(rng, cfg.balance_sources)
 
 
@@ -234,29 +245,33 @@ def sample_ladder(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Gener
 
 
 def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng: np.random.Generator,
-                 synthetic: bool = False):
-    """`batch_size` random training episodes → (ctx dict, query dict, target (E, Q)).
+                 synthetic: bool = False) -> Episodes:
+    """`batch_size` random training episodes (`Episodes`, target = the queries' accuracies).
     `synthetic`: checkpoint episodes of synthetic curves only (the pretraining stage)."""
-    episodes = []
+    episodes, kinds, given = [], [], []
     for _ in range(batch_size):
         # p_ladder 0 draws no number, so recipes without ladder episodes sample as before
         if not synthetic and bank.ladders and cfg.p_ladder > 0 and rng.random() < cfg.p_ladder:
-            ctx, qry = sample_ladder(bank, cfg, rng)
+            (ctx, qry), kind = sample_ladder(bank, cfg, rng), "ladder"
         elif not synthetic and bank.ladders and rng.random() < cfg.p_scale:
-            ctx, qry = sample_scale(bank, cfg, rng)
+            (ctx, qry), kind = sample_scale(bank, cfg, rng), "scale"
         else:
-            ctx, qry = sample_checkpoint(bank, cfg, rng, synthetic)
+            (ctx, qry), kind = sample_checkpoint(bank, cfg, rng, synthetic), "checkpoint"
         if cfg.p_drop_lr > 0 and rng.random() < cfg.p_drop_lr:  # 0 draws nothing: the default stream is unchanged
             ctx["lr"], qry["lr"] = np.full_like(ctx["lr"], np.nan), np.full_like(qry["lr"], np.nan)
         if rng.random() < cfg.p_noise:  # the context is as noisy as another seed of the same run
             noisy = ctx["accuracy"] + rng.normal(0.0, rng.uniform(0.0, cfg.noise_max), len(ctx["accuracy"]))
             ctx = {**ctx, "accuracy": np.clip(noisy, 0.0, 1.0)}
-        if rng.random() >= cfg.p_loss_given:
+        given.append(rng.random() < cfg.p_loss_given)
+        if not given[-1]:
             qry["loss"] = np.full_like(qry["loss"], np.nan)
         if rng.random() < cfg.p_drop_context_loss:
             ctx["loss"] = np.full_like(ctx["loss"], np.nan)
         episodes.append((ctx, qry))
-    return batch_arrays(episodes)
+        kinds.append(kind)
+    meta = pd.DataFrame({"episode": np.arange(batch_size), "kind": kinds,
+                         "variant": np.where(given, "loss-given", "forecast")})
+    return batch_arrays(episodes, meta, bank.names)
 
 
 def _pad(rows: list[np.ndarray], fill=np.nan) -> np.ndarray:
@@ -267,13 +282,23 @@ def _pad(rows: list[np.ndarray], fill=np.nan) -> np.ndarray:
     return out
 
 
-def batch_arrays(episodes: list[tuple[dict, dict]]):
-    """Pad episodes [(ctx, qry)] → ctx dict, query dict (no accuracy), target (E, Q)."""
-    ctx = {f: _pad([c[f] for c, _ in episodes]) for f in FIELDS}
-    ctx["mask"] = _pad([np.ones(len(c["x"])) for c, _ in episodes], 0.0).astype(bool)
-    # own run (`neuneu.episodes.own_run`): given by the ladder sampler; else every point (one trajectory)
+def batch_arrays(episodes: list[tuple[dict, dict]], meta: pd.DataFrame, run_names: np.ndarray) -> Episodes:
+    """Pad episodes [(ctx, qry)] of trajectory dicts into `Episodes` (target: the queries'
+    accuracies). Fields a hand-made trajectory lacks are unknown (NaN; run: one run, code 0)."""
+    def part(dicts: list[dict], names) -> dict:
+        n = [len(d["x"]) for d in dicts]
+        out = {f: _pad([d.get(f, np.zeros(k) if f == "run" else np.full(k, np.nan)) for d, k in zip(dicts, n)])
+               for f in names}
+        out["mask"] = _pad([np.ones(k) for k in n], 0.0).astype(bool)
+        out["run"] = np.where(out["mask"], np.nan_to_num(out["run"], nan=0.0), -1).astype(np.int64)
+        out["row"] = np.full(out["mask"].shape, -1, dtype=np.int64)
+        return out
+
+    ctx = part([c for c, _ in episodes], FIELDS)
+    # own run (`neuneu.episodes.own_run`): given by every sampler (the ladder's siblings are not)
     ctx["own"] = _pad([c.get("own", np.ones(len(c["x"]))) for c, _ in episodes], 0.0).astype(bool)
-    qry = {f: _pad([q[f] for _, q in episodes]) for f in FIELDS if f != "accuracy"}
-    qry["mask"] = _pad([np.ones(len(q["x"])) for _, q in episodes], 0.0).astype(bool)
-    target = _pad([q["accuracy"] for _, q in episodes])
-    return ctx, qry, target
+    qry = part([q for _, q in episodes], FIELDS)
+    target = qry.pop("accuracy")
+    index = (ctx.pop("index"), qry.pop("index"))
+    return Episodes(context=Context(**ctx, meta=meta), query=Query(**qry, meta=meta), target=target,
+                    protocol="sampled", variant="mixed", run_names=run_names, index=index)

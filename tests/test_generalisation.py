@@ -62,12 +62,13 @@ def test_noise_reaches_the_context_only_and_synthetic_batches_come_from_the_prio
     # the first episode of a batch is drawn identically; only the noise differs
     a = sample_batch(bank, quiet, 1, np.random.default_rng(5))
     b = sample_batch(bank, noisy, 1, np.random.default_rng(5))
-    np.testing.assert_array_equal(a[0]["x"], b[0]["x"])
-    np.testing.assert_array_equal(a[2], b[2])  # same targets: the truth is never noised
-    assert not np.allclose(a[0]["accuracy"], b[0]["accuracy"])
+    np.testing.assert_array_equal(a.context.x, b.context.x)
+    np.testing.assert_array_equal(a.target, b.target)  # same targets: the truth is never noised
+    assert not np.allclose(a.context.accuracy, b.context.accuracy)
     real_params = set(points["params"])
-    ctx, _, _ = sample_batch(bank, quiet, 16, np.random.default_rng(0), synthetic=True)
-    assert not set(np.unique(ctx["params"][np.isfinite(ctx["params"])])) & real_params
+    ctx = sample_batch(bank, quiet, 16, np.random.default_rng(0), synthetic=True).context
+    assert not set(np.unique(ctx.params[np.isfinite(ctx.params)])) & real_params
+    assert (bank.names[ctx.run[ctx.mask]] == "synthetic").all()
 
 
 def test_single_checkpoint_runs_form_scale_ladders():

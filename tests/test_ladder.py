@@ -114,10 +114,18 @@ def test_the_ladder_sampler_marks_the_target_and_draws_smaller_siblings():
         assert ctx["x"][own].max() < qry["x"].min()
         n_sib = len(np.unique(ctx["params"][~own]))
         assert (~own).sum() <= max(cfg.max_context - min(own.sum(), cfg.max_context - cfg.max_context // 2), n_sib)
-    c, q, target = sample_batch(bank, cfg, 8, np.random.default_rng(1))
-    assert c["own"].shape == c["mask"].shape and (c["own"] <= c["mask"]).all() and (~c["own"] & c["mask"]).any()
-    plain = sample_batch(bank, SamplerConfig(), 8, np.random.default_rng(1))[0]
-    assert plain["own"][plain["mask"]].all() or not plain["own"].all()  # checkpoint: own; scale: not
+    batch = sample_batch(bank, cfg, 8, np.random.default_rng(1))
+    c = batch.context
+    assert c.own.shape == c.mask.shape and (c.own <= c.mask).all() and (~c.own & c.mask).any()
+    assert (batch.meta["kind"] == "ladder").all()
+    # the own points are the query's run; the siblings' are other runs (run codes of the bank)
+    for e in range(len(batch)):
+        assert set(c.run[e][c.own[e]]) == set(batch.query.run[e][batch.query.mask[e]])
+        assert not set(c.run[e][c.mask[e] & ~c.own[e]]) & set(c.run[e][c.own[e]])
+    plain = sample_batch(bank, SamplerConfig(), 8, np.random.default_rng(1))
+    kind, own = plain.meta["kind"].to_numpy(), plain.context.own & plain.context.mask
+    assert own[kind == "checkpoint"].sum() == plain.context.mask[kind == "checkpoint"].sum()  # checkpoint: own
+    assert not own[kind == "scale"].any()  # scale: none
 
 
 def test_joint_family_law_uses_the_siblings_shape():

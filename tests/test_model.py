@@ -103,13 +103,24 @@ def test_query_targets_never_reach_the_features():
 def test_training_batches_keep_query_accuracy_out_of_the_inputs():
     points = make_points(n_runs=3, n_tasks=2, n_points=30).assign(split="train")
     bank = TrajectoryBank(points)
-    ctx, qry, target = sample_batch(bank, SamplerConfig(), 16, np.random.default_rng(0))
-    assert "accuracy" not in qry
-    batch = to_batch(featurize(ctx, qry, 64), target)
+    episodes = sample_batch(bank, SamplerConfig(), 16, np.random.default_rng(0))
+    assert "accuracy" not in vars(episodes.query)
+    feats = featurize(vars(episodes.context), vars(episodes.query), 64, index=episodes.index)
+    batch = to_batch(feats, episodes.target)
     qfeat = batch["query"][batch["query_mask"]]
     assert torch.all(qfeat[:, [F["acc"], F["acc_delta"], F["has_acc"]]] == 0)
+    assert np.isfinite(episodes.target[episodes.query.mask]).all()
     # Sampled context points all come before every query point of a checkpoint episode's run.
-    assert np.isfinite(target[qry["mask"]]).all()
+    ctx, qry = episodes.context, episodes.query
+    point = episodes.meta["kind"].to_numpy() == "checkpoint"
+    last = np.where(ctx.mask, ctx.x, -np.inf).max(1)
+    first = np.where(qry.mask, qry.x, np.inf).min(1)
+    assert point.any() and (last[point] < first[point]).all()
+    # the checkpoint numbers in the full trajectory travel with the episodes and order them like x
+    idx_c, idx_q = episodes.index
+    assert (np.where(ctx.mask, idx_c, -1).max(1)[point] < np.where(qry.mask, idx_q, np.inf).min(1)[point]).all()
+    part = episodes.subset([1, 2])
+    np.testing.assert_array_equal(part.index[0], idx_c[[1, 2], : part.context.mask.shape[1]])
 
 
 def test_long_contexts_are_subsampled_deterministically_keeping_the_reference_point():
@@ -132,8 +143,8 @@ def test_model_overfits_one_batch():
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest (the fixture restores it)
     points = make_points(n_runs=3, n_tasks=3, n_points=30).assign(split="train")
     cfg = SamplerConfig(max_context=16, max_query=8)
-    ctx, qry, target = sample_batch(TrajectoryBank(points), cfg, 16, np.random.default_rng(1))
-    batch = to_batch(featurize(ctx, qry, 16), target)
+    episodes = sample_batch(TrajectoryBank(points), cfg, 16, np.random.default_rng(1))
+    batch = to_batch(featurize(vars(episodes.context), vars(episodes.query), 16, index=episodes.index), episodes.target)
     model = build_model(ModelConfig(d_model=32, n_heads=2, d_ff=64, n_layers=2))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []

@@ -205,17 +205,18 @@ def test_sampler_carries_lr_and_drops_it_when_asked():
     points = make_points(n_runs=3, n_tasks=2, n_points=30)
     points["lr"] = parse_schedule("wsd:total=30,decay=0.3").lr(points["step"])
     bank = TrajectoryBank(points)
-    ctx, qry, _ = sample_batch(bank, SamplerConfig(p_scale=0.0), 16, np.random.default_rng(0))
-    assert np.isfinite(ctx["lr"][ctx["mask"]]).all() and np.isfinite(qry["lr"][qry["mask"]]).all()
-    ctx, qry, _ = sample_batch(bank, SamplerConfig(p_scale=1.0), 8, np.random.default_rng(0))
-    assert np.isnan(qry["lr"]).all()  # scale episodes mix runs: no areas
-    ctx, qry, _ = sample_batch(bank, SamplerConfig(p_scale=0.0, p_drop_lr=1.0), 8, np.random.default_rng(0))
-    assert np.isnan(ctx["lr"]).all() and np.isnan(qry["lr"]).all()
+    eps = sample_batch(bank, SamplerConfig(p_scale=0.0), 16, np.random.default_rng(0))
+    ctx, qry = eps.context, eps.query
+    assert np.isfinite(ctx.lr[ctx.mask]).all() and np.isfinite(qry.lr[qry.mask]).all()
+    qry = sample_batch(bank, SamplerConfig(p_scale=1.0), 8, np.random.default_rng(0)).query
+    assert np.isnan(qry.lr).all()  # scale episodes mix runs: no areas
+    eps = sample_batch(bank, SamplerConfig(p_scale=0.0, p_drop_lr=1.0), 8, np.random.default_rng(0))
+    assert np.isnan(eps.context.lr).all() and np.isnan(eps.query.lr).all()
     plain = TrajectoryBank(points.drop(columns=["lr"]))  # sources without lr: NaN, and the same draws
-    c1, _, t1 = sample_batch(plain, SamplerConfig(), 8, np.random.default_rng(1))
-    c2, _, t2 = sample_batch(bank, SamplerConfig(), 8, np.random.default_rng(1))
-    np.testing.assert_array_equal(c1["accuracy"], c2["accuracy"])
-    assert np.isnan(c1["lr"]).all()
+    c1 = sample_batch(plain, SamplerConfig(), 8, np.random.default_rng(1)).context
+    c2 = sample_batch(bank, SamplerConfig(), 8, np.random.default_rng(1)).context
+    np.testing.assert_array_equal(c1.accuracy, c2.accuracy)
+    assert np.isnan(c1.lr).all()
 
 
 # ----------------------------------------------------------------------------- the lr_annealing baseline
