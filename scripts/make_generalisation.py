@@ -48,9 +48,10 @@ ABLATIONS = {
     "law-features-1k": ["train.max_epochs=5"],
     "no-law-features-1k": ["train.max_epochs=5", "model.law_features=false"],
 }
-# Other seeds of the full model (`train.seed=1`, `train.seed=2`) give every `full` row a spread
-# when their checkpoints exist (runs/ablations/neuneu-without-<family>-full-seed-<k>.pt).
-SEEDS = ("full", "full-seed-1", "full-seed-2")
+# Other seeds of the full model give every leave-one-family-out row a mean ± spread over three
+# trainings (runs/ablations/neuneu-without-<family>-full-seed-<k>.pt); trained for every family.
+SEED_RUNS = {"full-seed-1": ["train.seed=1"], "full-seed-2": ["train.seed=2"]}
+SEEDS = ("full", *SEED_RUNS)
 
 
 def checkpoint(family: str, ablation: str) -> Path:
@@ -64,7 +65,7 @@ def train_one(family: str, ablation: str) -> None:
     sources = ",".join(s for s in SOURCES if s != family)
     cmd = [sys.executable, "train.py", "configs/lofo.yaml", f"data.sources=[{sources}]",
            f"train.name={path.stem}", "train.runs_dir=runs/lofo", "train.ensemble=1",
-           "trainer.enable_progress_bar=false", *ABLATIONS.get(ablation, []), "--promote", str(path)]
+           "trainer.enable_progress_bar=false", *{**ABLATIONS, **SEED_RUNS}.get(ablation, []), "--promote", str(path)]
     print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
     log = ROOT / "runs" / f"{path.stem}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -175,11 +176,16 @@ def main() -> None:
                         help="run no benchmark: rebuild the tables from the leaderboards already in results/")
     parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
     args = parser.parse_args()
-    ablations = ["full"] if args.no_ablations else ["full", *ABLATIONS]
     ablation_families = args.ablation_families or args.families
+
+    def models(family: str) -> list[str]:
+        """The checkpoints scored for `family`: the full model, its other seeds, the ablations."""
+        if args.no_ablations:
+            return ["full"]
+        return [*SEEDS, *(ABLATIONS if family in ablation_families else [])]
+
     todo = [] if args.no_run else [
-        (f, a) for f in args.families for a in (ablations if f in ablation_families else ["full"])
-        if args.retrain or not checkpoint(f, a).is_file()]
+        (f, a) for f in args.families for a in models(f) if args.retrain or not checkpoint(f, a).is_file()]
     if todo and not (args.train or args.retrain or args.train_only):
         missing = ", ".join(str(checkpoint(f, a).relative_to(ROOT)) for f, a in todo)
         raise SystemExit(f"missing checkpoints: {missing}; run with --train")
@@ -195,14 +201,15 @@ def main() -> None:
     lofo = {f: lofo_board(f) for f in args.families}
     boards = {}
     if not args.no_ablations:
-        for f in ablation_families:
+        for f in args.families:
             extra = ["--methods", "persistence"]
-            for a in ablations:
+            for a in models(f):
                 extra += ["--neural", f"{a}={checkpoint(f, a)}"]
             done = ROOT / "results" / f"ablations-{f}" / "leaderboard.csv"
             boards[f] = pd.read_csv(done) if args.no_run else benchmark(f, f"results/ablations-{f}", extra)
         (ROOT / "results" / "ablations.md").write_text(
-            ablation_table(boards, lofo) + "\n\n" + provenance(f"results/ablations-{ablation_families[0]}") + "\n")
+            ablation_table({f: boards[f] for f in ablation_families}, lofo) + "\n\n"
+            + provenance(f"results/ablations-{ablation_families[0]}") + "\n")
     (ROOT / "results" / "lofo.md").write_text(lofo_table(lofo, seed_spread(boards)) + "\n\n"
                                               + provenance(f"results/lofo-{args.families[0]}") + "\n")
     blocks = {"lofo": (ROOT / "results" / "lofo.md").read_text()}
