@@ -247,6 +247,28 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
     """`lines`: each row's line (or row) number for messages; default: consecutive from `first_line`."""
     if len(raw) == 0:
         raise InputError(f"{path}: has a header but no rows" if unit == "line" else f"{path}: has no rows")
+    raw, time_col = _check_columns(raw, path, episode)
+    lines = np.arange(len(raw)) + first_line if lines is None else np.asarray(lines)
+
+    def fail(col: str, bad: np.ndarray, what: str, values: pd.Series | None = None) -> None:
+        rows = lines[bad][:5]
+        more = f" and {int(bad.sum()) - len(rows)} more" if bad.sum() > len(rows) else ""
+        example = f" (e.g. {values[bad].iloc[0]!r})" if values is not None else ""
+        raise InputError(f"{path}: column '{col}': {what} on {unit}(s) {', '.join(map(str, rows))}{more}{example}")
+
+    frame = _parse_cells(raw, fail)
+    _check_values(frame, raw, episode, time_col, fail)
+    if "flops" not in frame and {"params", "tokens"} <= set(frame):
+        frame["flops"] = 6.0 * frame["params"] * frame["tokens"]
+    frame["_line"] = lines
+    frame = _drop_duplicates(frame, [k for k in TRAJECTORY_KEY if k in frame] + [time_col], fail)
+    _check_every_episode_has_context(path, frame, episode, unit)
+    frame.attrs["path"] = str(path)
+    return frame
+
+
+def _check_columns(raw: pd.DataFrame, path, episode: str) -> tuple[pd.DataFrame, str]:
+    """The required columns are there (`value` read as `accuracy`) → (raw, the time coordinate)."""
     if "accuracy" not in raw and "value" in raw:
         raw = raw.rename(columns={"value": "accuracy"})
     elif "accuracy" in raw and "value" in raw:
@@ -260,14 +282,12 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
     time_cols = [c for c in TIME_COORDS if c in raw]
     if not time_cols:
         raise InputError(f"{path}: needs at least one of the columns tokens, flops, step; columns are: {', '.join(raw.columns)}")
-    lines = np.arange(len(raw)) + first_line if lines is None else np.asarray(lines)
+    return raw, time_cols[0]
 
-    def fail(col: str, bad: np.ndarray, what: str, values: pd.Series | None = None) -> None:
-        rows = lines[bad][:5]
-        more = f" and {int(bad.sum()) - len(rows)} more" if bad.sum() > len(rows) else ""
-        example = f" (e.g. {values[bad].iloc[0]!r})" if values is not None else ""
-        raise InputError(f"{path}: column '{col}': {what} on {unit}(s) {', '.join(map(str, rows))}{more}{example}")
 
+def _parse_cells(raw: pd.DataFrame, fail) -> pd.DataFrame:
+    """Text cells → numbers in the `NUMERIC` columns (blank: NaN; anything else unreadable fails),
+    stripped text elsewhere (a blank run, task or family: NaN, refused by `_check_values`)."""
     frame = pd.DataFrame(index=raw.index)
     for col in raw.columns:
         text = raw[col].str.strip()
@@ -284,13 +304,22 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
             frame[col] = numeric
         else:
             # A blank metric is a metric of its own (one trajectory per run and task); a blank
-            # run, task or family is refused below where it is a key.
+            # run, task or family is refused where it is a key.
             frame[col] = text.replace("", np.nan) if col in ("run", "task", "family") else text if col == "metric" else raw[col]
+    return frame
+
+
+# columns that must be positive where given → the message where one is not
+_POSITIVE = {"loss": "non-positive loss", "lr": "non-positive learning rate"}
+
+
+def _check_values(frame: pd.DataFrame, raw: pd.DataFrame, episode: str, time_col: str, fail) -> None:
+    """Keys filled, the time coordinate given, coordinates, losses and learning rates positive,
+    accuracies in [0, 1]; the first violation fails naming its rows."""
     for col in ("run", "task") + (("family",) if episode == "family" else ()):
         bad = frame[col].isna().to_numpy()
         if bad.any():
             fail(col, bad, "blank value")
-    time_col = time_cols[0]
     bad = np.isnan(frame[time_col].to_numpy())
     if bad.any():
         fail(time_col, bad, f"blank value in the time coordinate ('{time_col}' orders each trajectory)")
@@ -303,18 +332,16 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
     bad = (acc < 0) | (acc > 1)
     if bad.any():
         fail("accuracy", bad, "accuracy outside [0, 1]", raw["accuracy"])
-    if "loss" in frame:
-        bad = (frame["loss"] <= 0).to_numpy()
-        if bad.any():
-            fail("loss", bad, "non-positive loss", raw["loss"])
-    if "lr" in frame:
-        bad = (frame["lr"] <= 0).to_numpy()
-        if bad.any():
-            fail("lr", bad, "non-positive learning rate", raw["lr"])
-    if "flops" not in frame and {"params", "tokens"} <= set(frame):
-        frame["flops"] = 6.0 * frame["params"] * frame["tokens"]
+    for col, what in _POSITIVE.items():
+        if col in frame:
+            bad = (frame[col] <= 0).to_numpy()
+            if bad.any():
+                fail(col, bad, what, raw[col])
 
-    key = [k for k in TRAJECTORY_KEY if k in frame] + [time_col]
+
+def _drop_duplicates(frame: pd.DataFrame, key: list[str], fail) -> pd.DataFrame:
+    """Rows repeating a point (same `key`): conflicting values fail; exact copies are dropped
+    and counted in `attrs["dropped"]`."""
     dup = frame.duplicated(key, keep=False).to_numpy()
     if dup.any():
         cols = [c for c in ("accuracy", "loss") if c in frame]
@@ -324,12 +351,9 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
             rows = frame.set_index(key).index.isin(bad_keys)
             fail("accuracy", rows, f"conflicting duplicates (same {', '.join(key)}, different values)")
     exact = frame.duplicated(key, keep="first").to_numpy()
-    frame.attrs["dropped"] = {"exact duplicate rows": int(exact.sum())} if exact.any() else {}
-    frame["_line"] = lines
-    frame = frame[~exact]
-    _check_every_episode_has_context(path, frame, episode, unit)
-    frame.attrs["path"] = str(path)
-    return frame
+    out = frame[~exact]
+    out.attrs["dropped"] = {"exact duplicate rows": int(exact.sum())} if exact.any() else {}
+    return out
 
 
 def episode_key(frame: pd.DataFrame, episode: str) -> list[str]:

@@ -228,6 +228,36 @@ def law_features(ctx: dict, qry: dict, anchor: np.ndarray) -> np.ndarray:
     return out
 
 
+def _tokens(part: dict, reference: dict, gap: np.ndarray | None = None) -> np.ndarray:
+    """(E, ·, len(FEATURES)) tokens of one part of the episodes: context points (`part` has an
+    accuracy) or queries (`gap`: their checkpoint distance from the reference point, which the ref
+    layout reads on query tokens only). `reference`: (E,) x, params, flops, accuracy (the anchor)
+    and loss at each episode's reference point; `part["_sched"]`: its schedule features."""
+    is_query = "accuracy" not in part
+    out = np.zeros(part["mask"].shape + (len(FEATURES),), dtype=np.float32)
+    out[..., F["ln_x"]], _ = _rel_log(part["x"], reference["x"])
+    out[..., F["ln_params"]], out[..., F["has_params"]] = _rel_log(part["params"], reference["params"])
+    out[..., F["ln_flops"]], out[..., F["has_flops"]] = _rel_log(part["flops"], reference["flops"])
+    loss, loss_ref = part["loss"], reference["loss"]
+    has = np.isfinite(loss)
+    out[..., F["has_loss"]] = has
+    out[..., F["loss"]] = np.where(has, (np.nan_to_num(loss) - LOSS_CENTER) / LOSS_SCALE, 0.0)
+    both = has & np.isfinite(loss_ref)[:, None]
+    out[..., F["loss_delta"]] = np.where(both, np.nan_to_num(loss) - np.nan_to_num(loss_ref)[:, None], 0.0)
+    if is_query:
+        out[..., F["gap"]] = gap
+    else:
+        acc = np.nan_to_num(part["accuracy"])
+        out[..., F["acc_delta"]] = (acc - reference["accuracy"][:, None]) * ACC_SCALE
+        out[..., F["acc"]] = (acc - 0.5) * 2.0
+        out[..., F["has_acc"]] = 1.0
+    out[..., F["is_query"]] = float(is_query)
+    out[..., F["own"]] = 1.0 if is_query else (np.asarray(part["own"], bool) if "own" in part else 1.0)
+    out[..., F[SCHEDULE_FEATURES[0]]:F[SCHEDULE_FEATURES[-1]] + 1] = part["_sched"]
+    out[~part["mask"]] = 0.0
+    return out
+
+
 def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False,
               index: tuple[np.ndarray, np.ndarray] | None = None) -> Features:
     """Build the token features of E episodes.
@@ -258,9 +288,9 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False,
     ref0 = reference_index(ctx)
     ref_rank = idx_c[np.arange(len(ref0)), ref0]  # (E,)
     # Schedule features on the full context (areas need every point), carried through subsampling.
-    sched_in = {k: v for k, v in (("lr", "lr"), ("run", "run")) if k in ctx_in and k in qry_in}
-    ctx["_sched"], qry["_sched"] = schedule_tokens({**ctx, **{k: ctx_in[v] for k, v in sched_in.items()}},
-                                                   {**qry, **{k: qry_in[v] for k, v in sched_in.items()}}, ref0)
+    plan = [k for k in ("lr", "run") if k in ctx_in and k in qry_in]
+    ctx["_sched"], qry["_sched"] = schedule_tokens({**ctx, **{k: ctx_in[k] for k in plan}},
+                                                   {**qry, **{k: qry_in[k] for k in plan}}, ref0)
     ctx = subsample_context(ctx, max_context)
     E = len(ctx["mask"])
     rows = np.arange(E)
@@ -271,37 +301,12 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False,
     has_loss_c = np.isfinite(ctx["loss"]) & ctx["mask"]
     loss_key = np.where(has_loss_c, np.arange(ctx["mask"].shape[1])[None, :], -1)
     loss_ref = np.where(has_loss_c.any(1), ctx["loss"][rows, np.argmax(loss_key, axis=1)], np.nan)
-
-    def tokens(part: dict, is_query: bool) -> np.ndarray:
-        out = np.zeros(part["mask"].shape + (len(FEATURES),), dtype=np.float32)
-        out[..., F["ln_x"]], _ = _rel_log(part["x"], ctx["x"][rows, ref])
-        out[..., F["ln_params"]], out[..., F["has_params"]] = _rel_log(part["params"], ctx["params"][rows, ref])
-        out[..., F["ln_flops"]], out[..., F["has_flops"]] = _rel_log(part["flops"], ctx["flops"][rows, ref])
-        loss = part["loss"]
-        has = np.isfinite(loss)
-        out[..., F["has_loss"]] = has
-        out[..., F["loss"]] = np.where(has, (np.nan_to_num(loss) - LOSS_CENTER) / LOSS_SCALE, 0.0)
-        both = has & np.isfinite(loss_ref)[:, None]
-        out[..., F["loss_delta"]] = np.where(both, np.nan_to_num(loss) - np.nan_to_num(loss_ref)[:, None], 0.0)
-        if not is_query:
-            acc = np.nan_to_num(part["accuracy"])
-            out[..., F["acc_delta"]] = (acc - anchor[:, None]) * ACC_SCALE
-            out[..., F["acc"]] = (acc - 0.5) * 2.0
-            out[..., F["has_acc"]] = 1.0
-        else:
-            # The ref layout's gap lives on query tokens only (context tokens get it per query).
-            out[..., F["gap"]] = (idx_q - ref_rank[:, None]) * GAP_SCALE
-        out[..., F["is_query"]] = float(is_query)
-        out[..., F["own"]] = 1.0 if is_query else (np.asarray(part["own"], bool) if "own" in part else 1.0)
-        out[..., F[SCHEDULE_FEATURES[0]]:F[SCHEDULE_FEATURES[-1]] + 1] = part["_sched"]
-        out[~part["mask"]] = 0.0
-        return out
-
-    query_tokens = tokens(qry, True)
+    reference = {k: ctx[k][rows, ref] for k in ("x", "params", "flops")} | {"accuracy": anchor, "loss": loss_ref}
+    query_tokens = _tokens(qry, reference, gap=(idx_q - ref_rank[:, None]) * GAP_SCALE)
     if laws_q is not None:
         query_tokens[..., F[LAW_FEATURES[0]]:F[LAW_FEATURES[-1]] + 1] = laws_q
     return Features(
-        context=tokens(ctx, False),
+        context=_tokens(ctx, reference),
         context_mask=ctx["mask"].astype(bool),
         query=query_tokens,
         query_mask=qry["mask"].astype(bool),

@@ -286,59 +286,22 @@ def read_wide(
     if len(raw) == 0:
         raise InputError(f"{path}: has a header but no rows")
     lines = np.arange(len(raw)) + 2
-
-    def need(col: str | None, flag: str) -> None:
+    for col, flag in ((step_column, "--step-column"), (tokens_column, "--tokens-column"), (loss_column, "--loss-column")):
         if col is not None and col not in raw:
             hint = " (W&B exports call it '_step')" if col == "step" and "_step" in raw else ""
             raise InputError(f"{path}: no column '{col}' ({flag}){hint}; columns are: {', '.join(raw.columns)}")
-
-    need(step_column, "--step-column")
-    need(tokens_column, "--tokens-column")
-    need(loss_column, "--loss-column")
+    special = {c for c in (step_column, tokens_column, loss_column) if c}
+    chosen, skipped = _metric_columns(path, raw, special, columns)
 
     def numbers(col: str, allow_blank: bool) -> np.ndarray:
-        text = raw[col].str.strip()
-        blank = (text == "") | text.str.lower().isin(["nan", "none", "null"])
-        values = pd.to_numeric(text.where(~blank), errors="coerce").to_numpy(float)
-        bad = (~blank.to_numpy() & ~np.isfinite(values)) | (blank.to_numpy() & (not allow_blank))
-        if bad.any():
-            what = "blank value" if blank.to_numpy()[bad][0] else "non-numeric value"
-            raise InputError(f"{path}: column '{col}': {what} on line(s) {', '.join(map(str, lines[bad][:5]))} "
-                             f"(e.g. {text[bad].iloc[0]!r})")
-        return values
-
-    special = {c for c in (step_column, tokens_column, loss_column) if c}
-    chosen, skipped = [], []
-    for col in raw.columns:
-        if col in special:
-            continue
-        if columns:
-            if any(fnmatch.fnmatchcase(col, pattern) for pattern in columns):
-                task, metric = split_metric_column(col) or (col.split("/")[-1], "")
-                chosen.append((col, task, metric))
-            else:
-                skipped.append(col)
-        elif (parsed := split_metric_column(col)) is not None:
-            chosen.append((col, *parsed))
-        else:
-            skipped.append(col)
-    if not chosen:
-        how = f"--columns {' '.join(columns)} matches" if columns else "the rule recognises"
-        raise InputError(f"{path}: no metric column ({how} none of: {', '.join(raw.columns)}). {WIDE_RULE}")
+        return _wide_numbers(path, raw, col, lines, allow_blank)
 
     step = numbers(step_column, allow_blank=False)
     tokens = numbers(tokens_column, allow_blank=False) if tokens_column else None
     loss = numbers(loss_column, allow_blank=True) if loss_column else None
     parts = []
     for col, task, metric in chosen:
-        value = numbers(col, allow_blank=True)
-        if percent:
-            value = value / 100.0
-        outside = np.isfinite(value) & ((value < 0) | (value > 1))
-        if outside.any():
-            hint = "; if these are percentages, pass --percent" if not percent and np.nanmax(value) <= 100 else ""
-            raise InputError(f"{path}: column '{col}': accuracy outside [0, 1] on line(s) "
-                             f"{', '.join(map(str, lines[outside][:5]))} (e.g. {raw[col].iloc[np.flatnonzero(outside)[0]]!r}){hint}")
+        value = _wide_accuracy(path, raw, col, numbers(col, allow_blank=True), lines, percent)
         present = np.isfinite(value)
         part = pd.DataFrame({"task": task, "metric": metric, "step": step[present], "accuracy": value[present],
                              "_line": lines[present], "_column": col})
@@ -350,17 +313,8 @@ def read_wide(
         raise InputError(f"{path}: every metric cell is blank")
     if (frame["step"] == np.round(frame["step"])).all():
         frame["step"] = frame["step"].astype(np.int64)
-
     key = ["task", "metric", "step"]
-    dup = frame.duplicated(key, keep=False)
-    if dup.any():
-        conflict = frame[dup].groupby(key)["accuracy"].nunique() > 1
-        if conflict.any():
-            task, metric, at = conflict[conflict].index[0]
-            rows = frame[(frame["task"] == task) & (frame["metric"] == metric) & (frame["step"] == at)]
-            raise InputError(f"{path}: {task} {metric} at step {at} has different values on lines "
-                             f"{', '.join(map(str, rows['_line'][:5]))} (columns {', '.join(sorted(set(rows['_column'])))})")
-        frame = frame.drop_duplicates(key)
+    frame = _drop_repeated_points(path, frame, key)
     if loss is not None:
         per_step = pd.Series(loss, index=step).dropna()
         per_step = per_step[~per_step.index.duplicated(keep="first")]
@@ -379,6 +333,69 @@ def read_wide(
     out.attrs["skipped_columns"] = skipped
     out.attrs["dropped"] = {}
     return out
+
+
+def _metric_columns(path: Path, raw: pd.DataFrame, special: set, columns: list[str] | None):
+    """The wide file's metric columns → ([(column, task, metric)], [skipped columns]): those the
+    `columns` globs match, else those `split_metric_column` recognises; never a `special` one."""
+    chosen, skipped = [], []
+    for col in raw.columns:
+        if col in special:
+            continue
+        if columns:
+            if any(fnmatch.fnmatchcase(col, pattern) for pattern in columns):
+                task, metric = split_metric_column(col) or (col.split("/")[-1], "")
+                chosen.append((col, task, metric))
+            else:
+                skipped.append(col)
+        elif (parsed := split_metric_column(col)) is not None:
+            chosen.append((col, *parsed))
+        else:
+            skipped.append(col)
+    if not chosen:
+        how = f"--columns {' '.join(columns)} matches" if columns else "the rule recognises"
+        raise InputError(f"{path}: no metric column ({how} none of: {', '.join(raw.columns)}). {WIDE_RULE}")
+    return chosen, skipped
+
+
+def _wide_numbers(path: Path, raw: pd.DataFrame, col: str, lines: np.ndarray, allow_blank: bool) -> np.ndarray:
+    """Column `col` as floats; blank, nan, none and null cells are NaN (refused unless `allow_blank`)."""
+    text = raw[col].str.strip()
+    blank = (text == "") | text.str.lower().isin(["nan", "none", "null"])
+    values = pd.to_numeric(text.where(~blank), errors="coerce").to_numpy(float)
+    bad = (~blank.to_numpy() & ~np.isfinite(values)) | (blank.to_numpy() & (not allow_blank))
+    if bad.any():
+        what = "blank value" if blank.to_numpy()[bad][0] else "non-numeric value"
+        raise InputError(f"{path}: column '{col}': {what} on line(s) {', '.join(map(str, lines[bad][:5]))} "
+                         f"(e.g. {text[bad].iloc[0]!r})")
+    return values
+
+
+def _wide_accuracy(path: Path, raw: pd.DataFrame, col: str, value: np.ndarray, lines: np.ndarray,
+                   percent: bool) -> np.ndarray:
+    """A metric column's values as accuracies in [0, 1] (`percent`: divided by 100), else an error."""
+    if percent:
+        value = value / 100.0
+    outside = np.isfinite(value) & ((value < 0) | (value > 1))
+    if outside.any():
+        hint = "; if these are percentages, pass --percent" if not percent and np.nanmax(value) <= 100 else ""
+        raise InputError(f"{path}: column '{col}': accuracy outside [0, 1] on line(s) "
+                         f"{', '.join(map(str, lines[outside][:5]))} (e.g. {raw[col].iloc[np.flatnonzero(outside)[0]]!r}){hint}")
+    return value
+
+
+def _drop_repeated_points(path: Path, frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """One row per (task, metric, step): columns repeating a point agree (then one is kept) or fail."""
+    dup = frame.duplicated(key, keep=False)
+    if not dup.any():
+        return frame
+    conflict = frame[dup].groupby(key)["accuracy"].nunique() > 1
+    if conflict.any():
+        task, metric, at = conflict[conflict].index[0]
+        rows = frame[(frame["task"] == task) & (frame["metric"] == metric) & (frame["step"] == at)]
+        raise InputError(f"{path}: {task} {metric} at step {at} has different values on lines "
+                         f"{', '.join(map(str, rows['_line'][:5]))} (columns {', '.join(sorted(set(rows['_column'])))})")
+    return frame.drop_duplicates(key)
 
 
 # ----------------------------------------------------------------------------- both

@@ -140,7 +140,7 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
         family: one of `FAMILIES`; None draws one uniformly.
 
     Returns:
-        {"x", "params", "flops", "loss", "accuracy", "index", "lr"} as float arrays of one length
+        {"x", "tokens", "params", "flops", "loss", "accuracy", "index", "lr"} as float arrays of one length
         (lr NaN unless a schedule was drawn), plus "family" (str, the shape family drawn) and,
         on curves with a schedule, "schedule" (str, its kind).
     """
@@ -188,6 +188,7 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
         loss = np.full(n, np.nan)
     out = {
         "x": x,
+        "tokens": x,
         "params": np.full(n, params),
         "flops": 6.0 * params * x,
         "loss": loss,

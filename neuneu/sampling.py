@@ -165,7 +165,7 @@ def _draw_trajectory(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Ge
         prior = PriorConfig(p_schedule=cfg.p_schedule_prior)
         traj = {f: np.asarray(v, float) for f, v in sample_trajectory(rng, prior).items() if f in FIELDS}
         n = len(traj["x"])
-        return {**traj, "tokens": traj["x"], "run": np.full(n, len(bank.names) - 1, dtype=float)}
+        return {**traj, "run": np.full(n, len(bank.names) - 1, dtype=float)}
     return bank.draw(rng, cfg.balance_sources)
 
 
