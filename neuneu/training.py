@@ -234,6 +234,64 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     return out
 
 
+def assemble(paths: list[str | Path], out: str | Path, *, points=None, quiet: bool = False) -> Path:
+    """One ensemble checkpoint from checkpoints trained apart (e.g. `train.seed=0,1,2` of one
+    recipe, in parallel jobs): the members' weights, calibrated again as one model on the
+    validation runs (`evaluate_validation`), exactly as `train` does with `train.ensemble`.
+
+    The members must share their config but for `train.seed` / `train.name` and their training
+    data (`data_fingerprint`); otherwise InputError. `points`: as in `train` (tests).
+    """
+    from neuneu.config import config_from_dict
+    from neuneu.neural import load_checkpoint
+
+    if len(paths) < 2:
+        raise InputError(f"assemble: needs at least two checkpoints, got {len(paths)}")
+    loaded = [load_checkpoint(path) for path in paths]
+    members = []
+    for path, (model, payload) in zip(paths, loaded):
+        members.extend(model.members if isinstance(model, Ensemble) else [model])
+    first = loaded[0][1]
+
+    def recipe(payload: dict) -> dict:
+        """The config with its defaults filled, less what does not change what is learnt."""
+        cfg = config_to_dict(config_from_dict(payload["config"], "checkpoint config"))
+        for key in ("seed", "name", "out_dir", "runs_dir", "workers", "num_threads", "max_minutes"):
+            cfg["train"].pop(key, None)
+        cfg.pop("trainer", None)
+        return cfg
+
+    for path, (_, payload) in zip(paths[1:], loaded[1:]):
+        if recipe(payload) != recipe(first):
+            diff = sorted(f"{sec}.{k}" for sec in recipe(first) for k in set(recipe(first)[sec]) | set(recipe(payload)[sec])
+                          if recipe(first)[sec].get(k) != recipe(payload)[sec].get(k))
+            raise InputError(f"{path}: its recipe differs from {paths[0]}'s in {', '.join(diff)}")
+        if payload["data_fingerprint"] != first["data_fingerprint"]:
+            raise InputError(f"{path}: trained on other data than {paths[0]} (data_fingerprint differs)")
+    cfg = config_from_dict(first["config"], f"{paths[0]}: config")
+    data = EpisodeDataModule(cfg.data, cfg.train.batch_size, cfg.train.steps_per_epoch, cfg.train.seed,
+                             cfg.train.val_batch_size, points=points, laws=cfg.model.law_features)
+    data.setup()
+    if data_fingerprint(data.train_points) != first["data_fingerprint"]:
+        raise InputError(f"{paths[0]}: the data here is not the data it was trained on (data_fingerprint differs)")
+    model = Ensemble(members).eval()
+    if not quiet:
+        print(f"calibrating the {len(members)}-member ensemble on the validation runs...", flush=True)
+    figures, calibration = evaluate_validation(model, data, cfg)
+    figures["name"] = Path(out).stem
+    for key in ("fit_seconds", "steps"):  # summed over the members, as `train` reports an ensemble
+        figures[key] = sum((payload.get("validation") or {}).get(key, 0) for _, payload in loaded)
+    figures["ensemble"] = len(members)
+    figures["assembled_from"] = [str(p) for p in paths]
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ensemble=len(members), name=Path(out).stem))
+    out = Path(out)
+    export_checkpoint(model, cfg, out, first["data_fingerprint"], figures, calibration.to_dict(), first.get("trained_on"))
+    if not quiet:
+        print(summary(figures, out))
+        print(f"wrote {out}")
+    return out
+
+
 def trained_on(points) -> dict:
     """What a checkpoint saw, for `checkpoints/README.md` and the leave-one-family-out guard:
     the sources, families and runs of its train split, and its validation runs."""

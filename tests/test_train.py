@@ -17,7 +17,7 @@ from neuneu.data import InputError
 from neuneu.episodes import checkpoint_episodes
 from neuneu.model import ModelConfig, build_model
 from neuneu.neural import NeuralPredictor, load_checkpoint, predict_quantiles
-from neuneu.training import export_checkpoint, train
+from neuneu.training import assemble, export_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,6 +60,27 @@ def test_debug_config_trains_end_to_end_and_its_checkpoint_predicts(trained):
     assert quantiles.shape == (*episodes.target.shape, 5)
     assert np.isfinite(quantiles[real]).all() and np.isnan(quantiles[~real]).all()
     assert (np.diff(quantiles[real], axis=-1) >= 0).all()
+
+
+def test_members_trained_apart_assemble_into_one_calibrated_ensemble(trained, tmp_path):
+    cfg, path = trained
+    other = train(_debug_cfg(tmp_path, "train.seed=1", "train.name=seed1"), points=_points(), quiet=True)
+    out = assemble([path, other], tmp_path / "ens.pt", points=_points(), quiet=True)
+    model, payload = load_checkpoint(out)
+    assert payload["ensemble"] == 2 and payload["config"]["train"]["ensemble"] == 2
+    assert payload["calibration"]["n"] > 0 and payload["validation"]["assembled_from"] == [str(path), str(other)]
+    episodes = checkpoint_episodes(_points(), 0.2)
+    ctx, qry, width = episodes.context, episodes.query, cfg.data.max_context
+    parts = [predict_quantiles(load_checkpoint(p)[0], ctx, qry, width) for p in (path, other)]
+    np.testing.assert_allclose(predict_quantiles(model, ctx, qry, width), (parts[0] + parts[1]) / 2, atol=1e-6)
+    assert not np.allclose(parts[0][episodes.query.mask], parts[1][episodes.query.mask])  # two real members
+    wider = train(_debug_cfg(tmp_path, "train.seed=2", "train.name=wide", "model.d_model=32"), points=_points(), quiet=True)
+    with pytest.raises(InputError, match="model.d_model"):
+        assemble([path, wider], tmp_path / "bad.pt", points=_points(), quiet=True)
+    with pytest.raises(InputError, match="data_fingerprint"):
+        assemble([path, other], tmp_path / "bad.pt", points=make_points(n_runs=5, n_tasks=4, n_points=25, seed=9)
+                 .assign(split=lambda f: np.where(f["run"] == "run4", "validation", "train")), quiet=True)
+    assert not (tmp_path / "bad.pt").exists()
 
 
 def test_predictions_do_not_depend_on_the_batch_size(trained):
