@@ -14,10 +14,12 @@ of F at ratios 0.1, 0.2 and 0.4 next to every baseline, raw ("neuneu-uncalibrate
 with the checkpoint's validation calibration ("neuneu-valcal") and with the calibration
 backtested on the held-out family's own contexts ("neuneu", the default of `neuneu predict`).
 
-Ablations: the same leave-one-family-out training with one choice switched off (ABLATIONS);
-same config, seed and step budget otherwise; `full-seed-1`, `full-seed-2` are the same model with
-other seeds, so every `full` row can be read as mean ± spread over three trainings where they exist. Their checkpoints go to runs/ablations/ (not
-committed); the leave-one-family-out ones to checkpoints/lofo/ (committed, ~0.5 MB each).
+Seeds and ablations: `full-seed-1`, `full-seed-2` (SEED_RUNS) are the same recipe with other
+seeds, trained for every family, so every row is also a mean ± std over three trainings; `ens3`
+is the three as one ensemble (scripts/assemble_ensemble.py, recalibrated on the validation runs).
+ABLATIONS are the same training with one choice switched off (same config, seed and step budget
+otherwise), on --ablation-families only. Their checkpoints go to runs/ablations/ (not committed);
+the seed-0 leave-one-family-out ones to checkpoints/lofo/ (committed, ~0.5 MB each).
 Outputs: results/lofo-<F>/ (full leaderboards), results/ablations-<F>/, results/lofo.md and
 results/ablations.md (the summary tables the README shows between `<!-- results:lofo -->` and
 `<!-- results:ablations -->` markers).
