@@ -130,7 +130,7 @@ class TrajectoryBank:
 
 
 def _take(traj: dict, idx: np.ndarray) -> dict:
-    return {f: traj[f][idx] for f in FIELDS if f in traj}  # a hand-made trajectory may lack lr
+    return {f: traj[f][idx] for f in FIELDS if f in traj}  # a hand-made trajectory may lack lr, tokens, run
 
 
 def thin(traj: dict, k: int, mode: str, rng: np.random.Generator) -> dict:
@@ -290,7 +290,7 @@ def batch_arrays(episodes: list[tuple[dict, dict]], meta: pd.DataFrame, run_name
         out = {f: _pad([d.get(f, np.zeros(k) if f == "run" else np.full(k, np.nan)) for d, k in zip(dicts, n)])
                for f in names}
         out["mask"] = _pad([np.ones(k) for k in n], 0.0).astype(bool)
-        out["run"] = np.where(out["mask"], np.nan_to_num(out["run"], nan=0.0), -1).astype(np.int64)
+        out["run"] = np.where(out["mask"], out["run"], -1).astype(np.int64)
         out["row"] = np.full(out["mask"].shape, -1, dtype=np.int64)
         return out
 

@@ -169,6 +169,14 @@ def _fit_members_in_parallel(cfg: Config, resume: bool, quiet: bool) -> tuple[li
     return members, sum(steps for _, steps in done)
 
 
+def _data_module(cfg: Config, points=None) -> EpisodeDataModule:
+    """The training episodes and fixed validation episodes of `cfg` (`points`: instead of loading its sources)."""
+    return EpisodeDataModule(
+        cfg.data, cfg.train.batch_size, cfg.train.steps_per_epoch, cfg.train.seed, cfg.train.val_batch_size,
+        points=points, val_max_tokens=2_000 if cfg.model.layout == "ref" else 20_000, laws=cfg.model.law_features,
+    )
+
+
 def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, points=None, quiet: bool = False) -> Path:
     """Train the configured model (an ensemble of `train.ensemble` seeds) and export it.
 
@@ -189,11 +197,7 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     first_last = _under_repo(_member_config(cfg, 0).train.runs_dir) / _member_config(cfg, 0).train.name / "last.ckpt"
     if resume and not first_last.is_file():
         raise FileNotFoundError(f"--resume: no {first_last} to resume from")
-    ref = cfg.model.layout == "ref"
-    data = EpisodeDataModule(
-        cfg.data, cfg.train.batch_size, cfg.train.steps_per_epoch, cfg.train.seed, cfg.train.val_batch_size,
-        points=points, val_max_tokens=2_000 if ref else 20_000, laws=cfg.model.law_features,
-    )
+    data = _data_module(cfg, points)
     members, trainer = [], None
     parallel = cfg.train.workers > 1 and cfg.train.ensemble > 1 and points is None and not callbacks
     if parallel:
@@ -248,9 +252,7 @@ def assemble(paths: list[str | Path], out: str | Path, *, points=None, quiet: bo
     if len(paths) < 2:
         raise InputError(f"assemble: needs at least two checkpoints, got {len(paths)}")
     loaded = [load_checkpoint(path) for path in paths]
-    members = []
-    for path, (model, payload) in zip(paths, loaded):
-        members.extend(model.members if isinstance(model, Ensemble) else [model])
+    members = [m for model, _ in loaded for m in (model.members if isinstance(model, Ensemble) else [model])]
     first = loaded[0][1]
 
     def recipe(payload: dict) -> dict:
@@ -261,16 +263,17 @@ def assemble(paths: list[str | Path], out: str | Path, *, points=None, quiet: bo
         cfg.pop("trainer", None)
         return cfg
 
+    want = recipe(first)
     for path, (_, payload) in zip(paths[1:], loaded[1:]):
-        if recipe(payload) != recipe(first):
-            diff = sorted(f"{sec}.{k}" for sec in recipe(first) for k in set(recipe(first)[sec]) | set(recipe(payload)[sec])
-                          if recipe(first)[sec].get(k) != recipe(payload)[sec].get(k))
+        have = recipe(payload)
+        if have != want:
+            diff = sorted(f"{sec}.{k}" for sec in want for k in set(want[sec]) | set(have[sec])
+                          if want[sec].get(k) != have[sec].get(k))
             raise InputError(f"{path}: its recipe differs from {paths[0]}'s in {', '.join(diff)}")
         if payload["data_fingerprint"] != first["data_fingerprint"]:
             raise InputError(f"{path}: trained on other data than {paths[0]} (data_fingerprint differs)")
     cfg = config_from_dict(first["config"], f"{paths[0]}: config")
-    data = EpisodeDataModule(cfg.data, cfg.train.batch_size, cfg.train.steps_per_epoch, cfg.train.seed,
-                             cfg.train.val_batch_size, points=points, laws=cfg.model.law_features)
+    data = _data_module(cfg, points)
     data.setup()
     if data_fingerprint(data.train_points) != first["data_fingerprint"]:
         raise InputError(f"{paths[0]}: the data here is not the data it was trained on (data_fingerprint differs)")
