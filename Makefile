@@ -1,7 +1,8 @@
 # Two commands from a fresh clone:
 #   make demo   a virtual environment, the CPU torch wheel, neuneu, then a prediction on the bundled
 #               example (neuneu/examples/) with fan charts and a score, under runs/demo/
-#   make test   the same setup, then the test suite (fails when pytest collects no test)
+#   make test   the same setup, then the test suite in two processes (PYTEST_ARGS, default -n 2:
+#               pytest-xdist); it fails when pytest collects no test
 #
 # The setup runs once: a stamp in the virtual environment records it, and is redone only when
 # pyproject.toml changes (or the environment is deleted). `make setup` does just that step.
@@ -14,7 +15,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.neuneu-setup
 EXAMPLE := neuneu/examples
