@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuneu.benchmark import _episode_sets, git_commit
+from neuneu.benchmark import git_commit
 from neuneu.calibration import Calibration
 from neuneu.data import load_source
+from neuneu.episodes import checkpoint_episodes
 from neuneu.metrics import summary_scores
 from neuneu.neural import (BLEND_PRIOR, BlendedCalibration, backtest_points, calibration_from_backtest, load_calibration,
                            load_checkpoint, predict_quantiles)
@@ -52,7 +53,9 @@ def family_points(family: str, kind: str) -> dict:
     model, payload = load_checkpoint(ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{kind}.pt")
     max_context = int(payload["features"]["max_context"])
     out = {"validation": load_calibration(payload)}
-    for ratio, eps in _episode_sets(load_source(family), "checkpoint", RATIOS, "forecast", None):
+    points = load_source(family)
+    for ratio in RATIOS:
+        eps = checkpoint_episodes(points, ratio, variant="forecast")
         raw, h = predict_quantiles(model, eps.context, eps.query, max_context, return_horizon=True)
         out[ratio] = (eps, raw, h, backtest_points(model, eps.context, eps.query, max_context))
     return out
