@@ -104,14 +104,13 @@ def test_default_training_set_has_no_evaluated_run(data_dir):
     assert set(gadre.loc[gadre["params"] >= 1e9, "split"]) <= {"test"}
 
 
-
 def test_shipped_checkpoint_is_the_default_recipe_as_an_ensemble():
     """The shipped model is what `python train.py` trains from configs/default.yaml — the same
     data, model and training recipe (machine-level knobs aside) and its `train.ensemble` members
     — so a config edited without retraining, or a checkpoint promoted from another recipe, fails."""
     from neuneu.config import config_to_dict
-    from neuneu.neural import DEFAULT_CHECKPOINT, load_checkpoint
     from neuneu.model import Ensemble
+    from neuneu.neural import DEFAULT_CHECKPOINT, load_checkpoint
 
     want = config_to_dict(load_config(REPO / "configs" / "default.yaml"))
     model, payload = load_checkpoint(DEFAULT_CHECKPOINT)
@@ -123,6 +122,7 @@ def test_shipped_checkpoint_is_the_default_recipe_as_an_ensemble():
         assert not mismatch, f"{section}: {mismatch} differ between configs/default.yaml and the shipped checkpoint"
     assert want["train"]["ensemble"] >= 2 and payload["ensemble"] == want["train"]["ensemble"]
     assert isinstance(model, Ensemble) and len(model.members) == want["train"]["ensemble"]
+
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
