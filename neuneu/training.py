@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 import neuneu
-from neuneu.config import Config, config_to_dict
+from neuneu.config import Config, config_from_dict, config_to_dict
 from neuneu.data import REPO_ROOT, InputError, data_fingerprint
 from neuneu.features import ACC_SCALE, FEATURES, GAP_SCALE, LOSS_CENTER, LOSS_SCALE
 from neuneu.model import Ensemble
@@ -238,6 +238,26 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     return out
 
 
+#: train.* keys that do not change what is learnt: the seed, names, paths and machine-level knobs
+NOT_RECIPE = ("seed", "name", "out_dir", "runs_dir", "workers", "num_threads", "max_minutes")
+
+
+def recipe(config: dict) -> dict:
+    """A config dict with its defaults filled, less `NOT_RECIPE` and the trainer section."""
+    cfg = config_to_dict(config_from_dict(config, "checkpoint config"))
+    for key in NOT_RECIPE:
+        cfg["train"].pop(key, None)
+    cfg.pop("trainer", None)
+    return cfg
+
+
+def recipe_diff(a: dict, b: dict) -> list[str]:
+    """The `section.key`s where the recipes of config dicts a and b differ (sorted; [] if none)."""
+    want, have = recipe(a), recipe(b)
+    return sorted(f"{sec}.{k}" for sec in want for k in set(want[sec]) | set(have.get(sec, {}))
+                  if want[sec].get(k) != have.get(sec, {}).get(k))
+
+
 def assemble(paths: list[str | Path], out: str | Path, *, points=None, quiet: bool = False) -> Path:
     """One ensemble checkpoint from checkpoints trained apart (e.g. `train.seed=0,1,2` of one
     recipe, in parallel jobs): the members' weights, calibrated again as one model on the
@@ -246,7 +266,6 @@ def assemble(paths: list[str | Path], out: str | Path, *, points=None, quiet: bo
     The members must share their config but for `train.seed` / `train.name` and their training
     data (`data_fingerprint`); otherwise InputError. `points`: as in `train` (tests).
     """
-    from neuneu.config import config_from_dict
     from neuneu.neural import load_checkpoint
 
     if len(paths) < 2:
@@ -254,21 +273,9 @@ def assemble(paths: list[str | Path], out: str | Path, *, points=None, quiet: bo
     loaded = [load_checkpoint(path) for path in paths]
     members = [m for model, _ in loaded for m in (model.members if isinstance(model, Ensemble) else [model])]
     first = loaded[0][1]
-
-    def recipe(payload: dict) -> dict:
-        """The config with its defaults filled, less what does not change what is learnt."""
-        cfg = config_to_dict(config_from_dict(payload["config"], "checkpoint config"))
-        for key in ("seed", "name", "out_dir", "runs_dir", "workers", "num_threads", "max_minutes"):
-            cfg["train"].pop(key, None)
-        cfg.pop("trainer", None)
-        return cfg
-
-    want = recipe(first)
     for path, (_, payload) in zip(paths[1:], loaded[1:]):
-        have = recipe(payload)
-        if have != want:
-            diff = sorted(f"{sec}.{k}" for sec in want for k in set(want[sec]) | set(have[sec])
-                          if want[sec].get(k) != have[sec].get(k))
+        diff = recipe_diff(first["config"], payload["config"])
+        if diff:
             raise InputError(f"{path}: its recipe differs from {paths[0]}'s in {', '.join(diff)}")
         if payload["data_fingerprint"] != first["data_fingerprint"]:
             raise InputError(f"{path}: trained on other data than {paths[0]} (data_fingerprint differs)")

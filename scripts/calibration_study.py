@@ -80,12 +80,10 @@ def candidates(sets: dict, ratio: float, xfam: Calibration) -> dict:
     eps, raw, h, bt = sets[ratio]
     val = sets["validation"]
     context, n = calibration_from_backtest([bt])
-    if context is None:
-        return {"raw": raw, "validation": val.apply(raw, h), "context": val.apply(raw, h),
-                "cross-family": xfam.apply(raw, h), "context + cross-family": xfam.apply(raw, h),
-                "context, horizon-matched": val.apply(raw, h), "horizon-matched + cross-family": xfam.apply(raw, h)}
+    if context is None:  # no usable context: weight 0 on the back-test, as `neuneu predict` does
+        context, n = val, 0
     tested = np.sort(bt["horizon"])
-    share = 1 - np.searchsorted(tested, np.nan_to_num(h), side="left") / len(tested)
+    share = 1 - np.searchsorted(tested, np.nan_to_num(h), side="left") / max(len(tested), 1)
     w = (n / (n + BLEND_PRIOR)) * share[..., None]
     return {
         "raw": raw,
