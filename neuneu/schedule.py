@@ -28,7 +28,9 @@ Where the training sources' lr comes from (`source_lr`; blank = not published or
 | bigscience_tr3 | all 5 runs | Megatron cosine by consumed samples: peak 2e-4, min 1e-5, warmup 183,105 samples, decay over 73,242,187 samples; 2,048 tokens per sample (axis = tokens) | `train/tr3-1B3-baseline/*.slurm` of github.com/bigscience-workshop/bigscience (`--lr 2e-4 --min-lr 1e-5 --lr-decay-style cosine --lr-decay-samples 73_242_187 --lr-warmup-samples 183_105`) |
 | lucie | Lucie-7B | the logged lr, interpolated linearly in steps between the log's entries (cosine-like 3e-4 → 3e-5 over the main phase) | `lucie_training_loss.csv.gz`, column `learning_rate` (the TensorBoard log of the run) |
 | pythia (rest) | v0 runs, `1b-bf16`, batch-size variants | blank: their step counts or recipes differ from the table above and no schedule was found | — |
-| olmo_ladder, tucano | none | blank: the ladder's and Tucano's schedules were not found in their READMEs or verified in the papers in the time given | — |
+| olmo_ladder | the ladder runs `peteish-<size>-<m>xC` (incl. `-rerun`, `-seed1`, `-seed1-init`): 38 of 41 | OLMo `cosine_with_warmup` over each run's own length (m·20·N tokens, 0.5xC = 10·N), warmup N tokens (t_warmup = N / batch tokens steps), to 10% of the peak (alpha_f = 0.1); peak 0.0047·(N / 108M)^(-1/3) / 4 (sequence length 4096); N = `MODEL_PARAMS` | `src/ladder/ladder.py` of github.com/allenai/OLMo-ladder (`config_from_args` and the parser's defaults `--scheduler_type cosine_with_warmup --alpha_f 0.1`); consistent with the losses: at equal tokens a shorter-budget run's loss is already below a longer one's at a third of its budget, as a cosine over each run's own length gives and a shared constant phase would not |
+| olmo_ladder (rest) | `peteish7`, `peteish7_medlr`, `peteish13` | blank: the OLMo-2 main runs were not trained by the ladder script | — |
+| tucano | none | blank: `train-tucano.py` decays a cosine over 0.9·(max_steps − 1,000) steps with max_steps from the dataset's size and epochs, which neither the specs nor the logs give | — |
 | gadre, dclm, loss_to_loss, obsscaling | none | blank: one checkpoint per run, a schedule cannot matter there | — |
 """
 
@@ -158,6 +160,35 @@ TR3 = Schedule("cosine", total=73_242_187 * TR3_SAMPLE_TOKENS, warmup=183_105 * 
                final=1e-5 / 2e-4, peak=2e-4, axis="tokens")
 
 
+#: OLMo-ladder's `MODEL_PARAMS` (`src/ladder/ladder.py`), by the size in a ladder run's name.
+OLMO_LADDER_PARAMS = {"190M": 190_354_176, "370M": 371_262_464, "600M": 597_382_464, "760M": 758_220_288,
+                      "1B": 1_279_395_840, "3B": 3_169_537_280}
+
+
+def olmo_ladder_schedule(run: str) -> Schedule | None:
+    """The schedule `src/ladder/ladder.py` of OLMo-ladder gives a ladder run (module doc); None
+    for the OLMo-2 main runs and any other name."""
+    m = re.fullmatch(r"peteish-([0-9]+[MB])-([0-9.]+)xC(-rerun|-seed1|-seed1-init)?", run)
+    n = OLMO_LADDER_PARAMS.get(m.group(1)) if m is not None else None
+    if n is None:
+        return None
+    return Schedule("cosine", total=float(m.group(2)) * 20 * n, warmup=float(n), final=0.1,
+                    peak=0.0047 * (n / 108e6) ** (-1 / 3) / 4, axis="tokens")
+
+
+def _per_run(frame: pd.DataFrame, schedule_of, axis: str) -> np.ndarray:
+    """lr of every row from `schedule_of(run)` (NaN where it gives None), read at column `axis`."""
+    lr = np.full(len(frame), np.nan)
+    t = pd.to_numeric(frame[axis], errors="coerce").to_numpy(float)
+    runs = frame["run"].astype(str).to_numpy()
+    for run in np.unique(runs):
+        sched = schedule_of(run)
+        if sched is not None:
+            sel = runs == run
+            lr[sel] = sched.lr(t[sel])
+    return lr
+
+
 def pythia_schedule(run: str) -> Schedule | None:
     """The published schedule of a standard or deduped Pythia v1 run; None for the others."""
     m = re.fullmatch(r"pythia-v1/pythia-([0-9.]+[mb])(-deduped)?", run)
@@ -169,15 +200,9 @@ def source_lr(name: str, frame: pd.DataFrame, folder: Path) -> np.ndarray | None
     """The planned lr of every row of source `name` (NaN where unknown), or None when the
     source has no published schedule (the module doc's table)."""
     if name == "pythia":
-        lr = np.full(len(frame), np.nan)
-        step = pd.to_numeric(frame["step"], errors="coerce").to_numpy(float)
-        runs = frame["run"].astype(str).to_numpy()
-        for run in np.unique(runs):
-            sched = pythia_schedule(run)
-            if sched is not None:
-                sel = runs == run
-                lr[sel] = sched.lr(step[sel])
-        return lr
+        return _per_run(frame, pythia_schedule, "step")
+    if name == "olmo_ladder":
+        return _per_run(frame, olmo_ladder_schedule, "tokens")
     if name == "bigscience_tr3":
         return TR3.lr(pd.to_numeric(frame["tokens"], errors="coerce").to_numpy(float))
     if name == "lucie":

@@ -8,7 +8,7 @@ import pytest
 
 from neuneu.cli import main
 from neuneu.data import InputError, load_source, read_runs
-from neuneu.schedule import TR3, fill_lr, parse_schedule, pythia_schedule
+from neuneu.schedule import TR3, fill_lr, olmo_ladder_schedule, parse_schedule, pythia_schedule
 
 from conftest import make_points
 
@@ -104,6 +104,18 @@ def test_published_schedules_of_the_sources(data_dir):
     lucie = load_source("lucie", data_dir)
     assert lucie["lr"].notna().all() and lucie.sort_values("step")["lr"].is_monotonic_decreasing
     assert "lr" not in load_source("tucano", data_dir)
+    # OLMo-ladder's launcher: cosine over each run's own m·20·N tokens, warmup N tokens, to 10% of the peak
+    one = olmo_ladder_schedule("peteish-190M-1xC-rerun")
+    n = 190_354_176
+    assert (one.total, one.warmup, one.axis) == (20 * n, n, "tokens") and one.peak == pytest.approx(9.73e-4, rel=1e-3)
+    assert one.lr([n, 20 * n])[1] == pytest.approx(0.1 * one.lr([n])[0])
+    assert olmo_ladder_schedule("peteish-1B-0.5xC").total == 10 * 1_279_395_840
+    assert olmo_ladder_schedule("peteish7") is None and olmo_ladder_schedule("peteish-7B-1xC") is None
+    olmo = load_source("olmo_ladder", data_dir)
+    main_runs = olmo["run"].isin(["peteish7", "peteish7_medlr", "peteish13"])
+    assert olmo.loc[main_runs, "lr"].isna().all() and olmo.loc[~main_runs, "lr"].notna().all()
+    last = olmo[~main_runs].sort_values("tokens").groupby("run").tail(1)  # every ladder run ends at its budget
+    assert (last["lr"] / last["run"].map(lambda r: olmo_ladder_schedule(r).peak)).to_numpy() == pytest.approx(0.1, abs=0.002)
 
 
 # ----------------------------------------------------------------------------- features, prior, sampler
