@@ -60,6 +60,14 @@ def replace_block(name: str, body: str) -> None:
     readme.write_text(pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text), encoding="utf-8")
 
 
+def publish(name: str, body: str, readme: bool = True) -> None:
+    """Write `body` to results/NAME.md, print it and (with `readme`) paste it into README.md's block NAME."""
+    (ROOT / "results" / f"{name}.md").write_text(body, encoding="utf-8")
+    print(body)
+    if readme:
+        replace_block(name, body)
+
+
 def update_readme(names: list[str]) -> None:
     for name in names:
         replace_block(name, block(name))

@@ -14,8 +14,11 @@ Sets:
   WSD or constant-rate run with a published schedule is in the data.
 - bigscience_tr3 (5 runs, cosine, no loss) and lucie (1 run, cosine with its logged lr, train
   loss): real runs with a known schedule that neither the shipped model nor the schedule model
-  trained on (their sources are not in configs/default.yaml). Pythia's lr is known too, but
-  both models trained on it.
+  trained on (their sources are not in configs/default.yaml).
+- olmo_ladder-test: the ladder's test runs (the six 3B runs, 0.5xC-10xC: a cosine to 10% over
+  each run's own budget, C4 loss; `neuneu.schedule.olmo_ladder_schedule`), which both models
+  never saw, though they trained on the ladder's smaller runs. Pythia's lr is known too, but
+  both models trained on every run of it that has one.
 
 Methods: the shipped model (`neuneu`, which never reads lr), the schedule model given as
 `--checkpoint` (`neuneu-schedule`: model.schedule_features + the schedule prior), lr_annealing,
@@ -159,6 +162,8 @@ def main() -> None:
     for source in ("bigscience_tr3", "lucie"):
         pts = load_source(source, with_splits=False)
         rows += run_set(source, "cosine", pts[pts["lr"].notna()], args.checkpoint)
+    olmo = load_source("olmo_ladder")
+    rows += run_set("olmo_ladder-test", "cosine", olmo[(olmo["split"] == "test") & olmo["lr"].notna()], args.checkpoint)
     frame = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -237,3 +237,20 @@ def test_context_calibration_blends_smoothly_so_no_prediction_jumps_when_a_traje
     assert max(step) < 0.01 and max(step) < far  # small steps at the old threshold, a real change over many
     np.testing.assert_array_equal(q[50][..., 2], q[100][..., 2])  # the median never depends on other rows
     assert NeuralPredictor(path, calibration="validation").fit(eps.context).predict(eps.query) is not None
+
+
+def test_noise_floor_recovers_the_evaluation_noise_of_straight_and_unevenly_spaced_curves():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.noise_floor import floor_mae
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for r in range(300):  # straight lines in tokens on an uneven grid, iid noise of 2 points: floor = 0.8 * 2
+        tokens = np.sort(rng.uniform(1e9, 1e11, 30))
+        acc = 0.3 + 0.3 * tokens / 1e11 + rng.normal(0, 0.02, 30)
+        rows += [dict(source="s", family="f", run=f"r{r}", params=1e8, tokens=t, step=i + 1, flops=6e8 * t, loss=np.nan,
+                      task="t", metric="acc", accuracy=a) for i, (t, a) in enumerate(zip(tokens, acc))]
+    floor, n = floor_mae(pd.DataFrame(rows), 0.2)
+    assert n == 300 and floor == pytest.approx(100 * 0.02 * np.sqrt(2 / np.pi), rel=0.05)
