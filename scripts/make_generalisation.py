@@ -54,6 +54,10 @@ ABLATIONS = {
 # trainings (runs/ablations/neuneu-without-<family>-full-seed-<k>.pt); trained for every family.
 SEED_RUNS = {"full-seed-1": ["train.seed=1"], "full-seed-2": ["train.seed=2"]}
 SEEDS = ("full", *SEED_RUNS)
+# Further arms trained like the seed-0 model with these overrides, scored by their own scripts
+# (scripts/lofo_schedule.py: the recipe reading the planned learning rate, issues 10 and 15).
+SCHEDULE_OVERRIDES = ["model.schedule_features=true", "data.p_drop_lr=0.2", "data.p_schedule_prior=0.8"]
+OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"]}
 # The three seeds as one ensemble (`scripts/assemble_ensemble.py`: quantiles averaged, calibrated
 # again on the validation runs), runs/ablations/neuneu-without-<family>-ens3.pt.
 ENSEMBLE = "ens3"
@@ -70,7 +74,7 @@ def train_one(family: str, ablation: str) -> None:
     sources = ",".join(s for s in SOURCES if s != family)
     cmd = [sys.executable, "train.py", "configs/lofo.yaml", f"data.sources=[{sources}]",
            f"train.name={path.stem}", "train.runs_dir=runs/lofo", "train.ensemble=1",
-           "trainer.enable_progress_bar=false", *{**ABLATIONS, **SEED_RUNS}.get(ablation, []), "--promote", str(path)]
+           "trainer.enable_progress_bar=false", *{**ABLATIONS, **SEED_RUNS, **OTHER_ARMS}.get(ablation, []), "--promote", str(path)]
     print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
     log = ROOT / "runs" / f"{path.stem}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
