@@ -25,7 +25,8 @@ import pandas as pd
 
 from neuneu.chunking import fit_predict
 from neuneu.data import REPO_ROOT, SPLITS, InputError, data_fingerprint, load_source, resolve_data_dir
-from neuneu.episodes import PROTOCOLS, VARIANTS, checkpoint_episodes, ladder_episodes, scale_episodes
+from neuneu.episodes import (PROTOCOLS, SIBLING_PROTOCOLS, VARIANTS, checkpoint_episodes, ladder_episodes, scale_episodes,
+                             sweep_episodes)
 from neuneu.metrics import GROUP_KEYS, horizon_errors, horizon_table, leaderboard, trajectory_scores
 
 SCORE_COLUMNS = [
@@ -132,8 +133,9 @@ def _episode_sets(points: pd.DataFrame, protocol: str, ratios, variant: str, spl
     """[(ratio, episodes)] for one source; ratio is NaN for the scale protocol."""
     if protocol == "checkpoint":
         sets = [(float(r), checkpoint_episodes(points, float(r), variant=variant)) for r in ratios]
-    elif protocol == "ladder":
-        sets = [(float(r), ladder_episodes(points, float(r), variant=variant)) for r in ratios]
+    elif protocol in SIBLING_PROTOCOLS:
+        build = ladder_episodes if protocol == "ladder" else sweep_episodes
+        sets = [(float(r), build(points, float(r), variant=variant)) for r in ratios]
     else:
         try:
             sets = [(np.nan, scale_episodes(points, variant=variant))]
@@ -201,8 +203,8 @@ def run_benchmark(
         methods = [m for m in methods if _available(m, note)]
     if holdout is not None:
         methods = [m for m in methods if _never_saw(m, holdout, note, strict=not (every and isinstance(m, str)))]
-    if protocol == "ladder":
-        methods = ladder_methods(methods, note)
+    if protocol in SIBLING_PROTOCOLS:
+        methods = ladder_methods(methods, note, protocol)
     loaded, sets, fingerprints = _episodes_by_source(sources, protocol, ratios, variant, split, splits, data, points, note)
     rows, horizons, predictions = _score_methods(methods, sets, loaded, protocol, variant, holdout, data, points,
                                                  note, progress)
@@ -231,7 +233,7 @@ def _check_arguments(protocol: str, variant: str, ratios, split) -> tuple[list[f
     if variant not in VARIANTS:
         raise InputError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     ratios = [float(r) for r in ([ratios] if np.isscalar(ratios) else ratios)]
-    if protocol in ("checkpoint", "ladder") and not all(0 <= r < 1 for r in ratios):
+    if protocol != "scale" and not all(0 <= r < 1 for r in ratios):
         raise InputError(f"--ratio must be in [0, 1), got {ratios}")
     splits = None if split in (None, "all") else [s.strip() for s in (split.split(",") if isinstance(split, str) else split)]
     unknown = sorted(set(splits or ()) - set(SPLITS))
@@ -305,25 +307,26 @@ def _score_methods(methods, sets, loaded, protocol, variant, holdout, data, poin
     return rows, horizons, predictions
 
 
-def ladder_methods(methods: list, note) -> list:
-    """The ladder protocol's methods: a method answering it reads the whole episode; a
-    checkpoint method reads the target's own context only (`neuneu.ladder.OwnContext`, same
-    name: persistence is the target's own last value); a neural one answering it is also scored
-    on its own context (`<name>-own`: what the ladder adds); others are skipped with a note."""
+def ladder_methods(methods: list, note, protocol: str = "ladder") -> list:
+    """The methods of a protocol with sibling runs (ladder, sweep): a method answering it reads
+    the whole episode; a checkpoint method reads the target's own context only
+    (`neuneu.ladder.OwnContext`, same name: persistence is the target's own last value); a neural
+    one answering it is also scored on its own context (`<name>-own`: what the siblings add);
+    others are skipped with a note."""
     from neuneu.ladder import OwnContext
 
     out = []
     for method in methods:
         predictor = _instance(method)
         protocols = getattr(predictor, "protocols", PROTOCOLS)
-        if "ladder" in protocols:
+        if protocol in protocols:
             out.append(method)
             if getattr(predictor, "checkpoint", None) is not None:
                 out.append(OwnContext(predictor, name=f"{predictor.name}-own"))
         elif "checkpoint" in protocols:
             out.append(OwnContext(predictor))
         else:
-            note(f"skipped {predictor.name}: it answers the {', '.join(protocols)} protocol, not ladder")
+            note(f"skipped {predictor.name}: it answers the {', '.join(protocols)} protocol, not {protocol}")
     return out
 
 
@@ -418,7 +421,7 @@ def _data_dir(data) -> str:
 def _command(sources, protocol, ratios, variant, split, methods_arg, out_dir, data) -> str:
     """The `neuneu benchmark` command line equivalent to these arguments."""
     parts = ["neuneu", "benchmark", "--protocol", protocol]
-    if protocol in ("checkpoint", "ladder"):
+    if protocol != "scale":
         for r in ratios:
             parts += ["--ratio", f"{r:g}"]
     parts += ["--variant", variant, "--sources", ",".join(sources), "--split", split if isinstance(split, str) else "all"]

@@ -10,6 +10,9 @@ Protocols (DESIGN.md):
   larger runs.
 - ladder: one target run of a ladder (`ladder_episodes`); context = its first floor(ratio*N)+1
   checkpoints (`Context.own`) plus the family's smaller runs whole; queries = its later points.
+- sweep: the checkpoint protocol's episodes (same context split, same queries), each with the
+  other runs of its ladder at the same stage as sibling context (`sweep_episodes`): every run of
+  a sweep seen at its first floor(ratio*N)+1 checkpoints, as when they train side by side.
 Variants: forecast (no loss at queries) and loss-given (the true loss at each query is an input).
 """
 
@@ -23,7 +26,10 @@ import pandas as pd
 from neuneu.data import COORDS, TRAJECTORY_KEY
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
-PROTOCOLS = ("checkpoint", "scale", "ladder")
+PROTOCOLS = ("checkpoint", "scale", "ladder", "sweep")
+#: Protocols whose episodes hold the own run's points and sibling runs' (`Context.own` tells them
+#: apart); a method reading one trajectory is given the own points only (`own_subset`).
+SIBLING_PROTOCOLS = ("ladder", "sweep")
 SIBLING_POINTS = 32  # ladder episodes: points kept of each sibling trajectory (evenly spaced, last kept)
 VARIANTS = ("forecast", "loss-given")
 
@@ -339,6 +345,23 @@ def build_episodes(
     )
 
 
+def checkpoint_split(points: pd.DataFrame, ratio: float, min_points: int = 3) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The checkpoint protocol's split of every trajectory, in one place: (query (N,) bool: the
+    rows after each trajectory's first floor(ratio·N)+1, keep (N,) bool: rows of trajectories
+    with at least `min_points` points, dropped: the short ones counted)."""
+    if not 0 <= ratio < 1:
+        raise ValueError(f"ratio must be in [0, 1), got {ratio}")
+    key = [k for k in TRAJECTORY_KEY if k in points]
+    order = pd.DataFrame({"x": _time_coordinate(points).to_numpy()}).assign(**{k: points[k].to_numpy() for k in key})
+    rank = order.groupby(key, sort=False)["x"].rank(method="first").to_numpy() - 1  # 0-based
+    n = order.groupby(key, sort=False)["x"].transform("size").to_numpy()
+    short = n < min_points
+    dropped = {}
+    if short.any():
+        dropped[f"fewer than {min_points} checkpoints"] = int(order[short].drop_duplicates(key).shape[0])
+    return rank >= context_size(n, ratio), ~short, dropped
+
+
 def checkpoint_episodes(
     points: pd.DataFrame, ratio: float, *, variant: str = "forecast", min_points: int = 3
 ) -> Episodes:
@@ -346,25 +369,13 @@ def checkpoint_episodes(
 
     Trajectories with fewer than `min_points` points are skipped and counted in `dropped`.
     """
-    if not 0 <= ratio < 1:
-        raise ValueError(f"ratio must be in [0, 1), got {ratio}")
+    query, keep, dropped = checkpoint_split(points, ratio, min_points)
     key = [k for k in TRAJECTORY_KEY if k in points]
-    x = _time_coordinate(points)
-    order = pd.DataFrame({"x": x}).assign(**{k: points[k] for k in key})
-    rank = order.groupby(key, sort=False)["x"].rank(method="first").to_numpy() - 1  # 0-based
-    n = order.groupby(key, sort=False)["x"].transform("size").to_numpy()
-    n_context = context_size(n, ratio)
-    short = n < min_points
-    dropped = {}
-    if short.any():
-        n_short = int(order[short].drop_duplicates(key).shape[0])
-        dropped[f"fewer than {min_points} checkpoints"] = n_short
     group = points.groupby(key, sort=False).ngroup().to_numpy()
-    keep = ~short
     return build_episodes(
         points[keep],
         group[keep],
-        (rank >= n_context)[keep],
+        query[keep],
         protocol="checkpoint",
         variant=variant,
         dropped=dropped,
@@ -518,8 +529,6 @@ def ladder_episodes(points: pd.DataFrame, ratio: float, *, variant: str = "forec
     Dropped and counted: target trajectories with fewer than `min_points` checkpoints, and
     target trajectories whose ladder has no smaller run.
     """
-    if not 0 <= ratio < 1:
-        raise ValueError(f"ratio must be in [0, 1), got {ratio}")
     ladder, _, hi = ladder_labels(points, rules)
     target = ladder_targets(points, ladder, hi)
     params = pd.to_numeric(points["params"], errors="coerce")
@@ -528,19 +537,41 @@ def ladder_episodes(points: pd.DataFrame, ratio: float, *, variant: str = "forec
     # smaller than the smallest target size of the ladder (a run between two targets is neither)
     low = pd.Series(np.where(target, params, np.inf)).groupby(ladder).transform("min").to_numpy()
     sibling = smaller & (params < low)
-    key = [k for k in TRAJECTORY_KEY if k in points]
-    order = pd.DataFrame({"x": _time_coordinate(points).to_numpy()}).assign(**{k: points[k].to_numpy() for k in key})
-    rank = order.groupby(key, sort=False)["x"].rank(method="first").to_numpy() - 1
-    n = order.groupby(key, sort=False)["x"].transform("size").to_numpy()
+    query, long_enough, _ = checkpoint_split(points, ratio, min_points)
     dropped = {}
-    short = target & (n < min_points)
+    short = target & ~long_enough
     if short.any():
+        key = [k for k in TRAJECTORY_KEY if k in points]
         dropped[f"target trajectories with fewer than {min_points} checkpoints"] = int(
-            order[short].drop_duplicates(key).shape[0])
-    target &= ~short
-    query = target & (rank >= context_size(n, ratio))
-    rows, group, is_query, more = ladder_rows(points, ladder, target, query, sibling, sibling_points=sibling_points)
-    eps = build_episodes(rows, group, is_query, protocol="ladder", variant=variant, dropped={**dropped, **more})
+            points.loc[short, key].drop_duplicates().shape[0])
+    target &= long_enough
+    rows, group, is_query, more = ladder_rows(points, ladder, target, query & target, sibling,
+                                              sibling_points=sibling_points)
+    return _sibling_episodes(points, ladder, rows, group, is_query, "ladder", variant, {**dropped, **more})
+
+
+def sweep_episodes(points: pd.DataFrame, ratio: float, *, variant: str = "forecast", rules: dict | None = None,
+                   sibling_points: int | None = SIBLING_POINTS, min_points: int = 3) -> Episodes:
+    """Sweep protocol: the checkpoint protocol's episodes — the same trajectories, context split
+    and queries as `checkpoint_episodes` — each with the *other runs of its ladder* (family or
+    source, as `ladder_labels` groups them; same task and metric) as sibling context, every one
+    seen at its own first floor(ratio·N)+1 checkpoints (thinned to `sibling_points`): a sweep of
+    runs training side by side, each forecast from its own start and the others'. No query row
+    is anyone's context. A trajectory whose ladder has no other run keeps its own context only,
+    so the episodes and queries are exactly the checkpoint protocol's.
+    """
+    ladder, _, _ = ladder_labels(points, rules)
+    query, keep, dropped = checkpoint_split(points, ratio, min_points)
+    sibling = keep & ~query & points["accuracy"].notna().to_numpy()
+    rows, group, is_query, more = ladder_rows(points, ladder, keep, query & keep, sibling,
+                                              sibling_points=sibling_points, require_siblings=False)
+    return _sibling_episodes(points, ladder, rows, group, is_query, "sweep", variant, {**dropped, **more})
+
+
+def _sibling_episodes(points, ladder, rows, group, is_query, protocol, variant, dropped) -> Episodes:
+    """`build_episodes` of `ladder_rows`' output, with each episode's ladder and own-point count
+    in its meta."""
+    eps = build_episodes(rows, group, is_query, protocol=protocol, variant=variant, dropped=dropped)
     labels = pd.Series(ladder, index=points.index)
     eps.meta["ladder"] = labels.loc[eps.query.row[:, 0]].to_numpy() if len(eps) and points.index.is_unique else ""
     eps.meta["n_own"] = eps.context.own.sum(1)

@@ -1,5 +1,6 @@
-"""Methods for the ladder protocol (`neuneu.episodes.ladder_episodes`): a target run's first
-checkpoints (`Context.own`) plus its family's smaller runs.
+"""Methods for the protocols with sibling runs: the ladder protocol (`neuneu.episodes.ladder_episodes`:
+a target run's first checkpoints (`Context.own`) plus its family's smaller runs) and the sweep
+protocol (`sweep_episodes`: every run of a family at the same stage, each with the others' points).
 
 - `OwnContext(method)`: a method that reads one trajectory, given the target's own context only
   (`neuneu.episodes.own_subset`), i.e. exactly its checkpoint-protocol context. The benchmark
@@ -31,7 +32,7 @@ import copy
 import numpy as np
 
 from neuneu.baselines import SD_FLOOR, CurvePredictor, Persistence, TwoStage, _reference, compute_coordinate
-from neuneu.episodes import Context, Query, own_subset
+from neuneu.episodes import SIBLING_PROTOCOLS, Context, Query, own_subset
 from neuneu.fitting import t_quantiles
 from neuneu.predictor import Predictor
 
@@ -40,7 +41,7 @@ ALPHAS = np.geomspace(0.005, 4.0, 48)  # the exponent grid of `fixed_effects_pow
 
 class OwnContext(Predictor):
     """`method` fitted on each episode's own-run context only (`own_subset`); same name unless
-    `name` is given. Answers every protocol `method` answers, and the ladder protocol."""
+    `name` is given. Answers every protocol `method` answers, and those with sibling runs."""
 
     def __init__(self, method: Predictor, name: str | None = None):
         self.method = method
@@ -51,7 +52,7 @@ class OwnContext(Predictor):
     @property
     def protocols(self) -> tuple[str, ...]:
         inner = tuple(getattr(self.method, "protocols", Predictor.protocols))
-        return inner + (("ladder",) if "ladder" not in inner else ())
+        return inner + tuple(p for p in SIBLING_PROTOCOLS if p not in inner)
 
     def load(self):
         return self.method.load()
@@ -155,7 +156,7 @@ class LadderPowerLaw(Predictor):
     """acc_i = E_i − A·exp(−alpha·z) over the ladder's runs, E per run (module docstring)."""
 
     name = "ladder_power_law"
-    protocols = ("ladder",)
+    protocols = SIBLING_PROTOCOLS
 
     def _fit(self, context: Context) -> None:
         self.use_flops_, self.ln_ref_, _ = _reference(context)
@@ -178,7 +179,7 @@ class LadderTwoStage(TwoStage):
     sigmoid over every run (`TwoStage`'s second stage) + the target's own residual."""
 
     name = "ladder_two_stage"
-    protocols = ("ladder",)
+    protocols = SIBLING_PROTOCOLS
 
     def _fit(self, context: Context) -> None:
         CurvePredictor._fit(self, context)  # stage 2 only: every run's (loss, accuracy) pairs

@@ -20,7 +20,7 @@ import torch
 
 from neuneu.calibration import Calibration
 from neuneu.data import REPO_ROOT, InputError
-from neuneu.episodes import Context, Query, horizon, resplit
+from neuneu.episodes import SIBLING_PROTOCOLS, Context, Query, own_subset, resplit
 from neuneu.features import F, Features, featurize, from_target, to_target
 from neuneu.model import Ensemble, ModelConfig, build_model
 from neuneu.predictor import Predictor
@@ -233,7 +233,8 @@ def backtest_calibration(model: torch.nn.Module, context: Context, query: Query,
     bin). The conformal factors fitted on those pseudo-queries carry the noise and shape of the
     family being predicted, which the validation runs of the training families do not: from one
     family to another the raw intervals were 1.5x too wide (olmo_ladder) or too narrow (pythia).
-    Multi-run (scale) contexts are skipped.
+    An episode with sibling runs (ladder, sweep) is backtested on its own run's points
+    (`own_subset`); multi-run contexts without an own run (scale) are skipped.
     """
     return calibration_from_backtest([backtest_points(model, context, query, max_context, ratios)])
 
@@ -247,6 +248,7 @@ def backtest_points(model: torch.nn.Module, context: Context, query: Query, max_
     truth, horizon, weight, ratio index and episode index (N,) of each, and the indices of the
     usable contexts (`contexts`). `calibration_from_backtest` fits them; `neuneu.chunking`
     collects them chunk by chunk (renumbering `episode`) and fits once over all."""
+    context = own_subset(context)  # a sibling protocol's episode: its own run's points
     mask = np.asarray(context.mask, bool)
     n = mask.sum(1)
     run = np.asarray(context.run)
@@ -350,10 +352,11 @@ class NeuralPredictor(Predictor):
     def protocols(self) -> tuple[str, ...]:
         """What the checkpoint was trained for: a model that never saw a scale episode
         (`data.p_scale` 0, e.g. the published layout) answers the checkpoint protocol only; one
-        that reads which run a point is of (`model.own_run`) answers the ladder protocol too."""
+        that reads which run a point is of (`model.own_run`) answers the protocols with sibling
+        runs too (ladder, sweep)."""
         config = self.load().payload_.get("config", {})
         p_scale = config.get("data", {}).get("p_scale", 0.0)
-        ladder = ("ladder",) if config.get("model", {}).get("own_run", False) else ()
+        ladder = SIBLING_PROTOCOLS if config.get("model", {}).get("own_run", False) else ()
         return (("checkpoint", "scale") if p_scale > 0 else ("checkpoint",)) + ladder
 
     def _fit(self, context: Context) -> None:

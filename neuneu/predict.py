@@ -26,7 +26,8 @@ def episode_rows(frame: pd.DataFrame, episode: str = "run") -> tuple[pd.DataFram
     - `family`: one episode per trajectory with blank rows; its context = its own known rows
       (`Context.own`) plus the known rows of every other run of its (family, task, metric), each
       such trajectory thinned to `SIBLING_POINTS` points (`neuneu.episodes.ladder_rows`): the
-      ladder protocol, and the scale protocol for a run without any known row.
+      ladder protocol where the other runs are finished, the sweep protocol where they are part
+      way too, and the scale protocol for a run without any known row.
     """
     if episode == "family":
         key = episode_key(frame, episode)

@@ -17,6 +17,11 @@ Both protocols of DESIGN.md are sampled, from the training split only:
   queries; some smaller runs of the ladder (and, with probability `p_ladder_same_size`, other
   runs of the target's size) are sibling context, thinned to share the `max_context` points the
   target's own points leave.
+- sweep (`p_sweep`, `neuneu.episodes.sweep_episodes`' case): one run of a sweep (the runs of a
+  ladder label, any sizes, same task and metric) is the target, as in a ladder episode, but the
+  siblings are part way through their training too: cut at the target's ratio of their own
+  checkpoints (half the episodes, the benchmark's sweep), at the target's last context tokens
+  (a quarter: runs launched together), or at a ratio of their own (a quarter).
 Loss masking: with probability 1 - p_loss_given the queries lose their loss (forecast variant),
 and with probability p_drop_context_loss the context loses it too, so one model serves both
 variants and sources without losses.
@@ -36,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from neuneu.data import TRAJECTORY_KEY
-from neuneu.episodes import Context, Episodes, Query, context_size
+from neuneu.episodes import Context, Episodes, Query, context_size, ladder_labels
 from neuneu.features import own_room
 from neuneu.prior import PriorConfig, sample_trajectory
 
@@ -54,6 +59,7 @@ class SamplerConfig:
     p_scale: float = 0.2
     p_ladder: float = 0.0  # share of ladder episodes (a target run's first points + smaller runs whole)
     p_ladder_same_size: float = 0.2  # ladder episodes whose siblings include runs of the target's size
+    p_sweep: float = 0.0  # share of sweep episodes (a run's first points + its sweep's other runs' first points)
     p_context_dropout: float = 0.5
     context_dropout: float = 0.3
     p_loss_given: float = 0.5
@@ -110,6 +116,16 @@ class TrajectoryBank:
         # Ladders: trajectories sharing (family, task, metric) with at least two run sizes.
         # Single-checkpoint sources (gadre, dclm, loss_to_loss) take part in ladders only.
         info = points.groupby(key, sort=True).agg(family=("family", "first"), params=("params", "max")).reset_index()
+        # Sweeps: trajectories of at least two runs sharing (ladder label, task, metric), any sizes
+        # (`neuneu.episodes.ladder_labels`: the family, or the source where splits.yaml says so).
+        if {"source", "family"} <= set(points):
+            first = points.groupby(key, sort=True)[["source", "family"]].first()
+            info["label"] = ladder_labels(first.reset_index(drop=True))[0]
+            runs = info[np.isin(info.index, self.eligible)]  # single-checkpoint sources: no sweep
+            self.sweeps = [grp.index.to_numpy() for _, grp in runs.groupby(["label", "task", "metric"], sort=True)
+                           if len(grp) >= 2]
+        else:
+            self.sweeps = []
         self.ladders = []
         info = info[np.isfinite(info["params"].to_numpy(float))]
         for _, grp in info.groupby(["family", "task", "metric"], sort=True):
@@ -208,6 +224,37 @@ def sample_scale(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Genera
     return {**ctx, "own": np.zeros(len(ctx["x"]), dtype=bool)}, _take(qry, pick)
 
 
+def _target_run(bank: TrajectoryBank, target: int, cfg: SamplerConfig, rng: np.random.Generator):
+    """A ladder or sweep episode's target: (trajectory, maybe thinned; its own context size; the
+    queries; r), its first floor(r·N)+1 points own context, r ~ U(min_ratio, max_ratio)."""
+    traj = bank.trajectories[target]
+    n = len(traj["x"])
+    if rng.random() < cfg.p_thin and n > cfg.thin_min:
+        traj = thin(traj, int(rng.integers(cfg.thin_min, min(cfg.thin_max, n) + 1)),
+                    cfg.thin_modes[rng.integers(len(cfg.thin_modes))], rng)
+        n = len(traj["x"])
+    ratio = rng.uniform(cfg.min_ratio, cfg.max_ratio)
+    n_own = min(int(context_size(n, ratio)), n - 1)
+    later = np.arange(n_own, n)
+    qry = _take(traj, np.sort(rng.choice(later, size=min(len(later), cfg.max_query), replace=False)))
+    return traj, n_own, qry, ratio
+
+
+def _with_siblings(bank: TrajectoryBank, cfg: SamplerConfig, traj: dict, n_own: int, siblings, cuts) -> dict:
+    """The context: each sibling's first `cuts[i]` points, evenly thinned to share the room the
+    own points leave (its last point kept), then the target's first `n_own` points (`own`)."""
+    room = max(cfg.max_context - min(n_own, own_room(cfg.max_context, cfg.max_context)), len(siblings))
+    k = max(1, room // len(siblings))
+    parts = []
+    for i, m in zip(siblings, cuts):
+        keep = np.unique(np.round(np.linspace(m - 1, 0, min(k, m))).astype(int)) if k > 1 else np.array([m - 1])
+        parts.append(_take(bank.trajectories[i], keep))
+    parts.append(_take(traj, np.arange(n_own)))
+    ctx = {f: np.concatenate([p[f] for p in parts]) for f in FIELDS}
+    ctx["own"] = np.r_[np.zeros(len(ctx["x"]) - n_own, dtype=bool), np.ones(n_own, dtype=bool)]
+    return ctx
+
+
 def sample_ladder(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator):
     """A ladder episode: (ctx with `own`, qry), see the module docstring."""
     members, params = bank.ladders[rng.integers(len(bank.ladders))]
@@ -219,29 +266,31 @@ def sample_ladder(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Gener
     if rng.random() < cfg.p_ladder_same_size:
         pool = np.r_[pool, mine[mine != target]]
     siblings = rng.choice(pool, size=rng.integers(1, len(pool) + 1), replace=False)
-    traj = bank.trajectories[target]
-    n = len(traj["x"])
-    if rng.random() < cfg.p_thin and n > cfg.thin_min:
-        traj = thin(traj, int(rng.integers(cfg.thin_min, min(cfg.thin_max, n) + 1)),
-                    cfg.thin_modes[rng.integers(len(cfg.thin_modes))], rng)
-        n = len(traj["x"])
-    n_own = min(int(context_size(n, rng.uniform(cfg.min_ratio, cfg.max_ratio))), n - 1)
-    later = np.arange(n_own, n)
-    qry = _take(traj, np.sort(rng.choice(later, size=min(len(later), cfg.max_query), replace=False)))
-    # the siblings share the room the own points leave, each evenly thinned (its last point kept)
-    room = max(cfg.max_context - min(n_own, own_room(cfg.max_context, cfg.max_context)), len(siblings))
-    k = max(1, room // len(siblings))
-    parts = []
-    by_size = np.argsort(params[np.searchsorted(members, siblings)], kind="stable")  # members are sorted
-    for i in siblings[by_size]:
+    traj, n_own, qry, _ = _target_run(bank, target, cfg, rng)
+    siblings = siblings[np.argsort(params[np.searchsorted(members, siblings)], kind="stable")]  # members are sorted
+    return _with_siblings(bank, cfg, traj, n_own, siblings, [len(bank.trajectories[i]["x"]) for i in siblings]), qry
+
+
+def sample_sweep(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator):
+    """A sweep episode: (ctx with `own`, qry), see the module docstring."""
+    members = bank.sweeps[rng.integers(len(bank.sweeps))]
+    target = members[rng.integers(len(members))]
+    others = members[members != target]
+    siblings = np.sort(rng.choice(others, size=rng.integers(1, len(others) + 1), replace=False))
+    traj, n_own, qry, ratio = _target_run(bank, target, cfg, rng)
+    how = rng.random()
+    cuts = []
+    for i in siblings:
         t = bank.trajectories[i]
         m = len(t["x"])
-        keep = np.unique(np.round(np.linspace(m - 1, 0, min(k, m))).astype(int)) if k > 1 else np.array([m - 1])
-        parts.append(_take(t, keep))
-    parts.append(_take(traj, np.arange(n_own)))
-    ctx = {f: np.concatenate([p[f] for p in parts]) for f in FIELDS}
-    ctx["own"] = np.r_[np.zeros(len(ctx["x"]) - n_own, dtype=bool), np.ones(n_own, dtype=bool)]
-    return ctx, qry
+        if how < 0.5:  # the same stage of its own training: the target's ratio of its own checkpoints
+            cut = context_size(m, ratio)
+        elif how < 0.75:  # launched together: as far in tokens as the target's last context point
+            cut = np.searchsorted(t["x"], traj["x"][n_own - 1], side="right")
+        else:  # a stage of its own
+            cut = context_size(m, rng.uniform(cfg.min_ratio, cfg.max_ratio))
+        cuts.append(int(np.clip(cut, 1, m)))
+    return _with_siblings(bank, cfg, traj, n_own, siblings, cuts), qry
 
 
 def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng: np.random.Generator,
@@ -253,6 +302,8 @@ def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng:
         # p_ladder 0 draws no number, so recipes without ladder episodes sample as before
         if not synthetic and bank.ladders and cfg.p_ladder > 0 and rng.random() < cfg.p_ladder:
             (ctx, qry), kind = sample_ladder(bank, cfg, rng), "ladder"
+        elif not synthetic and bank.sweeps and cfg.p_sweep > 0 and rng.random() < cfg.p_sweep:
+            (ctx, qry), kind = sample_sweep(bank, cfg, rng), "sweep"  # p_sweep 0 draws nothing, as p_ladder
         elif not synthetic and bank.ladders and rng.random() < cfg.p_scale:
             (ctx, qry), kind = sample_scale(bank, cfg, rng), "scale"
         else:
