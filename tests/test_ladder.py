@@ -192,10 +192,11 @@ def test_predict_episode_family_predicts_a_partial_run_from_its_ladder(tmp_path)
     np.testing.assert_allclose(persisted, last_own, atol=1e-6)  # the run's own last value, not a sibling's
 
 
-def test_the_ladder_checkpoint_reads_the_ladder_in_the_readme_example(tmp_path):
-    """The README's example: the shipped model (the ladder recipe) answers the ladder protocol and,
-    given the partial 3B run's family, beats persistence (its own last value) and its own-rows-only
-    self; the ref-layout checkpoint, which cannot tell own from sibling points, does not claim it."""
+def test_the_readme_ladder_example_runs_with_both_episodes():
+    """The README's example: the shipped model (the ladder recipe) answers the ladder protocol
+    and predicts the partial 3B run with and without its family; the ref-layout checkpoint, which
+    cannot tell own from sibling points, does not claim it. (How much the ladder helps is measured
+    on real runs below, not on this one made-up trajectory.)"""
     from pathlib import Path
 
     from neuneu.data import read_runs
@@ -206,13 +207,39 @@ def test_the_ladder_checkpoint_reads_the_ladder_in_the_readme_example(tmp_path):
     assert "ladder" in NeuralPredictor().protocols
     assert "ladder" not in NeuralPredictor(root / "checkpoints" / "neuneu-ref-layout.pt").protocols
     truth = pd.read_csv(root / "neuneu" / "examples" / "ladder_truth.csv")
-    mae = {}
+    q50 = {}
     for episode in ("family", "run"):
         frame = read_runs(root / "neuneu" / "examples" / "ladder.csv", episode=episode)
         table, _, _ = predict_runs(frame, "neuneu,persistence", episode=episode)
-        table = table.merge(truth[["tokens", "accuracy"]].rename(columns={"accuracy": "truth"}), on="tokens")
         assert len(table) == 2 * len(truth) and set(table["run"]) == {"ex-3b"}
-        for method, g in table.groupby("method"):
-            mae[(episode, method)] = (g["q50"] - g["truth"]).abs().mean()
-    assert mae[("family", "neuneu")] < 0.6 * mae[("family", "persistence")], mae
-    assert mae[("family", "neuneu")] < mae[("run", "neuneu")], mae
+        q50[episode] = table.loc[table["method"] == "neuneu", "q50"].to_numpy()
+    assert not np.allclose(q50["family"], q50["run"])  # the siblings reach the network
+
+
+@pytest.mark.parametrize("protocol", ["ladder", "sweep"])
+def test_the_shipped_model_reads_the_other_runs_of_real_validation_families(data_dir, protocol):
+    """On the olmo_ladder validation runs (1B, never trained on) at ratio 0.1, one (task, metric)
+    in five for time, the shipped model given the family's other runs beats itself on the run's
+    own points by a quarter: the smaller train runs whole (ladder: 0.91 vs 1.60 points when
+    measured) or every train run at the same stage (sweep: 1.04 vs 1.60; the previous shipped
+    model, trained without sweep episodes, got 1.42 vs 1.73 and fails this)."""
+    from neuneu.data import load_source
+    from neuneu.episodes import ladder_episodes, sweep_episodes
+    from neuneu.metrics import summary_scores
+    from neuneu.neural import NeuralPredictor
+
+    points = load_source("olmo_ladder", data_dir)
+    points = points[points["split"].isin(["train", "validation"])]
+    pairs = points[["task", "metric"]].drop_duplicates().sort_values(["task", "metric"]).iloc[::5]
+    points = points.merge(pairs, on=["task", "metric"])
+    if protocol == "ladder":  # the 1B validation runs as targets, the smaller train runs whole
+        rules = {"sources": {"olmo_ladder": {"scale": {"group_by": "family", "query_min_params": 1.0e9}}}}
+        eps = ladder_episodes(points, 0.1, rules=rules)
+    else:
+        eps = sweep_episodes(points, 0.1)
+    eps = eps.subset((eps.meta["split"] == "validation").to_numpy())
+    assert len(eps) > 80 and (~eps.context.own & eps.context.mask).any()
+    model = NeuralPredictor(calibration="none")
+    with_runs = summary_scores(eps, model.fit(eps.context).predict(eps.query))["mae"]
+    alone = summary_scores(eps, model.fit(own_subset(eps.context)).predict(eps.query))["mae"]
+    assert with_runs < 0.75 * alone, (with_runs, alone)
