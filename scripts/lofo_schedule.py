@@ -24,16 +24,15 @@ Writes results/lofo-schedule.md and README.md's `<!-- results:lofo-schedule -->`
 
 from __future__ import annotations
 
-import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.make_generalisation import FAMILIES, benchmark, checkpoint, provenance, seed_spread, train_one  # noqa: E402
+from scripts.make_generalisation import (benchmark, checkpoint, provenance, seed_spread,  # noqa: E402
+                                         arm_parser, train_missing)
 from scripts.make_results import publish  # noqa: E402
 
 ARMS = ("schedule", "schedule-seed-1")  # seeds 0 and 1 of the same recipe
@@ -78,19 +77,9 @@ def runs_with_lr(family: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", action="store_true", help="train the arms that are missing")
-    parser.add_argument("--jobs", type=int, default=2, help="trainings at once (1 torch thread each)")
-    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
-    parser.add_argument("--no-run", action="store_true", help="rebuild the table from results/ only")
-    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
-    args = parser.parse_args()
-    todo = [] if args.no_run else [(f, a) for f in args.families for a in ARMS if not checkpoint(f, a).is_file()]
-    if todo and not args.train:
-        raise SystemExit("missing checkpoints: " + ", ".join(str(checkpoint(f, a).relative_to(ROOT)) for f, a in todo)
-                         + "; run with --train")
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        list(pool.map(lambda fa: train_one(*fa), todo))
+    args = arm_parser(__doc__).parse_args()
+    if not args.no_run:
+        train_missing([(f, a) for f in args.families for a in ARMS], args.train, args.jobs)
     boards = {}
     for f in args.families:
         out = f"results/lofo-schedule-{f}"

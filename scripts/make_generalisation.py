@@ -57,7 +57,13 @@ SEEDS = ("full", *SEED_RUNS)
 # Further arms trained like the seed-0 model with these overrides, scored by their own scripts
 # (scripts/lofo_schedule.py: the recipe reading the planned learning rate, issues 10 and 15).
 SCHEDULE_OVERRIDES = ["model.schedule_features=true", "data.p_drop_lr=0.2", "data.p_schedule_prior=0.8"]
-OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"]}
+# The sweep recipe (scripts/lofo_sweep.py): the network reads which run a point is of and trains on
+# ladder and sweep episodes too (a run's first points with its family's other runs' first points),
+# so it can forecast each run of a user's sweep from all of them; shares fixed a priori (p_ladder:
+# the shipped recipe's 0.2, p_sweep the same).
+SWEEP_OVERRIDES = ["model.own_run=true", "data.p_ladder=0.2", "data.p_sweep=0.2"]
+SWEEP_ARMS = {"sweep": SWEEP_OVERRIDES, **{f"sweep-seed-{k}": [*SWEEP_OVERRIDES, f"train.seed={k}"] for k in (1, 2)}}
+OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS}
 # The three seeds as one ensemble (`scripts/assemble_ensemble.py`: quantiles averaged, calibrated
 # again on the validation runs), runs/ablations/neuneu-without-<family>-ens3.pt.
 ENSEMBLE = "ens3"
@@ -83,6 +89,29 @@ def train_one(family: str, ablation: str) -> None:
     if done.returncode:
         raise SystemExit(f"training {path.stem} failed (exit {done.returncode}); see {log}")
     print(f"trained {path.stem}: {log}", file=sys.stderr, flush=True)
+
+
+def arm_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of the scripts scoring further leave-one-family-out arms (lofo_*.py)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--train", action="store_true", help="train the arms that are missing")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings at once (1 torch thread each)")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    parser.add_argument("--no-run", action="store_true", help="rebuild the table from results/ only")
+    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    return parser
+
+
+def train_missing(pairs, allowed: bool, jobs: int) -> list[tuple[str, str]]:
+    """Train the (family, arm) checkpoints of `pairs` that do not exist yet, `jobs` at once (in
+    `pairs`' order); without `allowed` (--train), name them and stop. Returns what was trained."""
+    todo = [(f, a) for f, a in pairs if not checkpoint(f, a).is_file()]
+    if todo and not allowed:
+        raise SystemExit("missing checkpoints: " + ", ".join(str(checkpoint(f, a).relative_to(ROOT)) for f, a in todo)
+                         + "; run with --train")
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(lambda fa: train_one(*fa), todo))
+    return todo
 
 
 # arima (~70 ms a trajectory: 18 min per ratio on pythia) and bnsl (six parameters, never the best baseline
