@@ -543,6 +543,20 @@ def input_columns(path) -> list[str] | None:
     return None if header is None else [c.strip() for c in header]
 
 
+def sibling_note(frame: pd.DataFrame) -> str | None:
+    """With `--episode run`: a one-line note when several runs of one `family` are in the file,
+    whose other runs `--episode family` would read too (None when there are none)."""
+    if "family" not in frame:
+        return None
+    runs = frame[frame["accuracy"].notna()].groupby("family")["run"].nunique()
+    shared = runs[runs >= 2]
+    if shared.empty:
+        return None
+    return (f"neuneu: {plural(int(shared.sum()), 'run')} share{'s' * (int(shared.sum()) == 1)} a family with another "
+            f"(e.g. {shared.index[0]!r}); each is predicted from its own rows only: --episode family also reads "
+            "the others (README, 'Forecasting a sweep')")
+
+
 def input_hint(err: InputError, path, episode: str) -> InputError:
     """`err` with a hint when the file looks like a common mistake: tab- or semicolon-separated,
     or whole runs blank without `--episode family`."""

@@ -115,6 +115,8 @@ def cmd_predict(args) -> int:
         raise ask.input_hint(err, args.runs, args.episode) from None
     ask.mark_derived_columns(frame, args.runs)
     _report_dropped(frame, str(args.runs))
+    if args.episode == "run" and (note := ask.sibling_note(frame)):
+        print(note, file=sys.stderr)
     if args.at:
         frame, note = ask.at_rows(frame, args.at)
         print(f"neuneu: {note}", file=sys.stderr)

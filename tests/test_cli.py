@@ -65,3 +65,19 @@ def test_predict_persistence_round_trip_matches_the_last_context_value(tmp_path)
     # input order is kept: the blank rows of the file, in file order
     blank = points[points["accuracy"].isna()]
     np.testing.assert_allclose(pred["tokens"], blank["tokens"])
+
+
+def test_predict_names_the_family_a_run_shares_and_family_episodes_do_not(tmp_path, capsys):
+    points = make_points(n_runs=2, n_tasks=1, n_points=8).drop(columns=["source"])
+    points["accuracy"] = points["accuracy"].where(points["step"] <= 3)
+    runs = tmp_path / "runs.csv"
+    points.to_csv(runs, index=False)
+    for episode, hinted in (("run", True), ("family", False)):
+        assert main(["predict", str(runs), "--method", "persistence", "--episode", episode,
+                     "-o", str(tmp_path / f"{episode}.csv")]) == 0
+        err = capsys.readouterr().err
+        assert ("2 runs share a family with another (e.g. 'synth')" in err) == hinted, err
+    alone = points.assign(family=points["run"])  # one run per family: nothing to read beside it
+    alone.to_csv(runs, index=False)
+    assert main(["predict", str(runs), "--method", "persistence", "-o", str(tmp_path / "a.csv")]) == 0
+    assert "share a family" not in capsys.readouterr().err
