@@ -1,4 +1,4 @@
-"""Regenerate every leaderboard the README shows, then paste them into README.md.
+"""Regenerate every leaderboard (and example score) the README shows, then paste them into README.md.
 
     python scripts/make_results.py [--only NAME ...] [--no-readme]
 
@@ -21,12 +21,39 @@ ROOT = Path(__file__).resolve().parents[1]
 # name → `neuneu benchmark` arguments (the README names these commands)
 RUNS = {
     "checkpoint-olmo-test": "--protocol checkpoint --ratio 0.2 --variant forecast --sources olmo_ladder --split test",
+    # the same test runs with every other run of the source at the same stage (the sweep protocol)
+    "sweep-olmo-test": "--protocol sweep --ratio 0.2 --variant forecast --sources olmo_ladder --split test",
     "checkpoint-olmo-heldout-tasks": "--protocol checkpoint --ratio 0.2 --variant forecast --sources olmo_ladder --split heldout_tasks",
     "scale-olmo-loss-given": "--protocol scale --variant loss-given --sources olmo_ladder --split test",
     "scale-olmo-forecast": "--protocol scale --variant forecast --sources olmo_ladder --split test",
     # Gadre et al. 2024: fit on the <= 412M models, predict the 1.4B / 6.9B models' accuracy from their loss
     "scale-gadre-loss-given": "--protocol scale --variant loss-given --sources gadre --split test",
 }
+
+# name → a `neuneu predict … --truth` command on a bundled example; its score table is the block
+EXAMPLES = {
+    "sweep-demo": "neuneu predict neuneu/examples/demo_runs.csv --episode family "
+                  "--method neuneu,power_law,ladder_power_law,persistence --truth neuneu/examples/demo_truth.csv "
+                  "-o runs/demo_sweep.csv",
+}
+
+
+def run_example(name: str) -> None:
+    """Run EXAMPLES[name], keep the score table it prints, with provenance, in results/NAME.md."""
+    import datetime as dt
+    import os
+    import platform
+
+    from neuneu.benchmark import git_commit
+
+    done = subprocess.run(shlex.split(EXAMPLES[name]), cwd=ROOT, check=True, capture_output=True, text=True)
+    lines = done.stderr.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("truth ")):]
+    body = "\n".join([f"`{EXAMPLES[name]}`:", "", "```", *table, "```", "",
+                      f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+                      f"- commit: {git_commit()}",
+                      f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"])
+    (ROOT / "results" / f"{name}.md").write_text(body + "\n", encoding="utf-8")
 
 
 def run(name: str, extra: list[str]) -> None:
@@ -39,6 +66,8 @@ def run(name: str, extra: list[str]) -> None:
 
 def block(name: str) -> str:
     """The README block for one run: its provenance lines and its table(s)."""
+    if name in EXAMPLES:
+        return (ROOT / "results" / f"{name}.md").read_text(encoding="utf-8")
     text = (ROOT / "results" / name / "leaderboard.md").read_text(encoding="utf-8")
     keep = []
     for line in text.splitlines():
@@ -75,14 +104,14 @@ def update_readme(names: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=sorted(RUNS), help="regenerate only these")
+    parser.add_argument("--only", nargs="+", choices=sorted({**RUNS, **EXAMPLES}), help="regenerate only these")
     parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
     parser.add_argument("--no-run", action="store_true", help="only paste existing results into README.md")
     args, extra = parser.parse_known_args()
-    names = args.only or list(RUNS)
+    names = args.only or [*RUNS, *EXAMPLES]
     if not args.no_run:
         for name in names:
-            run(name, extra)
+            run_example(name) if name in EXAMPLES else run(name, extra)
     if not args.no_readme:
         update_readme(names)
 
