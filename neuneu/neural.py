@@ -248,7 +248,8 @@ def backtest_points(model: torch.nn.Module, context: Context, query: Query, max_
     truth, horizon, weight, ratio index and episode index (N,) of each, and the indices of the
     usable contexts (`contexts`). `calibration_from_backtest` fits them; `neuneu.chunking`
     collects them chunk by chunk (renumbering `episode`) and fits once over all."""
-    context = own_subset(context)  # a sibling protocol's episode: its own run's points
+    if (np.asarray(context.mask, bool) & ~np.asarray(context.own, bool)).any():
+        context = own_subset(context)  # a sibling protocol's episode: its own run's points
     mask = np.asarray(context.mask, bool)
     n = mask.sum(1)
     run = np.asarray(context.run)

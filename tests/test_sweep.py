@@ -117,3 +117,18 @@ def test_benchmark_sweep_protocol_scores_checkpoint_laws_on_the_own_context(tmp_
         pd.testing.assert_frame_equal(a, b)
     joint = sw[sw["method"] == "ladder_power_law"]
     assert len(joint) == len(sw[sw["method"] == "persistence"]) and (~joint["fallback"]).any()
+
+
+def test_the_context_backtest_of_a_sweep_reads_each_runs_own_points():
+    from neuneu.neural import DEFAULT_CHECKPOINT, backtest_points, load_checkpoint
+
+    model, payload = load_checkpoint(DEFAULT_CHECKPOINT)
+    frame = _sweep(n_points=20)
+    sw = sweep_episodes(frame, 0.4, rules=RULES)
+    assert (sw.context.mask & ~sw.context.own).any()
+    mc = int(payload["features"]["max_context"])
+    with_siblings = backtest_points(model, sw.context, sw.query, mc)
+    own_only = backtest_points(model, own_subset(sw.context), sw.query, mc)
+    assert len(with_siblings["contexts"]) == len(sw)  # every episode is backtested, none skipped as multi-run
+    for key in ("quantiles", "truth", "horizon"):
+        np.testing.assert_allclose(with_siblings[key], own_only[key])
