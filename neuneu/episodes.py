@@ -177,22 +177,28 @@ def context_size(n: np.ndarray | int, ratio: float) -> np.ndarray:
 def resplit(context: Context, ratio: float, index: np.ndarray | None = None,
             drop_query_loss: np.ndarray | None = None) -> Episodes:
     """Contexts split again like checkpoint episodes, for back-tests on points whose truth is
-    known: of each context's n real points (in order), the first min(floor(ratio·n)+1, n−1)
-    (`context_size`) are the new context and the others the new queries, their accuracies the
-    `target`. Every field travels (run, row, own, lr, ...); each part is as wide as its longest
-    episode. `index`: the episodes to split (default all; each needs n >= 2);
-    `drop_query_loss` (len(index),) bool: those queries lose their loss, as real forecast
-    queries have none."""
+    known: of each context's n *own-run* points (`Context.own`, in order), the first
+    min(floor(ratio·n)+1, n−1) (`context_size`) stay context with every sibling point (ladder,
+    sweep), and the other own points are the new queries, their accuracies the `target`. In a
+    checkpoint episode every point is its own run's, so this is its first points against the
+    rest. Every field travels (run, row, own, lr, ...); each part is as wide as its longest
+    episode, real points first in their order. `index`: the episodes to split (default all; each
+    needs n >= 2 own points); `drop_query_loss` (len(index),) bool: those queries lose their loss,
+    as real forecast queries have none."""
     index = np.arange(len(context.meta)) if index is None else np.asarray(index)
     mask = np.asarray(context.mask, bool)[index]
-    n = mask.sum(1)
+    own = np.asarray(context.own, bool)[index] & mask
+    n = own.sum(1)
     k = np.minimum(context_size(n, ratio), n - 1)
-    n_q = n - k
-    real = np.argsort(~mask, axis=1, kind="stable")  # columns of the real points, in order
-    ctx_mask = np.arange(int(k.max(initial=1)))[None, :] < k[:, None]
-    qry_mask = np.arange(int(n_q.max(initial=1)))[None, :] < n_q[:, None]
-    c_cols = real[:, : ctx_mask.shape[1]]
-    q_cols = np.take_along_axis(real, np.minimum(k[:, None] + np.arange(qry_mask.shape[1]), real.shape[1] - 1), 1)
+    rank = np.cumsum(own, axis=1) - 1  # each own point's place among its episode's own points
+    keep_c = mask & (~own | (rank < k[:, None]))
+    keep_q = own & (rank >= k[:, None])
+
+    def packed(keep):  # columns of the kept points, in order, and the new mask
+        cols = np.argsort(~keep, axis=1, kind="stable")[:, : max(int(keep.sum(1).max(initial=1)), 1)]
+        return cols, np.take_along_axis(keep, cols, axis=1)
+
+    (c_cols, ctx_mask), (q_cols, qry_mask) = packed(keep_c), packed(keep_q)
 
     def pick(value, cols, keep):
         value = np.take_along_axis(np.asarray(value)[index], cols, axis=1)

@@ -20,7 +20,7 @@ import torch
 
 from neuneu.calibration import Calibration
 from neuneu.data import REPO_ROOT, InputError
-from neuneu.episodes import SIBLING_PROTOCOLS, Context, Query, own_subset, resplit
+from neuneu.episodes import SIBLING_PROTOCOLS, Context, Query, resplit
 from neuneu.features import F, Features, featurize, from_target, to_target
 from neuneu.model import Ensemble, ModelConfig, build_model
 from neuneu.predictor import Predictor
@@ -226,15 +226,16 @@ def backtest_calibration(model: torch.nn.Module, context: Context, query: Query,
     """A `Calibration` fitted on the user's own contexts, never on a query's truth, and the
     number of contexts it used (None, 0 when none is usable).
 
-    Each single-run context of at least 3 points is split like a checkpoint episode at each of
+    Each context with at least 3 points of its own run is split like a checkpoint episode at each of
     `ratios`: its first floor(ratio·n)+1 points predict its later points, whose accuracies are
     known. Two ratios give pseudo-horizons from short to about half the context's span in log
     tokens, so the horizon bins reach toward the real queries' (farther horizons fall in the last
     bin). The conformal factors fitted on those pseudo-queries carry the noise and shape of the
     family being predicted, which the validation runs of the training families do not: from one
     family to another the raw intervals were 1.5x too wide (olmo_ladder) or too narrow (pythia).
-    An episode with sibling runs (ladder, sweep) is backtested on its own run's points
-    (`own_subset`); multi-run contexts without an own run (scale) are skipped.
+    An episode with sibling runs (ladder, sweep) is backtested on its own run's points, its
+    siblings kept in every pseudo-context as they are in the real one; multi-run contexts without
+    an own run (scale) are skipped.
     """
     return calibration_from_backtest([backtest_points(model, context, query, max_context, ratios)])
 
@@ -248,13 +249,8 @@ def backtest_points(model: torch.nn.Module, context: Context, query: Query, max_
     truth, horizon, weight, ratio index and episode index (N,) of each, and the indices of the
     usable contexts (`contexts`). `calibration_from_backtest` fits them; `neuneu.chunking`
     collects them chunk by chunk (renumbering `episode`) and fits once over all."""
-    if (np.asarray(context.mask, bool) & ~np.asarray(context.own, bool)).any():
-        context = own_subset(context)  # a sibling protocol's episode: its own run's points
-    mask = np.asarray(context.mask, bool)
-    n = mask.sum(1)
-    run = np.asarray(context.run)
-    one_run = ((run == run[:, :1]) | ~mask).all(1)  # real points come first, so column 0 is real
-    idx = np.flatnonzero((n >= 3) & one_run)
+    # an episode's own-run points are split (`resplit`), its sibling runs' stay context
+    idx = np.flatnonzero((np.asarray(context.own, bool) & np.asarray(context.mask, bool)).sum(1) >= 3)
     out = {k: [np.empty((0, 5)) if k == "quantiles" else np.empty(0, int if k in ("ratio", "episode") else float)]
            for k in _BACKTEST_KEYS}
     out["contexts"] = idx

@@ -119,16 +119,27 @@ def test_benchmark_sweep_protocol_scores_checkpoint_laws_on_the_own_context(tmp_
     assert len(joint) == len(sw[sw["method"] == "persistence"]) and (~joint["fallback"]).any()
 
 
-def test_the_context_backtest_of_a_sweep_reads_each_runs_own_points():
+def test_the_context_backtest_of_a_sweep_splits_each_runs_own_points_and_keeps_its_siblings():
+    from neuneu.episodes import resplit
     from neuneu.neural import DEFAULT_CHECKPOINT, backtest_points, load_checkpoint
 
-    model, payload = load_checkpoint(DEFAULT_CHECKPOINT)
     frame = _sweep(n_points=20)
     sw = sweep_episodes(frame, 0.4, rules=RULES)
-    assert (sw.context.mask & ~sw.context.own).any()
+    own_acc = set(sw.context.accuracy[sw.context.own & sw.context.mask])
+    back = resplit(sw.context, 0.5)
+    for e in range(len(sw)):
+        mine, sib = sw.context.own[e] & sw.context.mask[e], sw.context.mask[e] & ~sw.context.own[e]
+        n = mine.sum()
+        # the pseudo-queries are the run's own later points; every sibling point stays context
+        assert back.query.mask[e].sum() == n - context_size(n, 0.5)
+        assert set(back.target[e][back.query.mask[e]]) <= own_acc
+        assert back.context.mask[e].sum() == sib.sum() + context_size(n, 0.5)
+        assert set(sw.context.accuracy[e][sib]) <= set(back.context.accuracy[e][back.context.mask[e]])
+        assert back.context.own[e][back.context.mask[e]].sum() == context_size(n, 0.5)
+    model, payload = load_checkpoint(DEFAULT_CHECKPOINT)
     mc = int(payload["features"]["max_context"])
     with_siblings = backtest_points(model, sw.context, sw.query, mc)
     own_only = backtest_points(model, own_subset(sw.context), sw.query, mc)
     assert len(with_siblings["contexts"]) == len(sw)  # every episode is backtested, none skipped as multi-run
-    for key in ("quantiles", "truth", "horizon"):
-        np.testing.assert_allclose(with_siblings[key], own_only[key])
+    np.testing.assert_allclose(with_siblings["truth"], own_only["truth"])  # the same pseudo-queries …
+    assert not np.allclose(with_siblings["quantiles"], own_only["quantiles"])  # … forecast with the siblings
