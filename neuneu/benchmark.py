@@ -438,8 +438,11 @@ def add_arguments(parser) -> None:
     """The flags of `neuneu benchmark`."""
     parser.add_argument("--protocol", choices=PROTOCOLS, default="checkpoint",
                         help="checkpoint: later checkpoints from the first ones; scale: larger runs from smaller ones; "
-                             "ladder: a large run's later checkpoints from its first ones and its family's smaller runs")
-    parser.add_argument("--ratio", type=float, action="append", help="checkpoint / ladder context ratio, repeatable (default 0.2)")
+                             "ladder: a large run's later checkpoints from its first ones and its family's smaller runs; "
+                             "sweep: the checkpoint protocol's queries, every run also reading its family's other runs "
+                             "at the same stage")
+    parser.add_argument("--ratio", type=float, action="append",
+                        help="checkpoint / ladder / sweep context ratio, repeatable (default 0.2)")
     parser.add_argument("--variant", choices=VARIANTS, default="forecast", help="loss-given: the true loss at each query is an input")
     parser.add_argument("--sources", default="olmo_ladder", help="comma list of sources (default olmo_ladder)")
     parser.add_argument("--split", help="episodes of these splits (comma list, or 'all'; default test)")
