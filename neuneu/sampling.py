@@ -21,7 +21,9 @@ Both protocols of DESIGN.md are sampled, from the training split only:
   ladder label, any sizes, same task and metric) is the target, as in a ladder episode, but the
   siblings are part way through their training too: cut at the target's ratio of their own
   checkpoints (half the episodes, the benchmark's sweep), at the target's last context tokens
-  (a quarter: runs launched together), or at a ratio of their own (a quarter).
+  (a quarter: runs launched together), or at a ratio of their own (a quarter). With
+  `sibling_shift`, half of them move each sibling's accuracies by a constant (a sweep's runs on
+  other data sit at other levels: a sibling lends its shape, its level only through the overlap).
 Loss masking: with probability 1 - p_loss_given the queries lose their loss (forecast variant),
 and with probability p_drop_context_loss the context loses it too, so one model serves both
 variants and sources without losses.
@@ -60,6 +62,9 @@ class SamplerConfig:
     p_ladder: float = 0.0  # share of ladder episodes (a target run's first points + smaller runs whole)
     p_ladder_same_size: float = 0.2  # ladder episodes whose siblings include runs of the target's size
     p_sweep: float = 0.0  # share of sweep episodes (a run's first points + its sweep's other runs' first points)
+    # half the sweep episodes shift each sibling's accuracies by a constant ~ N(0, s), s ~ U(0, sibling_shift):
+    # runs of a sweep on other data sit at other levels, so a sibling lends its shape, not its level
+    sibling_shift: float = 0.0
     p_context_dropout: float = 0.5
     context_dropout: float = 0.3
     p_loss_given: float = 0.5
@@ -240,15 +245,20 @@ def _target_run(bank: TrajectoryBank, target: int, cfg: SamplerConfig, rng: np.r
     return traj, n_own, qry, ratio
 
 
-def _with_siblings(bank: TrajectoryBank, cfg: SamplerConfig, traj: dict, n_own: int, siblings, cuts) -> dict:
+def _with_siblings(bank: TrajectoryBank, cfg: SamplerConfig, traj: dict, n_own: int, siblings, cuts,
+                   shifts=None) -> dict:
     """The context: each sibling's first `cuts[i]` points, evenly thinned to share the room the
-    own points leave (its last point kept), then the target's first `n_own` points (`own`)."""
+    own points leave (its last point kept; its accuracies moved by `shifts[i]`, clipped to [0, 1]),
+    then the target's first `n_own` points (`own`)."""
     room = max(cfg.max_context - min(n_own, own_room(cfg.max_context, cfg.max_context)), len(siblings))
     k = max(1, room // len(siblings))
     parts = []
-    for i, m in zip(siblings, cuts):
+    for j, (i, m) in enumerate(zip(siblings, cuts)):
         keep = np.unique(np.round(np.linspace(m - 1, 0, min(k, m))).astype(int)) if k > 1 else np.array([m - 1])
-        parts.append(_take(bank.trajectories[i], keep))
+        part = _take(bank.trajectories[i], keep)
+        if shifts is not None:
+            part["accuracy"] = np.clip(part["accuracy"] + shifts[j], 0.0, 1.0)
+        parts.append(part)
     parts.append(_take(traj, np.arange(n_own)))
     ctx = {f: np.concatenate([p[f] for p in parts]) for f in FIELDS}
     ctx["own"] = np.r_[np.zeros(len(ctx["x"]) - n_own, dtype=bool), np.ones(n_own, dtype=bool)]
@@ -290,7 +300,10 @@ def sample_sweep(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Genera
         else:  # a stage of its own
             cut = context_size(m, rng.uniform(cfg.min_ratio, cfg.max_ratio))
         cuts.append(int(np.clip(cut, 1, m)))
-    return _with_siblings(bank, cfg, traj, n_own, siblings, cuts), qry
+    shifts = None  # sibling_shift 0 draws nothing, so recipes without it sample as before
+    if cfg.sibling_shift > 0 and rng.random() < 0.5:
+        shifts = rng.normal(0.0, rng.uniform(0.0, cfg.sibling_shift), len(siblings))
+    return _with_siblings(bank, cfg, traj, n_own, siblings, cuts, shifts), qry
 
 
 def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng: np.random.Generator,

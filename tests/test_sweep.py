@@ -143,3 +143,32 @@ def test_the_context_backtest_of_a_sweep_splits_each_runs_own_points_and_keeps_i
     assert len(with_siblings["contexts"]) == len(sw)  # every episode is backtested, none skipped as multi-run
     np.testing.assert_allclose(with_siblings["truth"], own_only["truth"])  # the same pseudo-queries …
     assert not np.allclose(with_siblings["quantiles"], own_only["quantiles"])  # … forecast with the siblings
+
+
+def test_sibling_shift_moves_each_siblings_accuracies_by_one_constant():
+    from neuneu.sampling import SamplerConfig, TrajectoryBank, sample_batch
+
+    frame = make_points(n_runs=4, n_tasks=2, n_points=30).assign(split="train")
+    frame["accuracy"] = 0.3 + 0.4 * frame["accuracy"]  # away from 0 and 1: no clipping
+    bank = TrajectoryBank(frame)
+    base = dict(max_context=48, p_sweep=1.0, p_scale=0.0, p_thin=0.0, p_context_dropout=0.0)
+    moved = {}
+    for shift in (0.0, 0.03):
+        eps = sample_batch(bank, SamplerConfig(**base, sibling_shift=shift), 64, np.random.default_rng(1))
+        deltas = []
+        for e in range(len(eps)):
+            sib = eps.context.mask[e] & ~eps.context.own[e]
+            for code in np.unique(eps.context.run[e][sib]):
+                here = sib & (eps.context.run[e] == code)
+                traj = bank.trajectories[int(code)]
+                truth = traj["accuracy"][np.searchsorted(traj["x"], eps.context.x[e][here])]
+                d = eps.context.accuracy[e][here] - truth
+                np.testing.assert_allclose(d, d[0], atol=1e-12)  # one constant per sibling
+                deltas.append(d[0])
+            own = eps.context.own[e] & eps.context.mask[e]
+            traj = bank.trajectories[int(eps.context.run[e][own][0])]
+            np.testing.assert_allclose(eps.context.accuracy[e][own],  # the run's own points never move
+                                       traj["accuracy"][np.searchsorted(traj["x"], eps.context.x[e][own])])
+        moved[shift] = np.abs(deltas)
+    assert (moved[0.0] == 0).all()
+    assert 0.2 < (moved[0.03] > 0).mean() < 0.8 and moved[0.03].max() < 0.15  # about half the episodes
