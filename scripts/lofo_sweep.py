@@ -21,6 +21,10 @@ joint family laws (`ladder_power_law`, `ladder_two_stage`) read every run. The p
 figures of configs/lofo.yaml come from results/lofo-<F>/ and results/ablations-<F>/ (the
 leave-one-family-out table; persistence must agree, or the queries differ).
 Writes results/lofo-sweep.md and README.md's `<!-- results:lofo-sweep -->` block.
+
+`--shift-arm` instead scores the `sweep-shift` arm (SHIFT_ARM: the same recipe with
+`data.sibling_shift=0.03`, seed 0) next to the sweep arm's seed 0 on the same sweep episodes
+(results/lofo-sweep-shift-<F>/; results/lofo-sweep-shift.md and its README block).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.make_generalisation import (SWEEP_ARMS, benchmark, checkpoint, provenance,  # noqa: E402
+from scripts.make_generalisation import (SHIFT_ARM, SWEEP_ARMS, benchmark, checkpoint, provenance,  # noqa: E402
                                          seed_spread, arm_parser, train_missing)
 from scripts.make_results import publish  # noqa: E402
 
@@ -93,6 +97,27 @@ def table(boards: dict[str, pd.DataFrame], lofo: dict[str, pd.DataFrame], spread
     return "\n".join(lines)
 
 
+def shift_table(boards: dict[str, pd.DataFrame]) -> str:
+    """Seed 0 of the sweep arm (`sweep`) against seed 0 of the shift arm (`neuneu`), with the other
+    runs and on the run's own context."""
+    lines = ["| held-out family | ratio | sweep arm: with the other runs / own (coverage80) "
+             "| with sibling shifts: with the other runs / own (coverage80) | shifts ÷ sweep, with the other runs |",
+             "|---|---|---|---|---|"]
+    ratios = []
+    for family, board in boards.items():
+        for ratio, g in board.groupby("ratio"):
+            g = g.set_index("method")
+            ratios.append(g.loc["neuneu", "mae"] / g.loc["sweep", "mae"])
+            cell = lambda m: (f"{100 * g.loc[m, 'mae']:.2f} / {100 * g.loc[m + '-own', 'mae']:.2f} "  # noqa: E731
+                              f"({g.loc[m, 'coverage80']:.2f})")
+            lines.append(f"| {family} | {ratio:g} | {cell('sweep')} | {cell('neuneu')} | {ratios[-1]:.2f} |")
+    n = len(ratios)
+    lines += ["", f"- with sibling shifts ÷ without, with the other runs, over the {n} rows: mean {sum(ratios) / n:.2f}, "
+                  f"worst {max(ratios):.2f}, best {min(ratios):.2f}; lower in {sum(r < 1 for r in ratios)} of {n} "
+                  "(one training each: a seed's spread is 0.03-0.11 points here, the table above)."]
+    return "\n".join(lines)
+
+
 def sweep_runs(family: str) -> int:
     """Median number of runs in the sweeps of `family` (runs sharing a ladder label, task and metric)."""
     from neuneu.data import load_source
@@ -104,7 +129,11 @@ def sweep_runs(family: str) -> int:
 
 
 def main() -> None:
-    args = arm_parser(__doc__).parse_args()
+    parser = arm_parser(__doc__)
+    parser.add_argument("--shift-arm", action="store_true", help="score the sibling-shift arm instead (docstring)")
+    args = parser.parse_args()
+    if args.shift_arm:
+        return shift_main(args)
     # seed 0 of every family first, then the other seeds
     todo = [] if args.no_run else train_missing([(f, a) for a in ARMS for f in args.families], args.train, args.jobs)
     boards = {}
@@ -125,6 +154,21 @@ def main() -> None:
     spread = seed_spread({f: pd.read_csv(ROOT / "results" / f"ablations-{f}" / "leaderboard.csv") for f in args.families})
     body = table(boards, lofo, spread) + "\n\n" + provenance(f"results/lofo-sweep-{args.families[0]}") + "\n"
     publish("lofo-sweep", body, readme=not args.no_readme)
+
+
+def shift_main(args) -> None:
+    (arm,) = SHIFT_ARM
+    if not args.no_run:
+        train_missing([(f, a) for a in (ARMS[0], arm) for f in args.families], args.train, args.jobs)
+    boards = {}
+    for f in args.families:
+        out = f"results/lofo-sweep-shift-{f}"
+        if not args.no_run:
+            benchmark(f, out, ["--protocol", "sweep", "--methods", "persistence", "--checkpoint", str(checkpoint(f, arm)),
+                               "--neural", f"sweep={checkpoint(f, ARMS[0])}"])
+        boards[f] = pd.read_csv(ROOT / out / "leaderboard.csv")
+    body = shift_table(boards) + "\n\n" + provenance(f"results/lofo-sweep-shift-{args.families[0]}") + "\n"
+    publish("lofo-sweep-shift", body, readme=not args.no_readme)
 
 
 if __name__ == "__main__":
