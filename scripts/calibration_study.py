@@ -22,16 +22,12 @@ Candidates, all applied to the same raw quantiles of the model that never saw F,
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from neuneu.benchmark import git_commit
 from neuneu.calibration import Calibration
 from neuneu.data import load_source
 from neuneu.episodes import checkpoint_episodes
@@ -41,7 +37,7 @@ from neuneu.neural import (BLEND_PRIOR, BlendedCalibration, backtest_points, cal
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.make_results import replace_block  # noqa: E402
+from scripts.make_results import replace_block, stamp  # noqa: E402
 
 FAMILIES = ("olmo_ladder", "pythia", "bigscience_tr3", "tucano", "lucie")
 RATIOS = (0.1, 0.2, 0.4)
@@ -118,8 +114,7 @@ def main() -> None:
              "under each calibration (`python scripts/calibration_study.py`).", "",
              "| family | ratio | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names), *rows,
              "| rows in band (unrounded) | | " + " | ".join(f"{sum(band[k])}/{len(band[k])}" for k in names) + " |", "",
-             f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}", f"- commit: {git_commit()}",
-             f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"]
+             *stamp()]
     text = "\n".join(lines) + "\n"
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)

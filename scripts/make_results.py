@@ -38,21 +38,25 @@ EXAMPLES = {
 }
 
 
-def run_example(name: str) -> None:
-    """Run EXAMPLES[name], keep the score table it prints, with provenance, in results/NAME.md."""
+def stamp() -> list[str]:
+    """The provenance lines (date, commit, machine) under every table a script writes."""
     import datetime as dt
     import os
     import platform
 
     from neuneu.benchmark import git_commit
 
+    return [f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+            f"- commit: {git_commit()}",
+            f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"]
+
+
+def run_example(name: str) -> None:
+    """Run EXAMPLES[name], keep the score table it prints, with provenance, in results/NAME.md."""
     done = subprocess.run(shlex.split(EXAMPLES[name]), cwd=ROOT, check=True, capture_output=True, text=True)
     lines = done.stderr.splitlines()
     table = lines[next(i for i, line in enumerate(lines) if line.startswith("truth ")):]
-    body = "\n".join([f"`{EXAMPLES[name]}`:", "", "```", *table, "```", "",
-                      f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-                      f"- commit: {git_commit()}",
-                      f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"])
+    body = "\n".join([f"`{EXAMPLES[name]}`:", "", "```", *table, "```", "", *stamp()])
     (ROOT / "results" / f"{name}.md").write_text(body + "\n", encoding="utf-8")
 
 

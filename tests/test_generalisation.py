@@ -254,3 +254,34 @@ def test_noise_floor_recovers_the_evaluation_noise_of_straight_and_unevenly_spac
                       task="t", metric="acc", accuracy=a) for i, (t, a) in enumerate(zip(tokens, acc))]
     floor, n = floor_mae(pd.DataFrame(rows), 0.2)
     assert n == 300 and floor == pytest.approx(100 * 0.02 * np.sqrt(2 / np.pi), rel=0.05)
+
+
+def test_gate_study_weighs_the_candidate_that_backtests_best_and_shrinks_toward_the_network():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.gate_study import CANDIDATES, RULES, episode_choice, rule_weights
+
+    from neuneu.neural import BLEND_PRIOR
+
+    names = ("neuneu", *CANDIDATES)
+    rng = np.random.default_rng(0)
+    E, Q, n = 30, 4, 20  # 20 of 30 contexts back-tested; the power law is right on them, the rest off
+    z = {"target": rng.uniform(0.3, 0.7, (E, Q)), "mask": np.ones((E, Q), bool), "bt_index": np.arange(n)}
+    for k in range(2):
+        truth = rng.uniform(0.3, 0.7, (n, 3))
+        z[f"bt{k}_target"], z[f"bt{k}_mask"] = truth, np.ones((n, 3), bool)
+        for c, name in enumerate(names):
+            z[f"bt{k}_{name}"] = truth + (0.0 if name == "power_law" else 0.05 * (c + 1))
+    share = n / (n + BLEND_PRIOR)
+    law = names.index("power_law")
+    for rule in RULES:
+        g = rule_weights(rule, z)
+        assert g.sum() == pytest.approx(1.0) and (g >= 0).all()
+        if rule == "network":
+            assert g[0] == 1.0
+        else:  # the best back-test gets the most weight, at most the back-test's share n / (n + prior)
+            assert np.argmax(g[1:]) + 1 == law and g[law] <= share + 1e-9
+    assert rule_weights("select", z)[law] == pytest.approx(share)
+    choice = episode_choice(z, 1.0)  # back-tested trajectories take the law; the others keep the network
+    assert (choice[:n] == law).all() and (choice[n:] == 0).all()

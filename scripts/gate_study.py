@@ -1,0 +1,221 @@
+"""Can the user's own contexts say when to trust the network and when a law? (issue 10)
+
+    python scripts/gate_study.py --compute     # predictions and back-tests → runs/gate/ (cache)
+    python scripts/gate_study.py               # the table from the cache
+
+For every multi-checkpoint family F, the leave-one-family-out model that never saw F
+(runs/ablations/neuneu-without-<F>-<kind>.pt, default the sweep recipe's 3-seed ensemble) and a few
+cheap laws (CANDIDATES) forecast every run of F (checkpoint protocol, forecast, ratios 0.1/0.2/0.4),
+and each also forecasts the back-test of the same contexts: each context split again at 0.25 and
+0.5 of its points (`neuneu.episodes.resplit`, what the context calibration already does), its later
+points the pseudo-queries. A *gate* turns the back-test errors of the file into weights on the
+candidates' medians; it never reads a real query's truth. Rules (all fixed before any table was
+seen; `RULES`):
+
+- `select`: the candidate with the lowest back-test MAE over the file;
+- `inverse`: weights ∝ 1 / back-test MAE²;
+- `stack`: the simplex weights minimising the back-test MAE of the blend (scipy, SLSQP);
+
+each shrunk toward the network alone by n / (n + 50) (n: contexts back-tested; the calibration's
+BLEND_PRIOR), so a handful of trajectories barely moves it. The cache holds every candidate's
+median on the real queries and the pseudo-queries, so rules are cheap to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.optimize import minimize
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from neuneu.data import load_source  # noqa: E402
+from neuneu.episodes import checkpoint_episodes, resplit  # noqa: E402
+from neuneu.neural import BACKTEST_RATIOS, BLEND_PRIOR, load_checkpoint, predict_quantiles  # noqa: E402
+from neuneu.registry import get_predictor  # noqa: E402
+from scripts.make_results import publish, stamp  # noqa: E402
+
+FAMILIES = ("olmo_ladder", "pythia", "bigscience_tr3", "tucano", "lucie")
+RATIOS = (0.1, 0.2, 0.4)
+CANDIDATES = ("persistence", "log_linear", "power_law", "damped_trend")
+CACHE = ROOT / "runs" / "gate"
+
+
+def medians(name: str, model, max_context: int, eps) -> np.ndarray:
+    if name == "neuneu":
+        return predict_quantiles(model, eps.context, eps.query, max_context)[..., 2]
+    return get_predictor(name).fit(eps.context).predict(eps.query)[..., 2]
+
+
+def compute(family: str, kind: str) -> None:
+    torch.set_num_threads(1)
+    model, payload = load_checkpoint(ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{kind}.pt")
+    max_context = int(payload["features"]["max_context"])
+    points = load_source(family)
+    for ratio in RATIOS:
+        out = CACHE / f"{family}-{kind}-{ratio}.npz"
+        if out.exists():
+            continue
+        eps = checkpoint_episodes(points, ratio, variant="forecast")
+        idx = np.flatnonzero((eps.context.own & eps.context.mask).sum(1) >= 3)
+        arrays = {"target": eps.target, "mask": eps.query.mask, "bt_index": idx}
+        for k, r in enumerate(BACKTEST_RATIOS):
+            bt = resplit(eps.context, r, idx, drop_query_loss=np.ones(len(idx), bool))
+            arrays[f"bt{k}_target"], arrays[f"bt{k}_mask"] = bt.target, bt.query.mask
+            for name in ("neuneu", *CANDIDATES):
+                arrays[f"bt{k}_{name}"] = medians(name, model, max_context, bt)
+        for name in ("neuneu", *CANDIDATES):
+            arrays[name] = medians(name, model, max_context, eps)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, **arrays)
+        print(f"{family} {ratio}: {len(eps)} trajectories, {len(idx)} back-tested", file=sys.stderr, flush=True)
+
+
+def traj_mae(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    err = np.where(mask, np.abs(pred - target), 0.0)
+    return err.sum(1) / np.maximum(mask.sum(1), 1)
+
+
+def backtest_errors(z) -> tuple[np.ndarray, int]:
+    """(C, P) absolute errors of each candidate on the file's pseudo-queries, each pseudo-query
+    weighted so every back-tested trajectory and ratio counts once; and n contexts."""
+    names = ("neuneu", *CANDIDATES)
+    errs, weights = [], []
+    for k in range(len(BACKTEST_RATIOS)):
+        m = z[f"bt{k}_mask"]
+        w = np.broadcast_to(1.0 / np.maximum(m.sum(1, keepdims=True), 1), m.shape)[m]
+        errs.append(np.stack([np.abs(z[f"bt{k}_{n}"] - z[f"bt{k}_target"])[m] for n in names]))
+        weights.append(w)
+    e, w = np.concatenate(errs, axis=1), np.concatenate(weights)
+    return e, w / w.sum(), len(z["bt_index"])
+
+
+def rule_weights(rule: str, z) -> np.ndarray:
+    names = ("neuneu", *CANDIDATES)
+    e, w, n = backtest_errors(z)
+    mae = e @ w
+    if rule == "network":
+        g = np.eye(len(names))[0]
+    elif rule == "select":
+        g = np.eye(len(names))[int(np.argmin(mae))]
+    elif rule == "inverse":
+        g = 1 / np.maximum(mae, 1e-6) ** 2
+        g = g / g.sum()
+    elif rule == "stack":
+        preds = np.concatenate([np.stack([z[f"bt{k}_{c}"][z[f"bt{k}_mask"]] for c in names])
+                                for k in range(len(BACKTEST_RATIOS))], axis=1)
+        truth = np.concatenate([z[f"bt{k}_target"][z[f"bt{k}_mask"]] for k in range(len(BACKTEST_RATIOS))])
+
+        def loss(v):
+            return float(np.abs(v @ preds - truth) @ w)
+
+        x0 = np.full(len(names), 1 / len(names))
+        res = minimize(loss, x0, method="SLSQP", bounds=[(0, 1)] * len(names),
+                       constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1}])
+        g = np.clip(res.x, 0, None)
+        g = g / g.sum()
+    else:
+        raise ValueError(rule)
+    s = n / (n + BLEND_PRIOR)
+    return s * g + (1 - s) * np.eye(len(names))[0]
+
+
+RULES = ("network", "select", "inverse", "stack")
+# per trajectory: each candidate's back-test MAE on the trajectory's own pseudo-queries (one value
+# per back-test ratio), shrunk toward the file's by this many ratios' worth of the file's MAE
+EPISODE_SHRINK = (0.3, 1.0, 3.0)
+
+
+def episode_choice(z, shrink: float) -> np.ndarray:
+    """(E,) index of the candidate each trajectory takes: the lowest shrunk back-test MAE of its
+    own (the network where its context was too short to back-test)."""
+    names = ("neuneu", *CANDIDATES)
+    E, idx = len(z["target"]), z["bt_index"]
+    total, count = np.zeros((E, len(names))), np.zeros(E)
+    for k in range(len(BACKTEST_RATIOS)):
+        m = z[f"bt{k}_mask"]
+        for c, name in enumerate(names):
+            total[idx, c] += traj_mae(z[f"bt{k}_{name}"], z[f"bt{k}_target"], m)
+        count[idx] += 1
+    own = total / np.maximum(count, 1)[:, None]
+    file = own[count > 0].mean(0)
+    shrunk = (count[:, None] * own + shrink * file) / (count[:, None] + shrink)
+    return np.where(count > 0, np.argmin(shrunk, 1), 0)
+
+
+def table(kind: str) -> pd.DataFrame:
+    names = ("neuneu", *CANDIDATES)
+    rows = []
+    for family in FAMILIES:
+        for ratio in RATIOS:
+            path = CACHE / f"{family}-{kind}-{ratio}.npz"
+            if not path.exists():
+                continue
+            z = np.load(path)
+            target, mask = z["target"], z["mask"]
+            stack = np.stack([z[c] for c in names])  # (C, E, Q)
+            mae = {c: traj_mae(z[c], target, mask).mean() * 100 for c in names}
+            board = pd.read_csv(ROOT / "results" / f"lofo-{family}" / "leaderboard.csv")
+            board = board[np.isclose(board["ratio"], ratio) & ~board["method"].str.startswith("neuneu")]
+            persistence = board.loc[board["method"] == "persistence", "mae"].item() * 100
+            if not np.isclose(persistence, mae["persistence"], atol=1e-6):  # else the queries differ
+                raise SystemExit(f"{family} {ratio}: persistence {mae['persistence']:.4f} here, {persistence:.4f} in results/")
+            law = board.loc[board["mae"].idxmin()]
+            best = law["mae"] * 100
+            row = {"family": family, "ratio": ratio, "trajectories": len(target),
+                   "best baseline": f"{law['method']} {best:.2f}"}
+            e, w, _ = backtest_errors(z)
+            row["back-test MAE: " + " / ".join(names)] = " / ".join(f"{v * 100:.2f}" for v in e @ w)
+            for rule in RULES:
+                g = rule_weights(rule, z)
+                pred = np.tensordot(g, stack, axes=1)
+                row[rule] = traj_mae(pred, target, mask).mean() * 100 / best
+                if rule == "stack":
+                    row["stack weights"] = " / ".join(f"{v:.2f}" for v in g)
+            for shrink in EPISODE_SHRINK:
+                choice = episode_choice(z, shrink)
+                pred = stack[choice, np.arange(len(choice))]
+                row[f"per trajectory ({shrink:g})"] = traj_mae(pred, target, mask).mean() * 100 / best
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown(frame: pd.DataFrame, kind: str) -> str:
+    ratio_cols = [c for c in frame.columns if c in RULES or c.startswith("per trajectory")]
+    head = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    body = ["| " + " | ".join(f"{v:.2f}" if k in ratio_cols else f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
+                              for k, v in row.items()) + " |" for row in frame.to_dict("records")]
+    means = ", ".join(f"{c} {frame[c].mean():.3f} (worst {frame[c].max():.2f})" for c in ratio_cols)
+    nested = []  # each family's rows under the rule with the lowest mean on the other families' rows
+    for family, rows in frame.groupby("family", sort=False):
+        rule = frame.loc[frame["family"] != family, ratio_cols].mean().idxmin()
+        nested += [(family, rule, v) for v in rows[rule]]
+    values = [v for *_, v in nested]
+    choice = ", ".join(f"{f}: {r}" for f, r in dict.fromkeys((f, r) for f, r, _ in nested))
+    means += (f"\n- each family under the rule with the lowest mean on the other four families' rows ({choice}): "
+              f"mean {np.mean(values):.3f}, worst {max(values):.2f}, ≤ 0.85 on {sum(v <= 0.85 for v in values)} of {len(values)}")
+    return "\n".join([f"MAE ÷ the best baseline's (every baseline of results/lofo-<family>/) of `{kind}` models "
+                      "gated by the back-test of each file's own contexts (`python scripts/gate_study.py`).", "",
+                      *head, *body, "", f"- mean over the {len(frame)} rows: {means}.", "", *stamp(), ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compute", action="store_true", help="compute what runs/gate/ lacks (about 12 min)")
+    parser.add_argument("--kind", default="sweep-ens3")
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES))
+    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    args = parser.parse_args()
+    if args.compute:
+        for family in args.families:
+            compute(family, args.kind)
+    publish("gate-study", markdown(table(args.kind), args.kind), readme=not args.no_readme)
+
+
+if __name__ == "__main__":
+    main()
