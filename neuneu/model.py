@@ -48,6 +48,7 @@ class ModelConfig:
     law_features: bool = False  # neuneu layout: also read the law features (`neuneu.features.law_features`)
     own_run: bool = False  # neuneu layout: also read which run each context point is of (ladder episodes)
     schedule_features: bool = False  # neuneu layout: also read the planned-lr features (`neuneu.schedule`)
+    loss_level: bool = True  # neuneu layout: read the absolute loss too (False: only its differences)
     max_context: int = 64  # ref layout: size of the position table (neuneu layout: unused)
 
     def __post_init__(self):
@@ -55,6 +56,8 @@ class ModelConfig:
             raise ValueError(f"model.layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
+        if not self.loss_level and self.layout != "neuneu":
+            raise ValueError("model.loss_level: false needs model.layout: neuneu")
         for flag in ("law_features", "own_run", "schedule_features"):
             if getattr(self, flag) and self.layout != "neuneu":
                 raise ValueError(f"model.{flag} needs model.layout: neuneu")
@@ -139,7 +142,8 @@ class NeuneuTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("inputs", torch.tensor(input_columns(law_features=cfg.law_features, own_run=cfg.own_run,
+        self.register_buffer("inputs", torch.tensor(input_columns(cfg.loss_level, law_features=cfg.law_features,
+                                                                 own_run=cfg.own_run,
                                                                  schedule_features=cfg.schedule_features)), persistent=False)
         self.embed = nn.Sequential(nn.Linear(len(self.inputs), cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))

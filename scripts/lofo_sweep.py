@@ -22,9 +22,10 @@ figures of configs/lofo.yaml come from results/lofo-<F>/ and results/ablations-<
 leave-one-family-out table; persistence must agree, or the queries differ).
 Writes results/lofo-sweep.md and README.md's `<!-- results:lofo-sweep -->` block.
 
-`--shift-arm` instead scores the `sweep-shift` arm (SHIFT_ARM: the same recipe with
-`data.sibling_shift=0.03`, seed 0) next to the sweep arm's seed 0 on the same sweep episodes
-(results/lofo-sweep-shift-<F>/; results/lofo-sweep-shift.md and its README block).
+`--arm NAME` instead scores a further seed-0 arm next to the sweep arm's seed 0 on the same sweep
+episodes (results/lofo-NAME-<F>/; results/lofo-NAME.md and its README block): `sweep-shift`
+(SHIFT_ARM: the same recipe with `data.sibling_shift=0.03`) or `sweep-loss-delta` (LOSS_DELTA_ARM:
+with `model.loss_level=false`, the network reads loss differences, not the loss level).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.make_generalisation import (SHIFT_ARM, SWEEP_ARMS, benchmark, checkpoint, provenance,  # noqa: E402
+from scripts.make_generalisation import (LOSS_DELTA_ARM, SHIFT_ARM, SWEEP_ARMS, benchmark, checkpoint, provenance,  # noqa: E402
                                          seed_spread, arm_parser, train_missing)
 from scripts.make_results import publish  # noqa: E402
 
@@ -46,6 +47,8 @@ ARMS = tuple(SWEEP_ARMS)  # seeds 0, 1, 2 of the sweep recipe
 ENSEMBLE = "sweep-ens3"
 NAMES = {"sweep": "neuneu", **{a: a for a in ARMS[1:]}, ENSEMBLE: ENSEMBLE}  # arm → its benchmark name
 BAND = (0.75, 0.85)
+EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM}  # --arm: seed-0 variants of the sweep recipe
+LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differences only"}
 
 
 def _best(board: pd.DataFrame) -> pd.Series:
@@ -97,24 +100,29 @@ def table(boards: dict[str, pd.DataFrame], lofo: dict[str, pd.DataFrame], spread
     return "\n".join(lines)
 
 
-def shift_table(boards: dict[str, pd.DataFrame]) -> str:
-    """Seed 0 of the sweep arm (`sweep`) against seed 0 of the shift arm (`neuneu`), with the other
-    runs and on the run's own context."""
+def arm_table(boards: dict[str, pd.DataFrame], arm: str) -> str:
+    """Seed 0 of the sweep arm (`sweep`) against seed 0 of `arm` (`neuneu`), with the other runs
+    and on the run's own context (the checkpoint protocol)."""
+    label = LABELS[arm]
     lines = ["| held-out family | ratio | sweep arm: with the other runs / own (coverage80) "
-             "| with sibling shifts: with the other runs / own (coverage80) | shifts ÷ sweep, with the other runs |",
+             f"| {label}: with the other runs / own (coverage80) | {label} ÷ sweep: with the other runs / own |",
              "|---|---|---|---|---|"]
-    ratios = []
+    ratios = {"with": [], "own": []}
     for family, board in boards.items():
         for ratio, g in board.groupby("ratio"):
             g = g.set_index("method")
-            ratios.append(g.loc["neuneu", "mae"] / g.loc["sweep", "mae"])
+            ratios["with"].append(g.loc["neuneu", "mae"] / g.loc["sweep", "mae"])
+            ratios["own"].append(g.loc["neuneu-own", "mae"] / g.loc["sweep-own", "mae"])
             cell = lambda m: (f"{100 * g.loc[m, 'mae']:.2f} / {100 * g.loc[m + '-own', 'mae']:.2f} "  # noqa: E731
                               f"({g.loc[m, 'coverage80']:.2f})")
-            lines.append(f"| {family} | {ratio:g} | {cell('sweep')} | {cell('neuneu')} | {ratios[-1]:.2f} |")
-    n = len(ratios)
-    lines += ["", f"- with sibling shifts ÷ without, with the other runs, over the {n} rows: mean {sum(ratios) / n:.2f}, "
-                  f"worst {max(ratios):.2f}, best {min(ratios):.2f}; lower in {sum(r < 1 for r in ratios)} of {n} "
-                  "(one training each: a seed's spread is 0.03-0.11 points here, the table above)."]
+            lines.append(f"| {family} | {ratio:g} | {cell('sweep')} | {cell('neuneu')} "
+                         f"| {ratios['with'][-1]:.2f} / {ratios['own'][-1]:.2f} |")
+    lines.append("")
+    for key, what in (("with", "with the other runs"), ("own", "on the run's own context")):
+        r = ratios[key]
+        lines.append(f"- {label} ÷ the sweep arm, {what}, over the {len(r)} rows: mean {sum(r) / len(r):.3f}, "
+                     f"worst {max(r):.2f}, best {min(r):.2f}; lower in {sum(v < 1 for v in r)} of {len(r)}")
+    lines[-1] += " (one training each: a seed's spread is 0.03-0.11 points here, the table above)."
     return "\n".join(lines)
 
 
@@ -130,10 +138,10 @@ def sweep_runs(family: str) -> int:
 
 def main() -> None:
     parser = arm_parser(__doc__)
-    parser.add_argument("--shift-arm", action="store_true", help="score the sibling-shift arm instead (docstring)")
+    parser.add_argument("--arm", choices=sorted(EXTRA_ARMS), help="score this seed-0 arm instead (docstring)")
     args = parser.parse_args()
-    if args.shift_arm:
-        return shift_main(args)
+    if args.arm:
+        return arm_main(args)
     # seed 0 of every family first, then the other seeds
     todo = [] if args.no_run else train_missing([(f, a) for a in ARMS for f in args.families], args.train, args.jobs)
     boards = {}
@@ -156,19 +164,19 @@ def main() -> None:
     publish("lofo-sweep", body, readme=not args.no_readme)
 
 
-def shift_main(args) -> None:
-    (arm,) = SHIFT_ARM
+def arm_main(args) -> None:
+    arm = args.arm
     if not args.no_run:
         train_missing([(f, a) for a in (ARMS[0], arm) for f in args.families], args.train, args.jobs)
     boards = {}
     for f in args.families:
-        out = f"results/lofo-sweep-shift-{f}"
+        out = f"results/lofo-{arm}-{f}"
         if not args.no_run:
             benchmark(f, out, ["--protocol", "sweep", "--methods", "persistence", "--checkpoint", str(checkpoint(f, arm)),
                                "--neural", f"sweep={checkpoint(f, ARMS[0])}"])
         boards[f] = pd.read_csv(ROOT / out / "leaderboard.csv")
-    body = shift_table(boards) + "\n\n" + provenance(f"results/lofo-sweep-shift-{args.families[0]}") + "\n"
-    publish("lofo-sweep-shift", body, readme=not args.no_readme)
+    body = arm_table(boards, arm) + "\n\n" + provenance(f"results/lofo-{arm}-{args.families[0]}") + "\n"
+    publish(f"lofo-{arm}", body, readme=not args.no_readme)
 
 
 if __name__ == "__main__":

@@ -64,10 +64,13 @@ SCHEDULE_OVERRIDES = ["model.schedule_features=true", "data.p_drop_lr=0.2", "dat
 SWEEP_OVERRIDES = ["model.own_run=true", "data.p_ladder=0.2", "data.p_sweep=0.2"]
 SWEEP_ARMS = {"sweep": SWEEP_OVERRIDES, **{f"sweep-seed-{k}": [*SWEEP_OVERRIDES, f"train.seed={k}"] for k in (1, 2)}}
 # The same with sibling-level shifts in the sweep episodes (data.sibling_shift, up to 3 points, fixed
-# a priori), seed 0: scripts/lofo_sweep.py --shift-arm scores it next to the sweep arms.
+# a priori), seed 0: scripts/lofo_sweep.py --arm sweep-shift scores it next to the sweep arms.
 SHIFT_ARM = {"sweep-shift": [*SWEEP_OVERRIDES, "data.sibling_shift=0.03"]}
+# The same without the absolute loss level (`model.loss_level=false`: only loss differences), seed 0:
+# families measure loss on different tokenizers and texts; scripts/lofo_sweep.py --arm sweep-loss-delta.
+LOSS_DELTA_ARM = {"sweep-loss-delta": [*SWEEP_OVERRIDES, "model.loss_level=false"]}
 OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS,
-              **SHIFT_ARM}
+              **SHIFT_ARM, **LOSS_DELTA_ARM}
 # The three seeds as one ensemble (`scripts/assemble_ensemble.py`: quantiles averaged, calibrated
 # again on the validation runs), runs/ablations/neuneu-without-<family>-ens3.pt.
 ENSEMBLE = "ens3"

@@ -86,6 +86,25 @@ def test_features_are_scale_free():
     np.testing.assert_allclose(fa.context, fb.context, atol=1e-5)
 
 
+def test_without_the_loss_level_the_network_sees_only_loss_differences():
+    """model.loss_level=false: a family whose losses all sit 0.7 nats higher (another tokenizer)
+    gets the same forecast; the default network reads the level and moves."""
+    from neuneu.neural import predict_quantiles
+
+    points = make_points(n_runs=2, n_tasks=2, n_points=12)
+    assert points["loss"].notna().all()
+    a = checkpoint_episodes(points, 0.4)
+    b = checkpoint_episodes(points.assign(loss=points["loss"] + 0.7), 0.4)
+    for level in (False, True):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(d_model=16, n_heads=2, d_ff=32, n_layers=2, loss_level=level)).eval()
+        qa, qb = (predict_quantiles(model, e.context, e.query, 64) for e in (a, b))
+        moved = np.nanmax(np.abs(qa - qb))
+        assert (moved > 1e-4) if level else (moved < 1e-6)
+    with pytest.raises(ValueError, match="loss_level"):
+        ModelConfig(layout="ref", loss_level=False)
+
+
 def test_query_targets_never_reach_the_features():
     points = make_points(n_runs=2, n_tasks=2, n_points=15)
     episodes = checkpoint_episodes(points, 0.2)
