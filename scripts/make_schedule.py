@@ -132,7 +132,7 @@ def example_rows(checkpoint: str | None) -> list[dict]:
 
 
 def example_table(rows: list[dict]) -> str:
-    lines = [f"`python scripts/make_schedule.py`: the 24 blank rows (3 tasks × 8 checkpoints); cooldown = the 4 checkpoints "
+    lines = ["`python scripts/make_schedule.py`: the 24 blank rows (3 tasks × 8 checkpoints); cooldown = the 4 checkpoints "
              "after step 6,400; points.", "",
              "| method | lr | MAE | MAE cooldown | bias cooldown |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['method']} | {r['lr']} | {r['mae']:.2f} | {r['mae_cooldown']:.2f} | {r['bias_cooldown']:+.2f} |" for r in rows]

@@ -11,7 +11,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from neuneu.chunking import canonical_width, episode_chunks, fit_predict, plan_chunks, point_chunks
