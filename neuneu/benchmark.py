@@ -215,11 +215,11 @@ def run_benchmark(
     horizon = horizon_table(pd.concat(horizons, ignore_index=True), [*GROUP_KEYS, "method"])
 
     provenance = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": utc_now(),
         "commit": commit,
         "data": "; ".join(f"{s} {fingerprints[s]}" for s in sources)
         + (f" ({_data_dir(data)})" if points is None else " (in-memory frames)"),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": machine(),
         "command": command or _command(sources, protocol, ratios, variant, split, methods_arg, out_dir, data),
     }
     write_outputs(out_dir, scores, board, horizon, provenance, notes, sets, predictions)
@@ -389,6 +389,16 @@ def pick_trajectories(eps, best: pd.DataFrame, n: int) -> list[tuple[int, int]]:
 def group_title(key: dict, n_traj: int) -> str:
     ratio = "" if pd.isna(key.get("ratio")) else f", ratio {key['ratio']:g}"
     return f"{key['protocol']} protocol, {key['variant']}{ratio}, {key['source']} — {n_traj} trajectories"
+
+
+def utc_now() -> str:
+    """The date line of every provenance block: '2026-12-05 19:36 UTC'."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def machine() -> str:
+    """The machine line of every provenance block: platform, CPU count, Python version."""
+    return f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
 def git_commit(root: Path = REPO_ROOT, exclude: Path | None = None) -> str:

@@ -22,9 +22,7 @@ Targets (issue 14), 1,000,000 rows: the shipped model <= 60 s and <= 2 GB; every
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -122,17 +120,16 @@ def growth(rows: np.ndarray, cost: np.ndarray) -> float:
 
 def provenance() -> dict:
     sys.path.insert(0, str(REPO))
-    from neuneu.benchmark import git_commit
+    from neuneu.benchmark import git_commit, machine, utc_now
 
     try:
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         load = "?"
     return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": utc_now(),
         "commit": git_commit(),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-                   f"numpy {np.__version__}, pandas {pd.__version__}; load average at start {load}",
+        "machine": f"{machine()}, numpy {np.__version__}, pandas {pd.__version__}; load average at start {load}",
     }
 
 

@@ -40,15 +40,9 @@ EXAMPLES = {
 
 def stamp() -> list[str]:
     """The provenance lines (date, commit, machine) under every table a script writes."""
-    import datetime as dt
-    import os
-    import platform
+    from neuneu.benchmark import git_commit, machine, utc_now
 
-    from neuneu.benchmark import git_commit
-
-    return [f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-            f"- commit: {git_commit()}",
-            f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"]
+    return [f"- date: {utc_now()}", f"- commit: {git_commit()}", f"- machine: {machine()}"]
 
 
 def run_example(name: str) -> None:
