@@ -3,6 +3,7 @@
     python scripts/lofo_sweep.py --train      # train the missing arms (2 at once), assemble, score
     python scripts/lofo_sweep.py              # score the existing arms
     python scripts/lofo_sweep.py --no-run     # rebuild the table from results/ only
+    python scripts/lofo_sweep.py --recipe loss-delta --train   # the same for the shipped recipe
 
 A user rarely forecasts one run alone: a sweep (sizes, budgets, data mixes) trains side by side,
 and every run of it is part way. The sweep protocol (`neuneu.episodes.sweep_episodes`) asks the
@@ -22,6 +23,11 @@ figures of configs/lofo.yaml come from results/lofo-<F>/ and results/ablations-<
 leave-one-family-out table; persistence must agree, or the queries differ).
 Writes results/lofo-sweep.md and README.md's `<!-- results:lofo-sweep -->` block.
 
+`--recipe loss-delta` does the same for the recipe the shipped model follows (configs/default.yaml:
+the sweep recipe reading loss differences only, `model.loss_level=false`; LOSS_DELTA_ARM and
+LOSS_DELTA_SEEDS, seeds 0, 1, 2, ensemble `sweep-loss-delta-ens3`): results/lofo-loss-delta-<F>/,
+results/lofo-loss-delta.md and the `<!-- results:lofo-loss-delta -->` block.
+
 `--arm NAME` instead scores a further seed-0 arm next to the sweep arm's seed 0 on the same sweep
 episodes (results/lofo-NAME-<F>/; results/lofo-NAME.md and its README block): `sweep-shift`
 (SHIFT_ARM: the same recipe with `data.sibling_shift=0.03`) or `sweep-loss-delta` (LOSS_DELTA_ARM:
@@ -34,18 +40,36 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.make_generalisation import (LOSS_DELTA_ARM, SHIFT_ARM, SWEEP_ARMS, benchmark, checkpoint, provenance,  # noqa: E402
-                                         seed_spread, arm_parser, train_missing)
+from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, SHIFT_ARM, SWEEP_ARMS,  # noqa: E402
+                                         arm_parser, benchmark, checkpoint, provenance, seed_spread, train_missing)
 from scripts.make_results import publish  # noqa: E402
 
-ARMS = tuple(SWEEP_ARMS)  # seeds 0, 1, 2 of the sweep recipe
-ENSEMBLE = "sweep-ens3"
-NAMES = {"sweep": "neuneu", **{a: a for a in ARMS[1:]}, ENSEMBLE: ENSEMBLE}  # arm → its benchmark name
+
+
+class Recipe(NamedTuple):
+    """Seeds 0, 1, 2 of one leave-one-family-out recipe, their ensemble and where its table goes."""
+    arms: tuple[str, ...]
+    ensemble: str
+    name: str  # results/<name>-<F>/, results/<name>.md, the README block
+    label: str
+
+    def names(self) -> dict[str, str]:
+        """arm → its benchmark method name (seed 0 is `neuneu`, the benchmark's --checkpoint)."""
+        return {self.arms[0]: "neuneu", **{a: a for a in self.arms[1:]}, self.ensemble: self.ensemble}
+
+
+RECIPES = {
+    "sweep": Recipe(tuple(SWEEP_ARMS), "sweep-ens3", "lofo-sweep", "sweep recipe"),
+    "loss-delta": Recipe(tuple({**LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS}), "sweep-loss-delta-ens3", "lofo-loss-delta",
+                         "shipped recipe (loss differences only)"),
+}
+ARMS = RECIPES["sweep"].arms  # seeds 0, 1, 2 of the sweep recipe: what --arm compares with
 BAND = (0.75, 0.85)
 EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM}  # --arm: seed-0 variants of the sweep recipe
 LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differences only"}
@@ -56,13 +80,17 @@ def _best(board: pd.DataFrame) -> pd.Series:
     return laws.loc[laws["mae"].idxmin()]
 
 
-def table(boards: dict[str, pd.DataFrame], lofo: dict[str, pd.DataFrame], spread: dict) -> str:
+def table(boards: dict[str, pd.DataFrame], lofo: dict[str, pd.DataFrame], spread: dict, recipe: Recipe = RECIPES["sweep"]) -> str:
+    """One row per (family, ratio): `recipe`'s seeds and ensemble on the run's own context (the
+    checkpoint protocol) and with the other runs, against the best baselines and configs/lofo.yaml."""
+    label, names = recipe.label, recipe.names()
     lines = ["| held-out family | ratio | trajectories | runs in its sweep | best baseline, own context (checkpoint) "
-             "| best baseline, every run | lofo.yaml: 3-seed mean / ensemble (own context) | sweep recipe, own context: 3-seed mean "
-             "| **sweep recipe, with the other runs**: seeds / mean ± std / ensemble (coverage80) "
+             f"| best baseline, every run | lofo.yaml: 3-seed mean / ensemble (own context) "
+             f"| {label}, own context: 3-seed mean ± std / ensemble (coverage80) | ensemble ÷ best baseline (own context) "
+             f"| **{label}, with the other runs**: seeds / mean ± std / ensemble (coverage80) "
              "| ensemble ÷ best baseline (every run) | ensemble ÷ lofo.yaml ensemble |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    vs_best, vs_lofo, in_band = [], [], []
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    vs_best, vs_own, vs_lofo, in_band, own_band = [], [], [], [], []
     for family, board in boards.items():
         for ratio, g in board.groupby("ratio"):
             key = round(float(ratio), 3)
@@ -71,32 +99,39 @@ def table(boards: dict[str, pd.DataFrame], lofo: dict[str, pd.DataFrame], spread
                 raise SystemExit(f"{family} r={ratio}: results/lofo-{family} scored other queries (persistence differs)")
             own_best, best = _best(base), _best(g)
             g = g.set_index("method")
-            arms = [NAMES[a] for a in ARMS if NAMES[a] in g.index]
+            arms = [names[a] for a in recipe.arms if names[a] in g.index]
             seeds = g.loc[arms, "mae"]
             own = g.loc[[f"{a}-own" for a in arms], "mae"]
-            ens = g.loc[ENSEMBLE] if ENSEMBLE in g.index else None
+            ens = g.loc[recipe.ensemble] if recipe.ensemble in g.index else None
             headline = ens if ens is not None else g.loc[arms[0]]
+            own_head = g.loc[f"{headline.name}-own"]
             without = spread.get((family, key))
             lofo_ens = without[4]["mae"] if without is not None and without[4] is not None else float("nan")
             vs_best.append(headline["mae"] / best["mae"])
+            vs_own.append(own_head["mae"] / own_best["mae"])
             vs_lofo.append(headline["mae"] / lofo_ens)
             in_band.append(BAND[0] <= headline["coverage80"] <= BAND[1])
-            std = f" ± {100 * seeds.std(ddof=1):.2f}" if len(seeds) > 1 else ""
+            own_band.append(BAND[0] <= own_head["coverage80"] <= BAND[1])
+            std = lambda v: f" ± {100 * v.std(ddof=1):.2f}" if len(v) > 1 else ""  # noqa: E731
             ens_cell = f" / **{100 * ens['mae']:.2f}** ({ens['coverage80']:.2f})" if ens is not None else ""
+            own_cell = (f"{100 * own.mean():.2f}{std(own)} / {100 * own_head['mae']:.2f} ({own_head['coverage80']:.2f})"
+                        if ens is not None else f"{100 * own.mean():.2f}{std(own)}")
             lofo_cell = (f"{100 * without[0]:.2f} / {100 * lofo_ens:.2f}" if without is not None else "–")
             lines.append(
                 f"| {family} | {ratio:g} | {int(headline['n_trajectories']):,} | {int(headline.get('sweep_runs', 0)) or '–'} "
                 f"| {own_best['method']} {100 * own_best['mae']:.2f} | {best['method']} {100 * best['mae']:.2f} "
-                f"| {lofo_cell} | {100 * own.mean():.2f} "
-                f"| {' / '.join(f'{100 * m:.2f}' for m in seeds)} / {100 * seeds.mean():.2f}{std}{ens_cell} "
+                f"| {lofo_cell} | {own_cell} | {vs_own[-1]:.2f} "
+                f"| {' / '.join(f'{100 * m:.2f}' for m in seeds)} / {100 * seeds.mean():.2f}{std(seeds)}{ens_cell} "
                 f"| **{vs_best[-1]:.2f}** | {vs_lofo[-1]:.2f} |")
     n = len(vs_best)
-    lines += ["", f"- the sweep recipe's ensemble with the other runs ÷ the best baseline (every run) over the {n} rows: "
-                  f"mean {sum(vs_best) / n:.2f}, worst {max(vs_best):.2f}, best {min(vs_best):.2f}; ≤ 0.85 on "
-                  f"{sum(r <= 0.85 for r in vs_best)} of {n} (issue 10 targets: every row ≤ 0.85, mean ≤ 0.75); "
+    summary = lambda r: f"mean {sum(r) / n:.2f}, worst {max(r):.2f}, best {min(r):.2f}; ≤ 0.85 on {sum(v <= 0.85 for v in r)} of {n}"  # noqa: E731
+    lines += ["", f"- the {label}'s ensemble with the other runs ÷ the best baseline (every run) over the {n} rows: "
+                  f"{summary(vs_best)} (issue 10 targets: every row ≤ 0.85, mean ≤ 0.75); "
                   f"coverage80 within {BAND[0]}–{BAND[1]} on {sum(in_band)} of {n}.",
-              f"- ÷ the configs/lofo.yaml ensemble on the run's own context (the leave-one-family-out table): mean "
-              f"{sum(vs_lofo) / n:.2f}, worst {max(vs_lofo):.2f}, best {min(vs_lofo):.2f}."]
+              f"- on the run's own context (the checkpoint protocol) ÷ the best baseline there: {summary(vs_own)}; "
+              f"coverage80 within the band on {sum(own_band)} of {n}.",
+              f"- with the other runs ÷ the configs/lofo.yaml ensemble on the run's own context (the leave-one-family-out "
+              f"table): mean {sum(vs_lofo) / n:.2f}, worst {max(vs_lofo):.2f}, best {min(vs_lofo):.2f}."]
     return "\n".join(lines)
 
 
@@ -139,29 +174,33 @@ def sweep_runs(family: str) -> int:
 def main() -> None:
     parser = arm_parser(__doc__)
     parser.add_argument("--arm", choices=sorted(EXTRA_ARMS), help="score this seed-0 arm instead (docstring)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="sweep",
+                        help="whose 3 seeds and ensemble to score (default: sweep; loss-delta: the shipped recipe)")
     args = parser.parse_args()
     if args.arm:
         return arm_main(args)
+    recipe = RECIPES[args.recipe]
+    names = recipe.names()
     # seed 0 of every family first, then the other seeds
-    todo = [] if args.no_run else train_missing([(f, a) for a in ARMS for f in args.families], args.train, args.jobs)
+    todo = [] if args.no_run else train_missing([(f, a) for a in recipe.arms for f in args.families], args.train, args.jobs)
     boards = {}
     for f in args.families:
-        out = f"results/lofo-sweep-{f}"
+        out = f"results/{recipe.name}-{f}"
         if not args.no_run:
-            if any(g == f for g, _ in todo) or not checkpoint(f, ENSEMBLE).is_file():
-                cmd = [sys.executable, "scripts/assemble_ensemble.py", *map(str, (checkpoint(f, a) for a in ARMS)),
-                       "-o", str(checkpoint(f, ENSEMBLE))]
+            if any(g == f for g, _ in todo) or not checkpoint(f, recipe.ensemble).is_file():
+                cmd = [sys.executable, "scripts/assemble_ensemble.py", *map(str, (checkpoint(f, a) for a in recipe.arms)),
+                       "-o", str(checkpoint(f, recipe.ensemble))]
                 print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
                 subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-            neural = ["--checkpoint", str(checkpoint(f, ARMS[0]))]
-            for arm in (*ARMS[1:], ENSEMBLE):
-                neural += ["--neural", f"{NAMES[arm]}={checkpoint(f, arm)}"]
+            neural = ["--checkpoint", str(checkpoint(f, recipe.arms[0]))]
+            for arm in (*recipe.arms[1:], recipe.ensemble):
+                neural += ["--neural", f"{names[arm]}={checkpoint(f, arm)}"]
             benchmark(f, out, ["--protocol", "sweep", *neural])
         boards[f] = pd.read_csv(ROOT / out / "leaderboard.csv").assign(sweep_runs=sweep_runs(f))
     lofo = {f: pd.read_csv(ROOT / "results" / f"lofo-{f}" / "leaderboard.csv") for f in args.families}
     spread = seed_spread({f: pd.read_csv(ROOT / "results" / f"ablations-{f}" / "leaderboard.csv") for f in args.families})
-    body = table(boards, lofo, spread) + "\n\n" + provenance(f"results/lofo-sweep-{args.families[0]}") + "\n"
-    publish("lofo-sweep", body, readme=not args.no_readme)
+    body = table(boards, lofo, spread, recipe) + "\n\n" + provenance(f"results/{recipe.name}-{args.families[0]}") + "\n"
+    publish(recipe.name, body, readme=not args.no_readme)
 
 
 def arm_main(args) -> None:

@@ -285,3 +285,30 @@ def test_gate_study_weighs_the_candidate_that_backtests_best_and_shrinks_toward_
     assert rule_weights("select", z)[law] == pytest.approx(share)
     choice = episode_choice(z, 1.0)  # back-tested trajectories take the law; the others keep the network
     assert (choice[:n] == law).all() and (choice[n:] == 0).all()
+
+
+def test_lofo_table_of_a_recipe_reads_its_own_seeds_and_ensemble_on_both_protocols():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.lofo_sweep import RECIPES, table
+
+    recipe = RECIPES["loss-delta"]
+    seeds = {"neuneu": 0.020, "sweep-loss-delta-seed-1": 0.022, "sweep-loss-delta-seed-2": 0.024,
+             recipe.ensemble: 0.018}
+    rows = [("persistence", 0.040, 0.8), ("power_law", 0.030, 0.7), ("ladder_power_law", 0.036, 0.7),
+            ("sweep-ens3", 0.001, 0.8)]  # another recipe's ensemble: neither a baseline nor this recipe's
+    rows += [(m, mae, 0.80) for m, mae in seeds.items()]
+    rows += [(f"{m}-own", mae + 0.004, 0.90) for m, mae in seeds.items()]  # own context: worse, too wide
+    board = pd.DataFrame([dict(method=m, mae=v, coverage80=c, ratio=0.2, n_trajectories=10) for m, v, c in rows])
+    lofo = pd.DataFrame([dict(method="persistence", mae=0.040, ratio=0.2), dict(method="power_law", mae=0.025, ratio=0.2)])
+    text = table({"fam": board}, {"fam": lofo}, {}, recipe)
+    row = next(line for line in text.splitlines() if line.startswith("| fam |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == "power_law 2.50" and cells[5] == "power_law 3.00"  # own-context best from the lofo board
+    assert cells[7].startswith("2.60 ± 0.20 / 2.20 (0.90)")  # 3 own seeds: mean ± std / the ensemble's own row
+    assert cells[8] == f"{2.2 / 2.5:.2f}"
+    assert cells[10] == f"**{1.8 / 3.0:.2f}**"
+    assert "coverage80 within the band on 0 of 1" in text  # own rows at 0.90 are outside 0.75-0.85
+    with pytest.raises(SystemExit, match="other queries"):  # a board scored on other queries is refused
+        table({"fam": board}, {"fam": lofo.assign(mae=lofo["mae"] + 0.001)}, {}, recipe)
