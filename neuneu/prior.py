@@ -29,6 +29,9 @@ class PriorConfig:
         p_loss: share of curves that carry a loss curve (else loss is all NaN).
         p_schedule: share of curves with a planned learning rate (`lr`) and its effects: progress
             follows the area under the schedule and annealing lifts the end (else lr is NaN).
+        lift: False draws the same curves (same random numbers, same lr and progress) without the
+            annealing lift of accuracy and loss: the counterfactual that says how much of an error
+            at the end of training the lift is (scripts/make_schedule.py --lift-bound).
     """
 
     min_points: int = 8
@@ -39,6 +42,7 @@ class PriorConfig:
     p_schedule: float = 0.0  # share of curves trained "through a schedule" (`_draw_schedule`); 0: no lr
     schedule_kinds: tuple[str, ...] = SCHEDULE_KINDS  # the kinds drawn (uniformly) for those curves
     p_schedule_linear: float = 0.7  # of those, the share with evenly spaced checkpoints (the others: any grid)
+    lift: bool = True
 
     def __post_init__(self):
         if not 2 <= self.min_points <= self.max_points:
@@ -172,9 +176,10 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
     c = (0.0, 0.25, 0.5, rng.uniform(0.0, 0.3))[rng.integers(4)]
     u = c + rng.uniform(0.05, 1.0 - c)
     clean = _shape(family, rng, s_at, log_r, c, u, progress)
+    gain = None if sched is None else sched["gain"] * float(cfg.lift)
     if sched is not None:  # the annealing lift: 2-12% of the task's range (chance to ceiling) as S2 grows
         rising = family in ("power_law", "logistic", "bnsl", "plateau", "emergence")
-        clean = clean + (1.0 if rising else 0.2) * rng.uniform(0.02, 0.12) * (u - c) * sched["gain"]
+        clean = clean + (1.0 if rising else 0.2) * rng.uniform(0.02, 0.12) * (u - c) * gain
 
     sigma = _loguniform(rng, cfg.noise_min, cfg.noise_max)
     noise = rng.normal(0.0, sigma, n)
@@ -183,7 +188,7 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
     if rng.random() < cfg.p_loss:
         loss = loss_at(s_at) + rng.normal(0.0, 0.005, n)
         if sched is not None:
-            loss = loss - excess * rng.uniform(0.02, 0.15) * sched["gain"]
+            loss = loss - excess * rng.uniform(0.02, 0.15) * gain
     else:
         loss = np.full(n, np.nan)
     out = {

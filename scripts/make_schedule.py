@@ -2,6 +2,7 @@
 
     python scripts/make_schedule.py --checkpoint runs/schedule/schedule.pt     # score, write results/, README block
     python scripts/make_schedule.py --checkpoint PATH --n 150 --no-readme      # smaller, results/ only
+    python scripts/make_schedule.py --checkpoint PATH --lift-bound             # the lift's share of the end error
 
 Checkpoint protocol, ratio 0.2, forecast variant (no loss at the queries). Each set is scored
 twice: with the planned lr on every row ("lr") and with the column dropped ("no lr"); methods
@@ -27,6 +28,12 @@ of each trajectory's checkpoints (mean over trajectories), and the bias (q50 −
 Also the README example (neuneu/examples/wsd_runs.csv with and without `--schedule`).
 Writes results/schedule.csv, results/schedule.md, results/schedule-example.md and README.md's
 `<!-- results:schedule -->` and `<!-- results:schedule-example -->` blocks.
+
+`--lift-bound` instead scores the synthetic WSD and cosine sets against the same curves drawn
+without the annealing lift (`PriorConfig.lift=False`: same random numbers, lr and progress): a
+forecast that knew each curve's lift exactly would score what the unlifted curves give, so that
+figure over the real one bounds what reading `lr` can win on these sets by knowing the lift
+(results/schedule-lift.md, the `<!-- results:schedule-lift -->` block).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.make_results import replace_block  # noqa: E402
+from scripts.make_results import replace_block, stamp  # noqa: E402
 
 from neuneu.data import load_source  # noqa: E402
 from neuneu.episodes import checkpoint_episodes  # noqa: E402
@@ -54,9 +61,11 @@ LAST = 0.2  # the end of a trajectory: its last 20% of checkpoints
 LAWS = ("lr_annealing", "two_stage", "power_law", "persistence")
 
 
-def synthetic_points(kind: str, n: int, seed: int) -> pd.DataFrame:
+def synthetic_points(kind: str, n: int, seed: int, lift: bool = True) -> pd.DataFrame:
+    """`n` curves of the schedule prior with schedules of `kind`; `lift=False`: the same curves
+    without the annealing lift (PriorConfig.lift)."""
     rng = np.random.default_rng(seed)
-    cfg = PriorConfig(p_schedule=1.0, schedule_kinds=(kind,))
+    cfg = PriorConfig(p_schedule=1.0, schedule_kinds=(kind,), lift=lift)
     frames = []
     for i in range(n):
         t = sample_trajectory(rng, cfg)
@@ -148,14 +157,49 @@ def table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def lift_bound(checkpoint: str | None, n: int) -> str:
+    """How much of the end-of-training error on the synthetic sets is the annealing lift: each model's
+    forecast scored against the real curves and against the same curves without the lift (the
+    forecast of a model that knew the lift exactly would score the latter), and the lift itself."""
+    lines = ["| set | mean lift over the last 20% (median) | model | lr | MAE last 20%: real curves | "
+             "against the curves without the lift | ratio | bias last 20%: real / without the lift |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    models = [("neuneu", None)] + ([("neuneu-schedule", checkpoint)] if checkpoint else [])
+    for k, kind in enumerate(("wsd", "cosine")):
+        real, flat = (synthetic_points(kind, n, 9001 + k, lift=lift) for lift in (True, False))
+        if not np.array_equal(real["tokens"].to_numpy(), flat["tokens"].to_numpy()):
+            raise SystemExit("the curves without the lift drew other checkpoints")
+        lifted = real.assign(lift=100 * (real["accuracy"] - flat["accuracy"]))
+        end = lifted.groupby("run", sort=False)["lift"].apply(lambda v: v.to_numpy()[int(np.ceil((1 - LAST) * len(v))):].mean())
+        for name, ck in models:
+            for with_lr in (True, False):
+                eps = [checkpoint_episodes(p if with_lr else p.drop(columns=["lr"]), RATIO, variant="forecast") for p in (real, flat)]
+                predictor = get_predictor("neuneu", checkpoint=ck) if ck else get_predictor("neuneu")
+                q = predictor.fit(eps[0].context).predict(eps[0].query)
+                (a, bias_a), (b, bias_b) = ((r["mae_last20"], r["bias_last20"]) for r in (score(name, q, e) for e in eps))
+                lines.append(f"| synthetic-{kind} | {end.mean():.2f} ({end.median():.2f}) | {name} | {'lr' if with_lr else 'no lr'} "
+                             f"| {a:.2f} | {b:.2f} | {b / a:.2f} | {bias_a:+.2f} / {bias_b:+.2f} |")
+    return "\n".join([*lines, "", *stamp()]) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="the schedule model (model.schedule_features); without it, the laws and the shipped model only")
     parser.add_argument("--n", type=int, default=300, help="synthetic curves per schedule kind (default 300)")
     parser.add_argument("--out", default=str(ROOT / "results"), help="folder for schedule.csv and schedule.md")
     parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--lift-bound", action="store_true", help="only the lift's share of the end error (lift_bound)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # all-NaN slices of the fallbacks' fits
+    if args.lift_bound:
+        body = lift_bound(args.checkpoint, args.n)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "schedule-lift.md").write_text(body, encoding="utf-8")
+        print(body)
+        if not args.no_readme:
+            replace_block("schedule-lift", body)
+        return
     rows = []
     for k, kind in enumerate(("wsd", "cosine", "constant")):
         rows += run_set(f"synthetic-{kind}", kind, synthetic_points(kind, args.n, 9001 + k), args.checkpoint)

@@ -303,3 +303,20 @@ def test_the_readme_wsd_example_runs_from_schedule_alone(tmp_path):
                  "--truth", str(here / "wsd_truth.csv"), "-o", str(out)]) == 0
     pred = pd.read_csv(out)
     assert not pred["fallback"].any() and pred["lr"].iloc[-1] == pytest.approx(0.01)
+
+
+def test_prior_without_the_lift_draws_the_same_curves_and_differs_only_where_annealing_is_done():
+    from neuneu.prior import PriorConfig, sample_trajectory
+
+    changed = 0
+    for seed in range(40):
+        a, b = (sample_trajectory(np.random.default_rng(seed), PriorConfig(p_schedule=1.0, schedule_kinds=("wsd",), lift=lift))
+                for lift in (True, False))
+        assert np.array_equal(a["x"], b["x"]) and np.array_equal(a["lr"], b["lr"]) and a["family"] == b["family"]
+        annealed = a["lr"] < np.nanmax(a["lr"]) * (1 - 1e-9)  # after the peak: in the cooldown (or warmup)
+        peak = np.argmax(a["lr"])
+        stable = ~annealed & (np.arange(len(a["x"])) >= peak)
+        assert np.array_equal(a["accuracy"][stable], b["accuracy"][stable])  # nothing annealed yet: the same points
+        assert (a["accuracy"] >= b["accuracy"]).all()  # the lift only ever lifts (or is clipped at 1)
+        changed += not np.array_equal(a["accuracy"], b["accuracy"])
+    assert changed >= 20
