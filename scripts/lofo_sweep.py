@@ -23,10 +23,11 @@ figures of configs/lofo.yaml come from results/lofo-<F>/ and results/ablations-<
 leave-one-family-out table; persistence must agree, or the queries differ).
 Writes results/lofo-sweep.md and README.md's `<!-- results:lofo-sweep -->` block.
 
-`--recipe loss-delta` does the same for the recipe the shipped model follows (configs/default.yaml:
-the sweep recipe reading loss differences only, `model.loss_level=false`; LOSS_DELTA_ARM and
-LOSS_DELTA_SEEDS, seeds 0, 1, 2, ensemble `sweep-loss-delta-ens3`): results/lofo-loss-delta-<F>/,
-results/lofo-loss-delta.md and the `<!-- results:lofo-loss-delta -->` block.
+`--recipe loss-delta` does the same for the sweep recipe reading loss differences only
+(`model.loss_level=false`: the shipped model's inputs and episode mix, configs/default.yaml, on
+configs/lofo.yaml's law features and families; LOSS_DELTA_ARM and LOSS_DELTA_SEEDS, seeds 0, 1, 2,
+ensemble `sweep-loss-delta-ens3`): results/lofo-loss-delta-<F>/, results/lofo-loss-delta.md and
+the `<!-- results:lofo-loss-delta -->` block.
 
 `--arm NAME` instead scores a further seed-0 arm next to the sweep arm's seed 0 on the same sweep
 episodes (results/lofo-NAME-<F>/; results/lofo-NAME.md and its README block): `sweep-shift`
@@ -67,7 +68,7 @@ class Recipe(NamedTuple):
 RECIPES = {
     "sweep": Recipe(tuple(SWEEP_ARMS), "sweep-ens3", "lofo-sweep", "sweep recipe"),
     "loss-delta": Recipe(tuple({**LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS}), "sweep-loss-delta-ens3", "lofo-loss-delta",
-                         "shipped recipe (loss differences only)"),
+                         "loss-delta recipe"),
 }
 ARMS = RECIPES["sweep"].arms  # seeds 0, 1, 2 of the sweep recipe: what --arm compares with
 BAND = (0.75, 0.85)
@@ -175,7 +176,7 @@ def main() -> None:
     parser = arm_parser(__doc__)
     parser.add_argument("--arm", choices=sorted(EXTRA_ARMS), help="score this seed-0 arm instead (docstring)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="sweep",
-                        help="whose 3 seeds and ensemble to score (default: sweep; loss-delta: the shipped recipe)")
+                        help="whose 3 seeds and ensemble to score (default: sweep; loss-delta: it with loss differences only)")
     args = parser.parse_args()
     if args.arm:
         return arm_main(args)

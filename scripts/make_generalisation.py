@@ -69,8 +69,8 @@ SHIFT_ARM = {"sweep-shift": [*SWEEP_OVERRIDES, "data.sibling_shift=0.03"]}
 # The same without the absolute loss level (`model.loss_level=false`: only loss differences), seed 0:
 # families measure loss on different tokenizers and texts; scripts/lofo_sweep.py --arm sweep-loss-delta.
 LOSS_DELTA_ARM = {"sweep-loss-delta": [*SWEEP_OVERRIDES, "model.loss_level=false"]}
-# Its seeds 1 and 2: the recipe the shipped model follows (configs/default.yaml reads loss differences
-# only since 2026-12-05), so scripts/lofo_sweep.py --recipe loss-delta gives it the 3-seed table too.
+# Its seeds 1 and 2: the shipped model's inputs and episode mix (configs/default.yaml reads loss
+# differences only since 2026-12-05), so scripts/lofo_sweep.py --recipe loss-delta gives it a 3-seed table too.
 LOSS_DELTA_SEEDS = {f"sweep-loss-delta-seed-{k}": [*LOSS_DELTA_ARM["sweep-loss-delta"], f"train.seed={k}"] for k in (1, 2)}
 OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS,
               **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS}
