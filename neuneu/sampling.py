@@ -45,7 +45,7 @@ import pandas as pd
 from neuneu.data import TRAJECTORY_KEY
 from neuneu.episodes import Context, Episodes, Query, context_size, ladder_labels
 from neuneu.features import own_room
-from neuneu.prior import PriorConfig, sample_trajectory
+from neuneu.prior import SCHEDULE_KINDS, PriorConfig, sample_trajectory
 
 # index: checkpoint number in its trajectory; lr: planned; run: the trajectory's code in its bank
 FIELDS = ("x", "tokens", "params", "flops", "loss", "accuracy", "index", "lr", "run")
@@ -78,6 +78,7 @@ class SamplerConfig:
     noise_max: float = 0.01  # its std, drawn uniformly in [0, noise_max] per episode
     p_synthetic: float = 0.0  # share of checkpoint episodes drawn from the synthetic prior
     p_schedule_prior: float = 0.0  # share of synthetic curves with a planned lr and its effects (neuneu.prior)
+    prior_schedule_kinds: list[str] = field(default_factory=lambda: list(SCHEDULE_KINDS))  # the kinds those draw
     p_drop_lr: float = 0.0  # share of episodes whose lr is blanked (a model with schedule features also serves files without)
     balance_sources: bool = True  # checkpoint episodes: every source equally likely, whatever its size
 
@@ -85,6 +86,10 @@ class SamplerConfig:
         unknown = sorted(set(self.thin_modes) - set(THIN_MODES))
         if unknown or not self.thin_modes:
             raise ValueError(f"data.thin_modes: expected a non-empty subset of {list(THIN_MODES)}, got {self.thin_modes}")
+        unknown = sorted(set(self.prior_schedule_kinds) - set(SCHEDULE_KINDS))
+        if unknown or not self.prior_schedule_kinds:
+            raise ValueError(f"data.prior_schedule_kinds: expected a non-empty subset of {list(SCHEDULE_KINDS)}, "
+                             f"got {self.prior_schedule_kinds}")
 
 
 class TrajectoryBank:
@@ -183,7 +188,7 @@ def truncate(traj: dict, rng: np.random.Generator, min_keep: int = 4) -> dict:
 
 def _draw_trajectory(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator, synthetic: bool) -> dict:
     if synthetic:
-        prior = PriorConfig(p_schedule=cfg.p_schedule_prior)
+        prior = PriorConfig(p_schedule=cfg.p_schedule_prior, schedule_kinds=tuple(cfg.prior_schedule_kinds))
         traj = {f: np.asarray(v, float) for f, v in sample_trajectory(rng, prior).items() if f in FIELDS}
         n = len(traj["x"])
         return {**traj, "run": np.full(n, len(bank.names) - 1, dtype=float)}

@@ -320,3 +320,20 @@ def test_prior_without_the_lift_draws_the_same_curves_and_differs_only_where_ann
         assert (a["accuracy"] >= b["accuracy"]).all()  # the lift only ever lifts (or is clipped at 1)
         changed += not np.array_equal(a["accuracy"], b["accuracy"])
     assert changed >= 20
+
+
+def test_sampler_draws_only_the_prior_schedule_kinds_it_is_given():
+    from neuneu.sampling import SamplerConfig, TrajectoryBank, _draw_trajectory
+
+    bank = TrajectoryBank(make_points(n_runs=2, n_tasks=1, n_points=20).assign(split="train"))
+
+    def ends_below_peak(kinds):  # share of synthetic curves whose last lr is below their peak (annealed)
+        cfg = SamplerConfig(p_schedule_prior=1.0, prior_schedule_kinds=kinds)
+        rng = np.random.default_rng(0)
+        lrs = [_draw_trajectory(bank, cfg, rng, synthetic=True)["lr"] for _ in range(60)]
+        return np.mean([lr[-1] < 0.999 * lr.max() for lr in lrs])
+
+    assert ends_below_peak(["constant"]) == 0.0  # a constant rate never anneals
+    assert ends_below_peak(["cosine"]) > 0.9 > ends_below_peak(["cosine", "wsd", "constant"]) > 0.2
+    with pytest.raises(ValueError, match="prior_schedule_kinds"):
+        SamplerConfig(prior_schedule_kinds=["linear"])
