@@ -56,11 +56,10 @@ class ModelConfig:
             raise ValueError(f"model.layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
-        if not self.loss_level and self.layout != "neuneu":
-            raise ValueError("model.loss_level: false needs model.layout: neuneu")
-        for flag in ("law_features", "own_run", "schedule_features"):
-            if getattr(self, flag) and self.layout != "neuneu":
-                raise ValueError(f"model.{flag} needs model.layout: neuneu")
+        # the neuneu layout's input options, at anything but their defaults, need that layout
+        for flag, default in (("law_features", False), ("own_run", False), ("schedule_features", False), ("loss_level", True)):
+            if getattr(self, flag) != default and self.layout != "neuneu":
+                raise ValueError(f"model.{flag}: {str(getattr(self, flag)).lower()} needs model.layout: neuneu")
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

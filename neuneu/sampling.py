@@ -83,13 +83,10 @@ class SamplerConfig:
     balance_sources: bool = True  # checkpoint episodes: every source equally likely, whatever its size
 
     def __post_init__(self):
-        unknown = sorted(set(self.thin_modes) - set(THIN_MODES))
-        if unknown or not self.thin_modes:
-            raise ValueError(f"data.thin_modes: expected a non-empty subset of {list(THIN_MODES)}, got {self.thin_modes}")
-        unknown = sorted(set(self.prior_schedule_kinds) - set(SCHEDULE_KINDS))
-        if unknown or not self.prior_schedule_kinds:
-            raise ValueError(f"data.prior_schedule_kinds: expected a non-empty subset of {list(SCHEDULE_KINDS)}, "
-                             f"got {self.prior_schedule_kinds}")
+        for name, allowed in (("thin_modes", THIN_MODES), ("prior_schedule_kinds", SCHEDULE_KINDS)):
+            values = getattr(self, name)
+            if not values or set(values) - set(allowed):
+                raise ValueError(f"data.{name}: expected a non-empty subset of {list(allowed)}, got {values}")
 
 
 class TrajectoryBank:

@@ -81,6 +81,11 @@ def _best(board: pd.DataFrame) -> pd.Series:
     return laws.loc[laws["mae"].idxmin()]
 
 
+def _std(values: pd.Series) -> str:
+    """' ± std' in points over seeds, or nothing for one."""
+    return f" ± {100 * values.std(ddof=1):.2f}" if len(values) > 1 else ""
+
+
 def table(boards: dict[str, pd.DataFrame], lofo: dict[str, pd.DataFrame], spread: dict, recipe: Recipe = RECIPES["sweep"]) -> str:
     """One row per (family, ratio): `recipe`'s seeds and ensemble on the run's own context (the
     checkpoint protocol) and with the other runs, against the best baselines and configs/lofo.yaml."""
@@ -113,16 +118,15 @@ def table(boards: dict[str, pd.DataFrame], lofo: dict[str, pd.DataFrame], spread
             vs_lofo.append(headline["mae"] / lofo_ens)
             in_band.append(BAND[0] <= headline["coverage80"] <= BAND[1])
             own_band.append(BAND[0] <= own_head["coverage80"] <= BAND[1])
-            std = lambda v: f" ± {100 * v.std(ddof=1):.2f}" if len(v) > 1 else ""  # noqa: E731
             ens_cell = f" / **{100 * ens['mae']:.2f}** ({ens['coverage80']:.2f})" if ens is not None else ""
-            own_cell = (f"{100 * own.mean():.2f}{std(own)} / {100 * own_head['mae']:.2f} ({own_head['coverage80']:.2f})"
-                        if ens is not None else f"{100 * own.mean():.2f}{std(own)}")
+            own_cell = (f"{100 * own.mean():.2f}{_std(own)} / {100 * own_head['mae']:.2f} ({own_head['coverage80']:.2f})"
+                        if ens is not None else f"{100 * own.mean():.2f}{_std(own)}")
             lofo_cell = (f"{100 * without[0]:.2f} / {100 * lofo_ens:.2f}" if without is not None else "–")
             lines.append(
                 f"| {family} | {ratio:g} | {int(headline['n_trajectories']):,} | {int(headline.get('sweep_runs', 0)) or '–'} "
                 f"| {own_best['method']} {100 * own_best['mae']:.2f} | {best['method']} {100 * best['mae']:.2f} "
                 f"| {lofo_cell} | {own_cell} | {vs_own[-1]:.2f} "
-                f"| {' / '.join(f'{100 * m:.2f}' for m in seeds)} / {100 * seeds.mean():.2f}{std(seeds)}{ens_cell} "
+                f"| {' / '.join(f'{100 * m:.2f}' for m in seeds)} / {100 * seeds.mean():.2f}{_std(seeds)}{ens_cell} "
                 f"| **{vs_best[-1]:.2f}** | {vs_lofo[-1]:.2f} |")
     n = len(vs_best)
     summary = lambda r: f"mean {sum(r) / n:.2f}, worst {max(r):.2f}, best {min(r):.2f}; ≤ 0.85 on {sum(v <= 0.85 for v in r)} of {n}"  # noqa: E731

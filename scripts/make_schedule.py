@@ -164,17 +164,19 @@ def lift_bound(checkpoint: str | None, n: int) -> str:
     lines = ["| set | mean lift over the last 20% (median) | model | lr | MAE last 20%: real curves | "
              "against the curves without the lift | ratio | bias last 20%: real / without the lift |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    models = [("neuneu", None)] + ([("neuneu-schedule", checkpoint)] if checkpoint else [])
+    models = [("neuneu", get_predictor("neuneu"))]
+    if checkpoint:
+        models.append(("neuneu-schedule", get_predictor("neuneu", checkpoint=checkpoint)))
     for k, kind in enumerate(("wsd", "cosine")):
         real, flat = (synthetic_points(kind, n, 9001 + k, lift=lift) for lift in (True, False))
         if not np.array_equal(real["tokens"].to_numpy(), flat["tokens"].to_numpy()):
             raise SystemExit("the curves without the lift drew other checkpoints")
         lifted = real.assign(lift=100 * (real["accuracy"] - flat["accuracy"]))
         end = lifted.groupby("run", sort=False)["lift"].apply(lambda v: v.to_numpy()[int(np.ceil((1 - LAST) * len(v))):].mean())
-        for name, ck in models:
-            for with_lr in (True, False):
-                eps = [checkpoint_episodes(p if with_lr else p.drop(columns=["lr"]), RATIO, variant="forecast") for p in (real, flat)]
-                predictor = get_predictor("neuneu", checkpoint=ck) if ck else get_predictor("neuneu")
+        episodes = {with_lr: [checkpoint_episodes(p if with_lr else p.drop(columns=["lr"]), RATIO, variant="forecast")
+                              for p in (real, flat)] for with_lr in (True, False)}
+        for name, predictor in models:
+            for with_lr, eps in episodes.items():
                 q = predictor.fit(eps[0].context).predict(eps[0].query)
                 (a, bias_a), (b, bias_b) = ((r["mae_last20"], r["bias_last20"]) for r in (score(name, q, e) for e in eps))
                 lines.append(f"| synthetic-{kind} | {end.mean():.2f} ({end.median():.2f}) | {name} | {'lr' if with_lr else 'no lr'} "
