@@ -312,3 +312,34 @@ def test_lofo_table_of_a_recipe_reads_its_own_seeds_and_ensemble_on_both_protoco
     assert "coverage80 within the band on 0 of 1" in text  # own rows at 0.90 are outside 0.75-0.85
     with pytest.raises(SystemExit, match="other queries"):  # a board scored on other queries is refused
         table({"fam": board}, {"fam": lofo.assign(mae=lofo["mae"] + 0.001)}, {}, recipe)
+
+
+def test_adapt_study_fine_tunes_a_copy_on_the_contexts_backtest_and_lowers_its_loss():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.adapt_study import AdaptConfig, adapt, pseudo_batches
+
+    from neuneu.episodes import checkpoint_episodes
+    from neuneu.model import ModelConfig, build_model, pinball_loss
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(d_model=16, n_heads=2, d_ff=32, n_layers=2, max_context=8)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    eps = checkpoint_episodes(make_points(n_points=20), 0.4, variant="forecast")
+
+    def backtest_loss(net):
+        with torch.no_grad():
+            return sum(float(pinball_loss(net(g["context"], g["context_mask"], g["query"], g["query_mask"], g["anchor"]),
+                                          g["target"], g["query_mask"]))
+                       for g in pseudo_batches(net, eps.context, eps.query, 8))
+
+    cfg = AdaptConfig(lr=3e-3, steps=40, batch_size=8)
+    tuned, n = adapt(model, eps.context, eps.query, 8, cfg)
+    assert n == 2 * len(eps)  # every context backtested at both ratios
+    assert tuned is not model and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert backtest_loss(tuned) < 0.8 * backtest_loss(model)
+    again, _ = adapt(model, eps.context, eps.query, 8, cfg)  # seeded: the same weights again
+    assert all(torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), again.state_dict().values()))
+    short = checkpoint_episodes(make_points(n_points=5), 0.1, variant="forecast")  # 1 context point each
+    assert adapt(model, short.context, short.query, 8, cfg) == (model, 0)

@@ -1,0 +1,213 @@
+"""Does fine-tuning on the back-test of the file's own contexts help on families never seen? (issue 10)
+
+    python scripts/adapt_study.py --compute [--family F ...]   # predictions → runs/adapt/ (cache)
+    python scripts/adapt_study.py                              # the table from the cache
+
+For every multi-checkpoint family F, the shipped recipe's leave-one-family-out ensemble that never
+saw F (runs/ablations/neuneu-without-<F>-sweep-loss-delta-ens3.pt) forecasts every run of F
+(checkpoint protocol, forecast, ratios 0.1/0.2/0.4) as it is and after `neuneu.adapt.adapt` under
+each arm of ARMS. Each family is also scored under the arm with the lowest mean on the other four
+families' rows (as scripts/gate_study.py does).
+
+Pre-registered (2026-12-05, before any adapted prediction was scored): the arms (AdamW, weight
+decay 0, constant lr, batches of 48 pseudo-episodes, seed 0, the ensemble's averaged output fitted;
+A lr 2e-4 = the end-of-training lr, 100 steps; B lr 2e-4, 2 epochs of the pseudo-episodes, at most
+100 steps; C lr 5e-4, 200 steps) and the rule: adopt (as an opt-in or a default) only if the nested
+mean is ≤ ADOPT_RATIO × the network's and no row gets worse by more than ADOPT_WORST. Adaptation
+seeds 1 and 2 of arm B (`--seed`) were added after, to show its spread; they decide nothing.
+
+Adaptation (`adapt`): the contexts being predicted are split again like checkpoint episodes
+(`neuneu.episodes.resplit` at BACKTEST_RATIOS, what the context calibration backtests): each
+context's first points predict its later own points, whose accuracies are known. A copy of the
+network is fine-tuned on those pseudo-episodes with the training loss (pinball), then predicts
+the real queries. No real query's truth is read: the pseudo-queries are context points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from neuneu.calibration import coverage  # noqa: E402
+from neuneu.data import load_source  # noqa: E402
+from neuneu.episodes import Context, Query, checkpoint_episodes, resplit  # noqa: E402
+from neuneu.features import featurize  # noqa: E402
+from neuneu.model import pinball_loss  # noqa: E402
+from neuneu.neural import BACKTEST_RATIOS, load_checkpoint, predict_quantiles, to_batch, width_groups  # noqa: E402
+from scripts.gate_study import FAMILIES, RATIOS, traj_mae  # noqa: E402
+from scripts.make_results import publish, stamp  # noqa: E402
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    lr: float = 2e-4  # the end-of-training lr of configs/default.yaml
+    steps: int = 100  # at most
+    epochs: float | None = None  # if set, steps = min(steps, ceil(epochs · pseudo-episodes / batch))
+    batch_size: int = 48
+    seed: int = 0
+
+
+def pseudo_batches(model: torch.nn.Module, context: Context, query: Query, max_context: int,
+                   ratios: tuple[float, ...] = BACKTEST_RATIOS) -> list[dict]:
+    """Tensor dicts (one per width group) of the back-test pseudo-episodes of these contexts, with
+    targets; the pseudo-queries see a loss only where the real queries do."""
+    laws = bool(getattr(getattr(model, "cfg", None), "law_features", False))
+    idx = np.flatnonzero((np.asarray(context.own, bool) & np.asarray(context.mask, bool)).sum(1) >= 3)
+    if not len(idx):
+        return []
+    forecast = ~np.isfinite(np.where(query.mask, query.loss, np.nan)).any(1)[idx]
+    groups = []
+    for ratio in ratios:
+        eps = resplit(context, ratio, idx, drop_query_loss=forecast)
+        qry = dict(vars(eps.query), target=eps.target)
+        for _, ctx, q in width_groups(vars(eps.context), qry, max_context):
+            target = q.pop("target")
+            groups.append(to_batch(featurize(ctx, q, max_context, laws=laws), target))
+    return [g for g in groups if g["query_mask"].any()]
+
+
+def adapt(model: torch.nn.Module, context: Context, query: Query, max_context: int,
+          cfg: AdaptConfig = AdaptConfig()) -> tuple[torch.nn.Module, int]:
+    """(a fine-tuned copy of `model`, pseudo-episodes used); the model itself when there are none."""
+    groups = pseudo_batches(model, context, query, max_context)
+    sizes = np.array([len(g["anchor"]) for g in groups])
+    n = int(sizes.sum())
+    if n == 0:
+        return model, 0
+    steps = cfg.steps if cfg.epochs is None else min(cfg.steps, int(np.ceil(cfg.epochs * n / cfg.batch_size)))
+    tuned = copy.deepcopy(model)
+    tuned.train()
+    opt = torch.optim.AdamW(tuned.parameters(), lr=cfg.lr, weight_decay=0.0)
+    rng = np.random.default_rng(cfg.seed)
+    for _ in range(steps):
+        g = groups[rng.choice(len(groups), p=sizes / n)]
+        pick = torch.from_numpy(rng.choice(len(g["anchor"]), size=min(cfg.batch_size, len(g["anchor"])), replace=False))
+        b = {k: v[pick] for k, v in g.items()}
+        pred = tuned(b["context"], b["context_mask"], b["query"], b["query_mask"], b["anchor"])
+        loss = pinball_loss(pred, b["target"], b["query_mask"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tuned.eval()
+    return tuned, n
+
+
+ARMS = {"A": AdaptConfig(lr=2e-4, steps=100), "B": AdaptConfig(lr=2e-4, steps=100, epochs=2.0),
+        "C": AdaptConfig(lr=5e-4, steps=200)}
+ADOPT_RATIO, ADOPT_WORST = 0.97, 0.03  # the pre-registered adoption rule (module doc)
+CACHE = ROOT / "runs" / "adapt"
+KIND = "sweep-loss-delta-ens3"
+
+
+def compute(family: str, seed: int = 0) -> None:
+    """Cache every arm's quantiles (seed 0), or arm B's alone under adaptation seed `seed` (> 0)."""
+    torch.set_num_threads(1)
+    model, payload = load_checkpoint(ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{KIND}.pt")
+    max_context = int(payload["features"]["max_context"])
+    points = load_source(family)
+    for ratio in RATIOS:
+        out = CACHE / (f"{family}-{ratio}.npz" if seed == 0 else f"{family}-{ratio}-seed{seed}.npz")
+        if out.exists():
+            continue
+        eps = checkpoint_episodes(points, ratio, variant="forecast")
+        arrays = {"target": eps.target, "mask": eps.query.mask}
+        if seed == 0:
+            arrays["network"] = predict_quantiles(model, eps.context, eps.query, max_context)
+        arms = ARMS if seed == 0 else {"B": replace(ARMS["B"], seed=seed)}
+        for arm, cfg in arms.items():
+            start = time.perf_counter()
+            tuned, n = adapt(model, eps.context, eps.query, max_context, cfg)
+            arrays[arm] = predict_quantiles(tuned, eps.context, eps.query, max_context)
+            arrays[f"{arm}_seconds"], arrays[f"{arm}_pseudo"] = time.perf_counter() - start, n
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, **arrays)
+        print(f"{family} {ratio} seed {seed}: {len(eps)} trajectories", file=sys.stderr, flush=True)
+
+
+def table() -> pd.DataFrame:
+    rows = []
+    for family in FAMILIES:
+        board = pd.read_csv(ROOT / "results" / f"lofo-{family}" / "leaderboard.csv")
+        for ratio in RATIOS:
+            path = CACHE / f"{family}-{ratio}.npz"
+            if not path.exists():
+                continue
+            z = np.load(path)
+            laws = board[np.isclose(board["ratio"], ratio) & ~board["method"].str.startswith("neuneu")]
+            law = laws.loc[laws["mae"].idxmin()]
+            row = {"family": family, "ratio": ratio, "trajectories": len(z["target"]),
+                   "best baseline": f"{law['method']} {law['mae'] * 100:.2f}"}
+            for arm in ("network", *ARMS):
+                mae = traj_mae(z[arm][..., 2], z["target"], z["mask"]).mean() * 100
+                row[arm] = mae / (law["mae"] * 100)
+                row[f"{arm} raw coverage80"] = coverage(z[arm][z["mask"]], z["target"][z["mask"]])
+                if arm in ARMS:
+                    row[f"{arm} s"] = float(z[f"{arm}_seconds"])
+            seeds = [z] + [np.load(p) for p in sorted(CACHE.glob(f"{family}-{ratio}-seed*.npz"))]
+            b = [traj_mae(s["B"][..., 2], z["target"], z["mask"]).mean() * 100 / (law["mae"] * 100) for s in seeds]
+            row["B seeds"], row["B mean"], row["B std"] = len(b), np.mean(b), np.std(b, ddof=1) if len(b) > 1 else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """The study's table, its means, the nested choice and the pre-registered verdict."""
+    head = ["| family | ratio | trajectories | best baseline | network (raw coverage80) | "
+            + " | ".join(f"adapted {a} (raw coverage80)" for a in ARMS)
+            + " | B over adaptation seeds: mean ± std (seeds) | B seconds |", "|" + "---|" * (7 + len(ARMS))]
+    body = []
+    for r in frame.to_dict("records"):
+        arms = " | ".join(f"{r[a]:.3f} ({r[f'{a} raw coverage80']:.2f})" for a in ("network", *ARMS))
+        body.append(f"| {r['family']} | {r['ratio']} | {r['trajectories']:,} | {r['best baseline']} | {arms} | "
+                    f"{r['B mean']:.3f} ± {r['B std']:.3f} ({r['B seeds']}) | {r['B s']:.1f} |")
+    arms = ["network", *ARMS]
+    lines = ["- mean over the 15 rows: " + ", ".join(f"{a} {frame[a].mean():.3f} (worst {frame[a].max():.2f}, "
+                                                    f"≤ 0.85 on {(frame[a] <= 0.85).sum()})" for a in arms)
+             + f"; B over its adaptation seeds {frame['B mean'].mean():.3f}."]
+    nested, base, chosen = [], [], []
+    for family, rows in frame.groupby("family", sort=False):
+        arm = frame.loc[frame["family"] != family, list(ARMS)].mean().idxmin()
+        nested += list(rows[arm])
+        base += list(rows["network"])
+        chosen.append(f"{family}: {arm}")
+    ratio, worst = np.mean(nested) / np.mean(base), (np.array(nested) - np.array(base)).max()
+    verdict = "adopted" if ratio <= ADOPT_RATIO and worst <= ADOPT_WORST else "not adopted"
+    lines.append(f"- each family under the arm with the lowest mean on the other four families' rows ({', '.join(chosen)}): "
+                 f"mean {np.mean(nested):.3f} against the network's {np.mean(base):.3f} (× {ratio:.3f}), worst change "
+                 f"{worst:+.3f}. Pre-registered rule (the script's docstring): adopt only if × ≤ {ADOPT_RATIO} and "
+                 f"no row worse by more than {ADOPT_WORST}: **{verdict}**.")
+    return "\n".join([f"MAE ÷ the best baseline's (results/lofo-<family>/) of the shipped recipe's leave-one-family-out "
+                      f"ensemble (`{KIND}`), as it is and fine-tuned on the back-test of each file's own contexts "
+                      "(`python scripts/adapt_study.py`; arms: A lr 2e-4, 100 steps; B lr 2e-4, 2 epochs of the "
+                      "pseudo-episodes, at most 100 steps; C lr 5e-4, 200 steps; raw coverage80 = the uncalibrated "
+                      "quantiles).", "", *head, *body, "", *lines, "", *stamp(), ""])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compute", action="store_true")
+    parser.add_argument("--family", action="append", choices=FAMILIES)
+    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--seed", type=int, default=0, help="with --compute: arm B alone under this adaptation seed")
+    args = parser.parse_args(argv)
+    if args.compute:
+        for family in args.family or FAMILIES:
+            compute(family, args.seed)
+    frame = table()
+    if frame["family"].nunique() < len(FAMILIES):
+        raise SystemExit(f"runs/adapt/ holds {frame['family'].nunique()} of {len(FAMILIES)} families: run --compute")
+    publish("adapt-study", markdown(frame), readme=not args.no_readme)
+
+
+if __name__ == "__main__":
+    main()
