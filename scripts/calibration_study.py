@@ -16,7 +16,13 @@ Candidates, all applied to the same raw quantiles of the model that never saw F,
 - context + cross-family: the context back-test blended with the cross-family factors instead;
 - context, horizon-matched: the back-test's weight on each query scaled by the share of its
   pseudo-queries at least as far ahead as that query (a back-test speaks for the horizons it tested);
-- the same with the cross-family factors in place of the validation ones.
+- the same with the cross-family factors in place of the validation ones;
+- context, no narrowing beyond the back-test: the context calibration, but at query horizons
+  beyond the file's farthest back-test pseudo-query each quantile is the outer of the context-
+  and the validation-calibrated one (a back-test may widen intervals where it never looked, not
+  narrow them). Pre-registered 2026-12-05 before it was scored, with the rule: adopt it in
+  `neuneu predict` only if, for the shipped recipe's models (`--kind sweep-loss-delta-ens3`), it
+  puts more rows in the band than `context` and takes none out of it.
 """
 
 from __future__ import annotations
@@ -81,14 +87,20 @@ def candidates(sets: dict, ratio: float, xfam: Calibration) -> dict:
     tested = np.sort(bt["horizon"])
     share = 1 - np.searchsorted(tested, np.nan_to_num(h), side="left") / max(len(tested), 1)
     w = (n / (n + BLEND_PRIOR)) * share[..., None]
+    blend = BlendedCalibration(context, val, n).apply(raw, h)
+    beyond = (np.nan_to_num(h) > tested[-1])[..., None] if len(tested) else np.ones(h.shape + (1,), bool)
+    validated = val.apply(raw, h)
+    outer = np.concatenate([np.minimum(blend, validated)[..., :2], blend[..., 2:3],
+                            np.maximum(blend, validated)[..., 3:]], axis=-1)
     return {
         "raw": raw,
-        "validation": val.apply(raw, h),
-        "context": BlendedCalibration(context, val, n).apply(raw, h),
+        "validation": validated,
+        "context": blend,
         "cross-family": xfam.apply(raw, h),
         "context + cross-family": BlendedCalibration(context, xfam, n).apply(raw, h),
         "context, horizon-matched": w * context.apply(raw, h) + (1 - w) * val.apply(raw, h),
         "horizon-matched + cross-family": w * context.apply(raw, h) + (1 - w) * xfam.apply(raw, h),
+        "context, no narrowing beyond the back-test": np.where(beyond, outer, blend),
     }
 
 
