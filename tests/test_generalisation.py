@@ -343,3 +343,34 @@ def test_adapt_study_fine_tunes_a_copy_on_the_contexts_backtest_and_lowers_its_l
     assert all(torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), again.state_dict().values()))
     short = checkpoint_episodes(make_points(n_points=5), 0.1, variant="forecast")  # 1 context point each
     assert adapt(model, short.context, short.query, 8, cfg) == (model, 0)
+
+
+def test_calibration_study_no_narrowing_candidate_is_the_context_one_within_the_backtest_and_never_narrower_beyond():
+    import sys
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPO))
+    from scripts.calibration_study import candidates
+
+    from neuneu.calibration import Calibration
+
+    rng = np.random.default_rng(0)
+    E, Q, N = 40, 6, 400
+    mid = rng.uniform(0.3, 0.6, (E, Q))
+    raw = mid[..., None] + np.array([-0.04, -0.02, 0.0, 0.02, 0.04])
+    h = np.tile(np.linspace(0.2, 3.0, Q), (E, 1))  # back-test reaches 1.0: the last 4 columns are beyond
+    bq_mid = rng.uniform(0.3, 0.6, N)
+    bt = {"quantiles": bq_mid[:, None] + np.array([-0.04, -0.02, 0.0, 0.02, 0.04]),
+          "truth": bq_mid + rng.normal(0, 0.004, N),  # the back-test errs little: it narrows the intervals
+          "horizon": rng.uniform(0.1, 1.0, N), "weight": np.ones(N), "ratio": np.zeros(N, int),
+          "episode": np.arange(N) % E, "contexts": np.arange(E)}
+    val = Calibration(edges=[], factors=[[1.5, 1.5, 1.0, 1.5, 1.5]], n=100)
+    eps = SimpleNamespace(query=SimpleNamespace(mask=np.ones((E, Q), bool)), target=mid)
+    xfam = Calibration.identity()
+    out = candidates({"validation": val, 0.2: (eps, raw, h, bt)}, 0.2, xfam)
+    new, context, validation = out["context, no narrowing beyond the back-test"], out["context"], out["validation"]
+    inside = h <= 1.0
+    assert np.array_equal(new[inside], context[inside])
+    assert (new[~inside][:, 4] - new[~inside][:, 0] >= validation[~inside][:, 4] - validation[~inside][:, 0] - 1e-12).all()
+    assert (context[~inside][:, 4] - context[~inside][:, 0] < validation[~inside][:, 4] - validation[~inside][:, 0]).all()
+    np.testing.assert_allclose(new[..., 2], raw[..., 2], atol=1e-12)  # the median never moves
