@@ -1,6 +1,8 @@
 """Does fine-tuning on the back-test of the file's own contexts help on families never seen? (issue 10)
 
     python scripts/adapt_study.py --compute [--family F ...]   # predictions → runs/adapt/ (cache)
+    python scripts/adapt_study.py --compute --seed 1           # arm B's spread over adaptation seeds
+    python scripts/adapt_study.py --compute --crossfit         # arm B cross-fitted and calibrated
     python scripts/adapt_study.py                              # the table from the cache
 
 For every multi-checkpoint family F, the shipped recipe's leave-one-family-out ensemble that never
@@ -29,6 +31,7 @@ import argparse
 import copy
 import sys
 import time
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,13 +41,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from neuneu.calibration import coverage  # noqa: E402
-from neuneu.data import load_source  # noqa: E402
 from neuneu.episodes import Context, Query, checkpoint_episodes, resplit  # noqa: E402
 from neuneu.features import featurize  # noqa: E402
 from neuneu.model import pinball_loss  # noqa: E402
-from neuneu.neural import BACKTEST_RATIOS, load_checkpoint, predict_quantiles, to_batch, width_groups  # noqa: E402
-from scripts.gate_study import FAMILIES, RATIOS, traj_mae  # noqa: E402
+from neuneu.neural import (BACKTEST_RATIOS, BlendedCalibration, backtest_calibration, load_calibration,  # noqa: E402
+                           predict_quantiles, to_batch, width_groups)
+from scripts.gate_study import FAMILIES, RATIOS, load_lofo, traj_mae  # noqa: E402
 from scripts.make_results import publish, stamp  # noqa: E402
 
 
@@ -111,10 +113,7 @@ KIND = "sweep-loss-delta-ens3"
 
 def compute(family: str, seed: int = 0) -> None:
     """Cache every arm's quantiles (seed 0), or arm B's alone under adaptation seed `seed` (> 0)."""
-    torch.set_num_threads(1)
-    model, payload = load_checkpoint(ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{KIND}.pt")
-    max_context = int(payload["features"]["max_context"])
-    points = load_source(family)
+    model, payload, max_context, points = load_lofo(family, KIND)
     for ratio in RATIOS:
         out = CACHE / (f"{family}-{ratio}.npz" if seed == 0 else f"{family}-{ratio}-seed{seed}.npz")
         if out.exists():
@@ -134,6 +133,53 @@ def compute(family: str, seed: int = 0) -> None:
         print(f"{family} {ratio} seed {seed}: {len(eps)} trajectories", file=sys.stderr, flush=True)
 
 
+def traj_coverage(q: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """q10–q90 coverage as the benchmark counts it (`neuneu.metrics`): per trajectory, then the mean."""
+    inside = (target >= q[..., 0]) & (target <= q[..., 4])
+    return float((np.where(mask, inside, False).sum(1) / np.maximum(mask.sum(1), 1))[mask.any(1)].mean())
+
+
+def fold_of(meta: pd.DataFrame) -> np.ndarray:
+    """(E,) 0 or 1: a trajectory's cross-fitting fold, from its own keys only (crc32 of run and task),
+    so adding other trajectories to the file never moves it to the other fold."""
+    keys = meta["run"].astype(str) + "\x1f" + meta["task"].astype(str)
+    return np.array([zlib.crc32(k.encode()) % 2 for k in keys])
+
+
+def calibrated(model, payload, context, query, max_context: int) -> np.ndarray:
+    """What `neuneu predict` does: raw quantiles, context backtest blended with the validation factors."""
+    raw, h = predict_quantiles(model, context, query, max_context, return_horizon=True)
+    fitted, n = backtest_calibration(model, context, query, max_context)
+    val = load_calibration(payload)
+    return (val if fitted is None else BlendedCalibration(fitted, val, n)).apply(raw, h)
+
+
+def compute_crossfit(family: str) -> None:
+    """Arm B cross-fitted (reported only, decides nothing): the trajectories split in two folds
+    (`fold_of`); each fold is forecast by the network adapted on the other fold's back-test and
+    calibrated on its own back-test by that same adapted network, which never saw it. Next to it,
+    the network as `neuneu predict` runs it (context calibration)."""
+    model, payload, max_context, points = load_lofo(family, KIND)
+    for ratio in RATIOS:
+        out = CACHE / f"{family}-{ratio}-crossfit.npz"
+        if out.exists():
+            continue
+        eps = checkpoint_episodes(points, ratio, variant="forecast")
+        fold = fold_of(eps.meta)
+        arrays = {"target": eps.target, "mask": eps.query.mask,
+                  "network_calibrated": calibrated(model, payload, eps.context, eps.query, max_context)}
+        q = np.full(eps.target.shape + (5,), np.nan)
+        for k in (0, 1):
+            train, test = eps.subset(np.flatnonzero(fold != k)), eps.subset(np.flatnonzero(fold == k))
+            tuned, _ = adapt(model, train.context, train.query, max_context, ARMS["B"])
+            part = calibrated(tuned, payload, test.context, test.query, max_context)
+            q[np.flatnonzero(fold == k), : part.shape[1]] = part
+        arrays["B_crossfit"] = q
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, **arrays)
+        print(f"{family} {ratio} cross-fitted: {len(eps)} trajectories", file=sys.stderr, flush=True)
+
+
 def table() -> pd.DataFrame:
     rows = []
     for family in FAMILIES:
@@ -150,9 +196,15 @@ def table() -> pd.DataFrame:
             for arm in ("network", *ARMS):
                 mae = traj_mae(z[arm][..., 2], z["target"], z["mask"]).mean() * 100
                 row[arm] = mae / (law["mae"] * 100)
-                row[f"{arm} raw coverage80"] = coverage(z[arm][z["mask"]], z["target"][z["mask"]])
+                row[f"{arm} raw coverage80"] = traj_coverage(z[arm], z["target"], z["mask"])
                 if arm in ARMS:
                     row[f"{arm} s"] = float(z[f"{arm}_seconds"])
+            cross = CACHE / f"{family}-{ratio}-crossfit.npz"
+            if cross.exists():
+                x = np.load(cross)
+                for key in ("network_calibrated", "B_crossfit"):
+                    row[key] = traj_mae(x[key][..., 2], x["target"], x["mask"]).mean() / law["mae"]
+                    row[f"{key} coverage80"] = traj_coverage(x[key], x["target"], x["mask"])
             seeds = [z] + [np.load(p) for p in sorted(CACHE.glob(f"{family}-{ratio}-seed*.npz"))]
             b = [traj_mae(s["B"][..., 2], z["target"], z["mask"]).mean() * 100 / (law["mae"] * 100) for s in seeds]
             row["B seeds"], row["B mean"], row["B std"] = len(b), np.mean(b), np.std(b, ddof=1) if len(b) > 1 else np.nan
@@ -164,16 +216,25 @@ def markdown(frame: pd.DataFrame) -> str:
     """The study's table, its means, the nested choice and the pre-registered verdict."""
     head = ["| family | ratio | trajectories | best baseline | network (raw coverage80) | "
             + " | ".join(f"adapted {a} (raw coverage80)" for a in ARMS)
-            + " | B over adaptation seeds: mean ± std (seeds) | B seconds |", "|" + "---|" * (7 + len(ARMS))]
+            + " | B over adaptation seeds: mean ± std (seeds) | B seconds | network as `neuneu predict` runs it "
+            "(context-calibrated coverage80) | B cross-fitted, calibrated the same way (coverage80) |",
+            "|" + "---|" * (9 + len(ARMS))]
     body = []
     for r in frame.to_dict("records"):
         arms = " | ".join(f"{r[a]:.3f} ({r[f'{a} raw coverage80']:.2f})" for a in ("network", *ARMS))
+        cross = " | ".join(f"{r[k]:.3f} ({r[f'{k} coverage80']:.2f})" if np.isfinite(r.get(k, np.nan)) else "–"
+                           for k in ("network_calibrated", "B_crossfit"))
         body.append(f"| {r['family']} | {r['ratio']} | {r['trajectories']:,} | {r['best baseline']} | {arms} | "
-                    f"{r['B mean']:.3f} ± {r['B std']:.3f} ({r['B seeds']}) | {r['B s']:.1f} |")
+                    f"{r['B mean']:.3f} ± {r['B std']:.3f} ({r['B seeds']}) | {r['B s']:.1f} | {cross} |")
     arms = ["network", *ARMS]
     lines = ["- mean over the 15 rows: " + ", ".join(f"{a} {frame[a].mean():.3f} (worst {frame[a].max():.2f}, "
                                                     f"≤ 0.85 on {(frame[a] <= 0.85).sum()})" for a in arms)
              + f"; B over its adaptation seeds {frame['B mean'].mean():.3f}."]
+    if "B_crossfit" in frame and frame["B_crossfit"].notna().all():
+        band = {k: frame[f"{k} coverage80"].between(0.75, 0.85).sum() for k in ("network_calibrated", "B_crossfit")}
+        lines.append(f"- cross-fitted (reported only; `--compute --crossfit`): B mean {frame['B_crossfit'].mean():.3f} "
+                     f"(worst {frame['B_crossfit'].max():.2f}) against the network's {frame['network_calibrated'].mean():.3f}; "
+                     f"coverage80 in 0.75–0.85 on {band['B_crossfit']} of {len(frame)} rows against {band['network_calibrated']}.")
     nested, base, chosen = [], [], []
     for family, rows in frame.groupby("family", sort=False):
         arm = frame.loc[frame["family"] != family, list(ARMS)].mean().idxmin()
@@ -198,11 +259,12 @@ def main(argv=None) -> None:
     parser.add_argument("--compute", action="store_true")
     parser.add_argument("--family", action="append", choices=FAMILIES)
     parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--crossfit", action="store_true", help="with --compute: arm B cross-fitted and calibrated (reported only)")
     parser.add_argument("--seed", type=int, default=0, help="with --compute: arm B alone under this adaptation seed")
     args = parser.parse_args(argv)
     if args.compute:
         for family in args.family or FAMILIES:
-            compute(family, args.seed)
+            compute_crossfit(family) if args.crossfit else compute(family, args.seed)
     frame = table()
     if frame["family"].nunique() < len(FAMILIES):
         raise SystemExit(f"runs/adapt/ holds {frame['family'].nunique()} of {len(FAMILIES)} families: run --compute")

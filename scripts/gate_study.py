@@ -52,11 +52,16 @@ def medians(name: str, model, max_context: int, eps) -> np.ndarray:
     return get_predictor(name).fit(eps.context).predict(eps.query)[..., 2]
 
 
-def compute(family: str, kind: str) -> None:
+def load_lofo(family: str, kind: str):
+    """(network, checkpoint dict, max_context, the family's points) of the leave-one-family-out
+    model `runs/ablations/neuneu-without-<family>-<kind>.pt`, torch on one thread."""
     torch.set_num_threads(1)
     model, payload = load_checkpoint(ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{kind}.pt")
-    max_context = int(payload["features"]["max_context"])
-    points = load_source(family)
+    return model, payload, int(payload["features"]["max_context"]), load_source(family)
+
+
+def compute(family: str, kind: str) -> None:
+    model, _, max_context, points = load_lofo(family, kind)
     for ratio in RATIOS:
         out = CACHE / f"{family}-{kind}-{ratio}.npz"
         if out.exists():

@@ -318,7 +318,7 @@ def test_adapt_study_fine_tunes_a_copy_on_the_contexts_backtest_and_lowers_its_l
     import sys
 
     sys.path.insert(0, str(REPO))
-    from scripts.adapt_study import AdaptConfig, adapt, pseudo_batches
+    from scripts.adapt_study import AdaptConfig, adapt, fold_of, pseudo_batches
 
     from neuneu.episodes import checkpoint_episodes
     from neuneu.model import ModelConfig, build_model, pinball_loss
@@ -343,6 +343,12 @@ def test_adapt_study_fine_tunes_a_copy_on_the_contexts_backtest_and_lowers_its_l
     assert all(torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), again.state_dict().values()))
     short = checkpoint_episodes(make_points(n_points=5), 0.1, variant="forecast")  # 1 context point each
     assert adapt(model, short.context, short.query, 8, cfg) == (model, 0)
+    # cross-fitting folds: a trajectory's fold is its own, whatever else is in the file or its order
+    meta = make_points(n_runs=6, n_tasks=5)[["run", "task"]].drop_duplicates().reset_index(drop=True)
+    fold = fold_of(meta)
+    assert set(fold) == {0, 1}
+    some = np.random.default_rng(1).permutation(len(meta))[:11]
+    assert np.array_equal(fold_of(meta.iloc[some].reset_index(drop=True)), fold[some])
 
 
 def test_calibration_study_no_narrowing_candidate_is_the_context_one_within_the_backtest_and_never_narrower_beyond():
