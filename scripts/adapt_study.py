@@ -7,7 +7,7 @@
 
 For every multi-checkpoint family F, the shipped recipe's leave-one-family-out ensemble that never
 saw F (runs/ablations/neuneu-without-<F>-sweep-loss-delta-ens3.pt) forecasts every run of F
-(checkpoint protocol, forecast, ratios 0.1/0.2/0.4) as it is and after `neuneu.adapt.adapt` under
+(checkpoint protocol, forecast, ratios 0.1/0.2/0.4) as it is and after `adapt` (below) under
 each arm of ARMS. Each family is also scored under the arm with the lowest mean on the other four
 families' rows (as scripts/gate_study.py does).
 
@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 from neuneu.episodes import Context, Query, checkpoint_episodes, resplit  # noqa: E402
 from neuneu.features import featurize  # noqa: E402
 from neuneu.model import pinball_loss  # noqa: E402
-from neuneu.neural import (BACKTEST_RATIOS, BlendedCalibration, backtest_calibration, load_calibration,  # noqa: E402
-                           predict_quantiles, to_batch, width_groups)
+from neuneu.neural import (BACKTEST_RATIOS, NeuralPredictor, predict_quantiles, to_batch,  # noqa: E402
+                           width_groups)
 from scripts.gate_study import FAMILIES, RATIOS, load_lofo, traj_mae  # noqa: E402
 from scripts.make_results import publish, stamp  # noqa: E402
 
@@ -113,7 +113,7 @@ KIND = "sweep-loss-delta-ens3"
 
 def compute(family: str, seed: int = 0) -> None:
     """Cache every arm's quantiles (seed 0), or arm B's alone under adaptation seed `seed` (> 0)."""
-    model, payload, max_context, points = load_lofo(family, KIND)
+    model, _, max_context, points = load_lofo(family, KIND)
     for ratio in RATIOS:
         out = CACHE / (f"{family}-{ratio}.npz" if seed == 0 else f"{family}-{ratio}-seed{seed}.npz")
         if out.exists():
@@ -146,12 +146,10 @@ def fold_of(meta: pd.DataFrame) -> np.ndarray:
     return np.array([zlib.crc32(k.encode()) % 2 for k in keys])
 
 
-def calibrated(model, payload, context, query, max_context: int) -> np.ndarray:
-    """What `neuneu predict` does: raw quantiles, context backtest blended with the validation factors."""
-    raw, h = predict_quantiles(model, context, query, max_context, return_horizon=True)
-    fitted, n = backtest_calibration(model, context, query, max_context)
-    val = load_calibration(payload)
-    return (val if fitted is None else BlendedCalibration(fitted, val, n)).apply(raw, h)
+def calibrated(predictor: NeuralPredictor, network: torch.nn.Module, context: Context, query: Query) -> np.ndarray:
+    """`neuneu predict`'s quantiles (context calibration, clipped) with `network` in the checkpoint's place."""
+    predictor.load()._model = network
+    return predictor.fit(context).predict(query)
 
 
 def compute_crossfit(family: str) -> None:
@@ -159,7 +157,8 @@ def compute_crossfit(family: str) -> None:
     (`fold_of`); each fold is forecast by the network adapted on the other fold's back-test and
     calibrated on its own back-test by that same adapted network, which never saw it. Next to it,
     the network as `neuneu predict` runs it (context calibration)."""
-    model, payload, max_context, points = load_lofo(family, KIND)
+    model, _, max_context, points = load_lofo(family, KIND)
+    predictor = NeuralPredictor(ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{KIND}.pt")
     for ratio in RATIOS:
         out = CACHE / f"{family}-{ratio}-crossfit.npz"
         if out.exists():
@@ -167,12 +166,12 @@ def compute_crossfit(family: str) -> None:
         eps = checkpoint_episodes(points, ratio, variant="forecast")
         fold = fold_of(eps.meta)
         arrays = {"target": eps.target, "mask": eps.query.mask,
-                  "network_calibrated": calibrated(model, payload, eps.context, eps.query, max_context)}
+                  "network_calibrated": calibrated(predictor, model, eps.context, eps.query)}
         q = np.full(eps.target.shape + (5,), np.nan)
         for k in (0, 1):
             train, test = eps.subset(np.flatnonzero(fold != k)), eps.subset(np.flatnonzero(fold == k))
             tuned, _ = adapt(model, train.context, train.query, max_context, ARMS["B"])
-            part = calibrated(tuned, payload, test.context, test.query, max_context)
+            part = calibrated(predictor, tuned, test.context, test.query)
             q[np.flatnonzero(fold == k), : part.shape[1]] = part
         arrays["B_crossfit"] = q
         CACHE.mkdir(parents=True, exist_ok=True)
