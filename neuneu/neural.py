@@ -243,23 +243,34 @@ def backtest_calibration(model: torch.nn.Module, context: Context, query: Query,
 _BACKTEST_KEYS = ("quantiles", "truth", "horizon", "weight", "ratio", "episode")
 
 
+def backtest_contexts(context: Context) -> np.ndarray:
+    """Indices of the episodes with at least 3 points of their own run: those a back-test splits."""
+    return np.flatnonzero((np.asarray(context.own, bool) & np.asarray(context.mask, bool)).sum(1) >= 3)
+
+
+def backtest_splits(context: Context, query: Query, ratios: tuple[float, ...] = BACKTEST_RATIOS):
+    """The back-test's pseudo-episodes, one `Episodes` per ratio (none when no context is long
+    enough): each of `backtest_contexts` split again by `resplit` (its own-run points split, its
+    sibling runs' kept as context), the pseudo-queries seeing a loss only where the real ones do."""
+    idx = backtest_contexts(context)
+    if not len(idx):
+        return
+    forecast = ~np.isfinite(np.where(query.mask, query.loss, np.nan)).any(1)[idx]
+    for ratio in ratios:
+        yield resplit(context, ratio, idx, drop_query_loss=forecast)
+
+
 def backtest_points(model: torch.nn.Module, context: Context, query: Query, max_context: int,
                     ratios: tuple[float, ...] = BACKTEST_RATIOS) -> dict:
     """The pseudo-queries of `backtest_calibration` for these episodes: raw quantiles (N, 5),
     truth, horizon, weight, ratio index and episode index (N,) of each, and the indices of the
     usable contexts (`contexts`). `calibration_from_backtest` fits them; `neuneu.chunking`
     collects them chunk by chunk (renumbering `episode`) and fits once over all."""
-    # an episode's own-run points are split (`resplit`), its sibling runs' stay context
-    idx = np.flatnonzero((np.asarray(context.own, bool) & np.asarray(context.mask, bool)).sum(1) >= 3)
+    idx = backtest_contexts(context)
     out = {k: [np.empty((0, 5)) if k == "quantiles" else np.empty(0, int if k in ("ratio", "episode") else float)]
            for k in _BACKTEST_KEYS}
     out["contexts"] = idx
-    if not len(idx):
-        return {k: v if k == "contexts" else np.concatenate(v) for k, v in out.items()}
-    forecast = ~np.isfinite(np.where(query.mask, query.loss, np.nan)).any(1)[idx]
-    for i, ratio in enumerate(ratios):
-        # the pseudo-queries see a loss only where the real ones do
-        eps = resplit(context, ratio, idx, drop_query_loss=forecast)
+    for i, eps in enumerate(backtest_splits(context, query, ratios)):
         qry_mask = eps.query.mask
         raw, h = predict_quantiles(model, eps.context, eps.query, max_context, return_horizon=True)
         w = np.broadcast_to(1.0 / np.maximum(qry_mask.sum(1, keepdims=True), 1), qry_mask.shape)

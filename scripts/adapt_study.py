@@ -41,11 +41,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from neuneu.episodes import Context, Query, checkpoint_episodes, resplit  # noqa: E402
+from neuneu.episodes import Context, Query, checkpoint_episodes  # noqa: E402
 from neuneu.features import featurize  # noqa: E402
 from neuneu.model import pinball_loss  # noqa: E402
-from neuneu.neural import (BACKTEST_RATIOS, NeuralPredictor, predict_quantiles, to_batch,  # noqa: E402
-                           width_groups)
+from neuneu.neural import NeuralPredictor, backtest_splits, predict_quantiles, to_batch, width_groups  # noqa: E402
 from scripts.gate_study import FAMILIES, RATIOS, load_lofo, traj_mae  # noqa: E402
 from scripts.make_results import publish, stamp  # noqa: E402
 
@@ -59,18 +58,12 @@ class AdaptConfig:
     seed: int = 0
 
 
-def pseudo_batches(model: torch.nn.Module, context: Context, query: Query, max_context: int,
-                   ratios: tuple[float, ...] = BACKTEST_RATIOS) -> list[dict]:
-    """Tensor dicts (one per width group) of the back-test pseudo-episodes of these contexts, with
-    targets; the pseudo-queries see a loss only where the real queries do."""
+def pseudo_batches(model: torch.nn.Module, context: Context, query: Query, max_context: int) -> list[dict]:
+    """Tensor dicts (one per width group) of the back-test pseudo-episodes of these contexts
+    (`neuneu.neural.backtest_splits`), with their targets."""
     laws = bool(getattr(getattr(model, "cfg", None), "law_features", False))
-    idx = np.flatnonzero((np.asarray(context.own, bool) & np.asarray(context.mask, bool)).sum(1) >= 3)
-    if not len(idx):
-        return []
-    forecast = ~np.isfinite(np.where(query.mask, query.loss, np.nan)).any(1)[idx]
     groups = []
-    for ratio in ratios:
-        eps = resplit(context, ratio, idx, drop_query_loss=forecast)
+    for eps in backtest_splits(context, query):
         qry = dict(vars(eps.query), target=eps.target)
         for _, ctx, q in width_groups(vars(eps.context), qry, max_context):
             target = q.pop("target")

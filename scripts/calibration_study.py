@@ -88,18 +88,18 @@ def candidates(sets: dict, ratio: float, xfam: Calibration) -> dict:
     share = 1 - np.searchsorted(tested, np.nan_to_num(h), side="left") / max(len(tested), 1)
     w = (n / (n + BLEND_PRIOR)) * share[..., None]
     blend = BlendedCalibration(context, val, n).apply(raw, h)
+    own, validated, crossed = context.apply(raw, h), val.apply(raw, h), xfam.apply(raw, h)
     beyond = (np.nan_to_num(h) > tested[-1])[..., None] if len(tested) else np.ones(h.shape + (1,), bool)
-    validated = val.apply(raw, h)
     outer = np.concatenate([np.minimum(blend, validated)[..., :2], blend[..., 2:3],
                             np.maximum(blend, validated)[..., 3:]], axis=-1)
     return {
         "raw": raw,
         "validation": validated,
         "context": blend,
-        "cross-family": xfam.apply(raw, h),
+        "cross-family": crossed,
         "context + cross-family": BlendedCalibration(context, xfam, n).apply(raw, h),
-        "context, horizon-matched": w * context.apply(raw, h) + (1 - w) * val.apply(raw, h),
-        "horizon-matched + cross-family": w * context.apply(raw, h) + (1 - w) * xfam.apply(raw, h),
+        "context, horizon-matched": w * own + (1 - w) * validated,
+        "horizon-matched + cross-family": w * own + (1 - w) * crossed,
         "context, no narrowing beyond the back-test": np.where(beyond, outer, blend),
     }
 

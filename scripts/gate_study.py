@@ -35,8 +35,9 @@ from scipy.optimize import minimize
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from neuneu.data import load_source  # noqa: E402
-from neuneu.episodes import checkpoint_episodes, resplit  # noqa: E402
-from neuneu.neural import BACKTEST_RATIOS, BLEND_PRIOR, load_checkpoint, predict_quantiles  # noqa: E402
+from neuneu.episodes import checkpoint_episodes  # noqa: E402
+from neuneu.neural import (BACKTEST_RATIOS, BLEND_PRIOR, backtest_contexts, backtest_splits, load_checkpoint,  # noqa: E402
+                           predict_quantiles)
 from neuneu.registry import get_predictor  # noqa: E402
 from scripts.make_results import publish, stamp  # noqa: E402
 
@@ -67,10 +68,8 @@ def compute(family: str, kind: str) -> None:
         if out.exists():
             continue
         eps = checkpoint_episodes(points, ratio, variant="forecast")
-        idx = np.flatnonzero((eps.context.own & eps.context.mask).sum(1) >= 3)
-        arrays = {"target": eps.target, "mask": eps.query.mask, "bt_index": idx}
-        for k, r in enumerate(BACKTEST_RATIOS):
-            bt = resplit(eps.context, r, idx, drop_query_loss=np.ones(len(idx), bool))
+        arrays = {"target": eps.target, "mask": eps.query.mask, "bt_index": backtest_contexts(eps.context)}
+        for k, bt in enumerate(backtest_splits(eps.context, eps.query)):
             arrays[f"bt{k}_target"], arrays[f"bt{k}_mask"] = bt.target, bt.query.mask
             for name in ("neuneu", *CANDIDATES):
                 arrays[f"bt{k}_{name}"] = medians(name, model, max_context, bt)
@@ -78,7 +77,7 @@ def compute(family: str, kind: str) -> None:
             arrays[name] = medians(name, model, max_context, eps)
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out, **arrays)
-        print(f"{family} {ratio}: {len(eps)} trajectories, {len(idx)} back-tested", file=sys.stderr, flush=True)
+        print(f"{family} {ratio}: {len(eps)} trajectories, {len(arrays['bt_index'])} back-tested", file=sys.stderr, flush=True)
 
 
 def traj_mae(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:

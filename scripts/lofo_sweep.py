@@ -52,7 +52,6 @@ from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, SHIFT
 from scripts.make_results import publish  # noqa: E402
 
 
-
 class Recipe(NamedTuple):
     """Seeds 0, 1, 2 of one leave-one-family-out recipe, their ensemble and where its table goes."""
     arms: tuple[str, ...]
