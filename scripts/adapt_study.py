@@ -3,6 +3,7 @@
     python scripts/adapt_study.py --compute [--family F ...]   # predictions → runs/adapt/ (cache)
     python scripts/adapt_study.py --compute --seed 1           # arm B's spread over adaptation seeds
     python scripts/adapt_study.py --compute --crossfit         # arm B cross-fitted and calibrated
+    python scripts/adapt_study.py --compute --self-tuned       # arm D (below)
     python scripts/adapt_study.py                              # the table from the cache
 
 For every multi-checkpoint family F, the shipped recipe's leave-one-family-out ensemble that never
@@ -17,6 +18,17 @@ A lr 2e-4 = the end-of-training lr, 100 steps; B lr 2e-4, 2 epochs of the pseudo
 100 steps; C lr 5e-4, 200 steps) and the rule: adopt (as an opt-in or a default) only if the nested
 mean is ≤ ADOPT_RATIO × the network's and no row gets worse by more than ADOPT_WORST. Adaptation
 seeds 1 and 2 of arm B (`--seed`) were added after, to show its spread; they decide nothing.
+
+Arm D, pre-registered 2026-12-05 23:17 UTC, after A–C and the cross-fitted B were scored and before
+any D prediction existed: cross-fitted over the two folds of `fold_of`; for fold k a copy of the
+network is fine-tuned on the other fold's back-test (AdamW, lr 2e-4, weight decay 0, batches of 48,
+seed 0) while the pinball loss on fold k's own back-test (at most 1,024 pseudo-episodes, a fixed
+draw) is evaluated at step 0 and every 10 steps up to 300; it stops after 3 evaluations without a
+new lowest and keeps the lowest (step 0: the network unchanged; no back-test in fold k: unchanged
+too). Fold k is then forecast and context-calibrated by it as `neuneu predict` does. Rule: ship it
+as an opt-in `neuneu predict --adapt` only if its mean over the 15 rows is ≤ ADOPT_RATIO × the
+network's as `neuneu predict` runs it, no row is worse by more than ADOPT_WORST, and coverage80 is
+in 0.75–0.85 on no fewer rows. The default never adapts (the throughput target).
 
 Adaptation (`adapt`): the contexts being predicted are split again like checkpoint episodes
 (`neuneu.episodes.resplit` at BACKTEST_RATIOS, what the context calibration backtests): each
@@ -56,6 +68,9 @@ class AdaptConfig:
     epochs: float | None = None  # if set, steps = min(steps, ceil(epochs · pseudo-episodes / batch))
     batch_size: int = 48
     seed: int = 0
+    eval_every: int | None = None  # early stopping on `monitor` pseudo-episodes: evaluated at step 0 and every k steps
+    patience: int = 3  # evaluations without a new lowest monitor loss before stopping
+    monitor_max: int = 1024  # monitor pseudo-episodes at most (a fixed draw)
 
 
 def pseudo_batches(model: torch.nn.Module, context: Context, query: Query, max_context: int) -> list[dict]:
@@ -71,20 +86,53 @@ def pseudo_batches(model: torch.nn.Module, context: Context, query: Query, max_c
     return [g for g in groups if g["query_mask"].any()]
 
 
+def monitor_loss(model: torch.nn.Module, groups: list[dict]) -> float:
+    """Pinball loss of `model` over the pseudo-episodes of `groups`, each episode weighing the same."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        total = sum(float(pinball_loss(model(g["context"], g["context_mask"], g["query"], g["query_mask"], g["anchor"]),
+                                       g["target"], g["query_mask"])) * len(g["anchor"]) for g in groups)
+    model.train(was_training)
+    return total / sum(len(g["anchor"]) for g in groups)
+
+
+def monitor_draw(groups: list[dict], at_most: int, seed: int = 0) -> list[dict]:
+    """A fixed draw of at most `at_most` pseudo-episodes of `groups` (each kept with the same chance)."""
+    n = sum(len(g["anchor"]) for g in groups)
+    rng = np.random.default_rng(seed)
+    keep = [rng.random(len(g["anchor"])) < at_most / max(n, 1) for g in groups]
+    return [{k: v[torch.from_numpy(m)] for k, v in g.items()} for g, m in zip(groups, keep) if m.any()]
+
+
 def adapt(model: torch.nn.Module, context: Context, query: Query, max_context: int,
-          cfg: AdaptConfig = AdaptConfig()) -> tuple[torch.nn.Module, int]:
-    """(a fine-tuned copy of `model`, pseudo-episodes used); the model itself when there are none."""
+          cfg: AdaptConfig = AdaptConfig(), monitor: tuple[Context, Query] | None = None,
+          log: dict | None = None) -> tuple[torch.nn.Module, int]:
+    """(a fine-tuned copy of `model`, pseudo-episodes used); the model itself when there are none.
+
+    `monitor` (with `cfg.eval_every`): other contexts whose back-test loss is evaluated at step 0
+    and every `eval_every` steps; training stops after `patience` evaluations without a new
+    lowest loss and the state with the lowest is returned (the model itself if that is step 0);
+    `log` gets the step kept ("step") and the monitor's losses at step 0 and at it."""
     groups = pseudo_batches(model, context, query, max_context)
     sizes = np.array([len(g["anchor"]) for g in groups])
     n = int(sizes.sum())
     if n == 0:
         return model, 0
     steps = cfg.steps if cfg.epochs is None else min(cfg.steps, int(np.ceil(cfg.epochs * n / cfg.batch_size)))
+    watch = []
+    if monitor is not None and cfg.eval_every:
+        watch = monitor_draw(pseudo_batches(model, *monitor, max_context), cfg.monitor_max, cfg.seed)
+        if not watch:  # nothing to tell whether adapting helps: do not
+            return model, 0
     tuned = copy.deepcopy(model)
+    best, best_state, stale = (monitor_loss(tuned, watch), None, 0) if watch else (np.inf, None, 0)
+    log = {} if log is None else log
+    log.update(step=0 if watch else steps, loss0=best, loss=best)
     tuned.train()
     opt = torch.optim.AdamW(tuned.parameters(), lr=cfg.lr, weight_decay=0.0)
     rng = np.random.default_rng(cfg.seed)
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         g = groups[rng.choice(len(groups), p=sizes / n)]
         pick = torch.from_numpy(rng.choice(len(g["anchor"]), size=min(cfg.batch_size, len(g["anchor"])), replace=False))
         b = {k: v[pick] for k, v in g.items()}
@@ -93,12 +141,26 @@ def adapt(model: torch.nn.Module, context: Context, query: Query, max_context: i
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if watch and step % cfg.eval_every == 0:
+            current = monitor_loss(tuned, watch)
+            if current < best:
+                best, best_state, stale = current, copy.deepcopy(tuned.state_dict()), 0
+                log.update(step=step, loss=best)
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+    if watch:
+        if best_state is None:
+            return model, n
+        tuned.load_state_dict(best_state)
     tuned.eval()
     return tuned, n
 
 
 ARMS = {"A": AdaptConfig(lr=2e-4, steps=100), "B": AdaptConfig(lr=2e-4, steps=100, epochs=2.0),
         "C": AdaptConfig(lr=5e-4, steps=200)}
+SELF_TUNED = AdaptConfig(lr=2e-4, steps=300, eval_every=10, patience=3, monitor_max=1024)  # arm D (module doc)
 ADOPT_RATIO, ADOPT_WORST = 0.97, 0.03  # the pre-registered adoption rule (module doc)
 CACHE = ROOT / "runs" / "adapt"
 KIND = "sweep-loss-delta-ens3"
@@ -145,31 +207,50 @@ def calibrated(predictor: NeuralPredictor, network: torch.nn.Module, context: Co
     return predictor.fit(context).predict(query)
 
 
-def compute_crossfit(family: str) -> None:
-    """Arm B cross-fitted (reported only, decides nothing): the trajectories split in two folds
-    (`fold_of`); each fold is forecast by the network adapted on the other fold's back-test and
-    calibrated on its own back-test by that same adapted network, which never saw it. Next to it,
-    the network as `neuneu predict` runs it (context calibration)."""
+def crossfit(predictor: NeuralPredictor, model: torch.nn.Module, eps, max_context: int, cfg: AdaptConfig,
+             monitor: bool = False) -> tuple[np.ndarray, list[dict]]:
+    """(E, Q, 5) quantiles cross-fitted over the two folds of `fold_of`, and each fold's `adapt` log:
+    fold k is forecast by `model` adapted on the other fold's back-test (early-stopped on fold k's
+    own back-test where `monitor`), calibrated on its own back-test by that network, which never
+    saw it, as `neuneu predict` calibrates."""
+    fold = fold_of(eps.meta)
+    q, logs = np.full(eps.target.shape + (5,), np.nan), []
+    for k in (0, 1):
+        train, test = eps.subset(np.flatnonzero(fold != k)), eps.subset(np.flatnonzero(fold == k))
+        logs.append({})
+        tuned, _ = adapt(model, train.context, train.query, max_context, cfg,
+                         monitor=(test.context, test.query) if monitor else None, log=logs[-1])
+        part = calibrated(predictor, tuned, test.context, test.query)
+        q[np.flatnonzero(fold == k), : part.shape[1]] = part
+    return q, logs
+
+
+def compute_crossfit(family: str, selftuned: bool = False) -> None:
+    """Arm B cross-fitted (reported only, decides nothing) next to the network as `neuneu predict`
+    runs it (context calibration); or, `selftuned`, arm D (pre-registered, module doc): cross-fitted
+    with each fold's steps chosen by early stopping on its own back-test (`SELF_TUNED`)."""
     model, _, max_context, points = load_lofo(family, KIND)
     predictor = NeuralPredictor(ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{KIND}.pt")
     for ratio in RATIOS:
-        out = CACHE / f"{family}-{ratio}-crossfit.npz"
+        out = CACHE / f"{family}-{ratio}-{'selftuned' if selftuned else 'crossfit'}.npz"
         if out.exists():
             continue
         eps = checkpoint_episodes(points, ratio, variant="forecast")
-        fold = fold_of(eps.meta)
-        arrays = {"target": eps.target, "mask": eps.query.mask,
-                  "network_calibrated": calibrated(predictor, model, eps.context, eps.query)}
-        q = np.full(eps.target.shape + (5,), np.nan)
-        for k in (0, 1):
-            train, test = eps.subset(np.flatnonzero(fold != k)), eps.subset(np.flatnonzero(fold == k))
-            tuned, _ = adapt(model, train.context, train.query, max_context, ARMS["B"])
-            part = calibrated(predictor, tuned, test.context, test.query)
-            q[np.flatnonzero(fold == k), : part.shape[1]] = part
-        arrays["B_crossfit"] = q
+        arrays, start = {"target": eps.target, "mask": eps.query.mask}, time.perf_counter()
+        if selftuned:
+            arrays["D"], logs = crossfit(predictor, model, eps, max_context, SELF_TUNED, monitor=True)
+            arrays["D_seconds"] = time.perf_counter() - start
+            for k, log in enumerate(logs):
+                arrays[f"D_step{k}"] = log.get("step", 0)
+                arrays[f"D_loss{k}"] = np.array([log.get("loss0", np.nan), log.get("loss", np.nan)])
+        else:
+            arrays["network_calibrated"] = calibrated(predictor, model, eps.context, eps.query)
+            arrays["B_crossfit"], _ = crossfit(predictor, model, eps, max_context, ARMS["B"])
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out, **arrays)
-        print(f"{family} {ratio} cross-fitted: {len(eps)} trajectories", file=sys.stderr, flush=True)
+        print(f"{family} {ratio} {'self-tuned' if selftuned else 'cross-fitted'}: {len(eps)} trajectories"
+              + (f", steps kept {arrays['D_step0']} / {arrays['D_step1']}, {arrays['D_seconds']:.0f} s" if selftuned else ""),
+              file=sys.stderr, flush=True)
 
 
 def table() -> pd.DataFrame:
@@ -197,6 +278,12 @@ def table() -> pd.DataFrame:
                 for key in ("network_calibrated", "B_crossfit"):
                     row[key] = traj_mae(x[key][..., 2], x["target"], x["mask"]).mean() / law["mae"]
                     row[f"{key} coverage80"] = traj_coverage(x[key], x["target"], x["mask"])
+            tuned = CACHE / f"{family}-{ratio}-selftuned.npz"
+            if tuned.exists():
+                d = np.load(tuned)
+                row["D"] = traj_mae(d["D"][..., 2], d["target"], d["mask"]).mean() / law["mae"]
+                row["D coverage80"] = traj_coverage(d["D"], d["target"], d["mask"])
+                row["D steps"], row["D s"] = f"{int(d['D_step0'])} / {int(d['D_step1'])}", float(d["D_seconds"])
             seeds = [z] + [np.load(p) for p in sorted(CACHE.glob(f"{family}-{ratio}-seed*.npz"))]
             b = [traj_mae(s["B"][..., 2], z["target"], z["mask"]).mean() * 100 / (law["mae"] * 100) for s in seeds]
             row["B seeds"], row["B mean"], row["B std"] = len(b), np.mean(b), np.std(b, ddof=1) if len(b) > 1 else np.nan
@@ -209,15 +296,18 @@ def markdown(frame: pd.DataFrame) -> str:
     head = ["| family | ratio | trajectories | best baseline | network (raw coverage80) | "
             + " | ".join(f"adapted {a} (raw coverage80)" for a in ARMS)
             + " | B over adaptation seeds: mean ± std (seeds) | B seconds | network as `neuneu predict` runs it "
-            "(context-calibrated coverage80) | B cross-fitted, calibrated the same way (coverage80) |",
-            "|" + "---|" * (9 + len(ARMS))]
+            "(context-calibrated coverage80) | B cross-fitted, calibrated the same way (coverage80) | "
+            "D: cross-fitted, self-tuned steps, calibrated the same way (coverage80) | D steps kept (fold 0 / 1) | D seconds |",
+            "|" + "---|" * (12 + len(ARMS))]
     body = []
     for r in frame.to_dict("records"):
         arms = " | ".join(f"{r[a]:.3f} ({r[f'{a} raw coverage80']:.2f})" for a in ("network", *ARMS))
         cross = " | ".join(f"{r[k]:.3f} ({r[f'{k} coverage80']:.2f})" if np.isfinite(r.get(k, np.nan)) else "–"
                            for k in ("network_calibrated", "B_crossfit"))
+        tuned = (f"{r['D']:.3f} ({r['D coverage80']:.2f}) | {r['D steps']} | {r['D s']:.1f}"
+                 if np.isfinite(r.get("D", np.nan)) else "– | – | –")
         body.append(f"| {r['family']} | {r['ratio']} | {r['trajectories']:,} | {r['best baseline']} | {arms} | "
-                    f"{r['B mean']:.3f} ± {r['B std']:.3f} ({r['B seeds']}) | {r['B s']:.1f} | {cross} |")
+                    f"{r['B mean']:.3f} ± {r['B std']:.3f} ({r['B seeds']}) | {r['B s']:.1f} | {cross} | {tuned} |")
     arms = ["network", *ARMS]
     lines = ["- mean over the 15 rows: " + ", ".join(f"{a} {frame[a].mean():.3f} (worst {frame[a].max():.2f}, "
                                                     f"≤ 0.85 on {(frame[a] <= 0.85).sum()})" for a in arms)
@@ -227,6 +317,17 @@ def markdown(frame: pd.DataFrame) -> str:
         lines.append(f"- cross-fitted (reported only; `--compute --crossfit`): B mean {frame['B_crossfit'].mean():.3f} "
                      f"(worst {frame['B_crossfit'].max():.2f}) against the network's {frame['network_calibrated'].mean():.3f}; "
                      f"coverage80 in 0.75–0.85 on {band['B_crossfit']} of {len(frame)} rows against {band['network_calibrated']}.")
+    if "D" in frame and frame["D"].notna().all() and "network_calibrated" in frame:
+        base, band = frame["network_calibrated"], frame["network_calibrated coverage80"].between(0.75, 0.85).sum()
+        ratio, worst = frame["D"].mean() / base.mean(), (frame["D"] - base).max()
+        d_band = frame["D coverage80"].between(0.75, 0.85).sum()
+        ok = ratio <= ADOPT_RATIO and worst <= ADOPT_WORST and d_band >= band
+        lines.append(f"- D (cross-fitted, steps chosen by early stopping on each fold's own back-test; `--compute --self-tuned`): "
+                     f"mean {frame['D'].mean():.3f} (worst {frame['D'].max():.2f}, ≤ 0.85 on {(frame['D'] <= 0.85).sum()}) "
+                     f"against the network's {base.mean():.3f} as `neuneu predict` runs it (× {ratio:.3f}), worst change "
+                     f"{worst:+.3f}, coverage80 in the band on {d_band} rows against {band}. Pre-registered rule (module doc): "
+                     f"opt-in only if × ≤ {ADOPT_RATIO}, no row worse by more than {ADOPT_WORST} and no fewer rows in the "
+                     f"band: **{'adopted as an opt-in' if ok else 'not adopted'}**.")
     nested, base, chosen = [], [], []
     for family, rows in frame.groupby("family", sort=False):
         arm = frame.loc[frame["family"] != family, list(ARMS)].mean().idxmin()
@@ -253,10 +354,15 @@ def main(argv=None) -> None:
     parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
     parser.add_argument("--crossfit", action="store_true", help="with --compute: arm B cross-fitted and calibrated (reported only)")
     parser.add_argument("--seed", type=int, default=0, help="with --compute: arm B alone under this adaptation seed")
+    parser.add_argument("--self-tuned", action="store_true",
+                        help="with --compute: arm D, cross-fitted with early stopping on each fold's own back-test")
     args = parser.parse_args(argv)
     if args.compute:
         for family in args.family or FAMILIES:
-            compute_crossfit(family) if args.crossfit else compute(family, args.seed)
+            if args.self_tuned or args.crossfit:
+                compute_crossfit(family, selftuned=args.self_tuned)
+            else:
+                compute(family, args.seed)
     frame = table()
     if frame["family"].nunique() < len(FAMILIES):
         raise SystemExit(f"runs/adapt/ holds {frame['family'].nunique()} of {len(FAMILIES)} families: run --compute")

@@ -351,6 +351,36 @@ def test_adapt_study_fine_tunes_a_copy_on_the_contexts_backtest_and_lowers_its_l
     assert np.array_equal(fold_of(meta.iloc[some].reset_index(drop=True)), fold[some])
 
 
+def test_adapt_study_early_stopping_keeps_the_state_with_the_lowest_monitor_loss_or_the_network_itself():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.adapt_study import AdaptConfig, adapt, monitor_draw, monitor_loss, pseudo_batches
+
+    from neuneu.episodes import checkpoint_episodes
+    from neuneu.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(d_model=16, n_heads=2, d_ff=32, n_layers=2, max_context=8)).eval()
+    eps = checkpoint_episodes(make_points(n_points=20, n_runs=4), 0.4, variant="forecast")
+    train, held = eps.subset(np.arange(0, len(eps), 2)), eps.subset(np.arange(1, len(eps), 2))
+    watch = monitor_draw(pseudo_batches(model, held.context, held.query, 8), 10**6)
+    cfg = AdaptConfig(lr=3e-3, steps=60, batch_size=8, eval_every=10, patience=2)
+    log: dict = {}
+    tuned, _ = adapt(model, train.context, train.query, 8, cfg, monitor=(held.context, held.query), log=log)
+    assert tuned is not model and log["step"] > 0 and log["step"] % 10 == 0
+    assert monitor_loss(tuned, watch) == pytest.approx(log["loss"]) and log["loss"] < log["loss0"]
+    assert log["loss0"] == pytest.approx(monitor_loss(model, watch))
+    # a monitor that fine-tuning can only hurt (an absurd lr): the network itself comes back
+    log = {}
+    worse, _ = adapt(model, train.context, train.query, 8, AdaptConfig(lr=50.0, steps=30, batch_size=8, eval_every=10),
+                     monitor=(held.context, held.query), log=log)
+    assert worse is model and log["step"] == 0
+    short = checkpoint_episodes(make_points(n_points=5), 0.1, variant="forecast")  # nothing to monitor: no adapting
+    assert adapt(model, train.context, train.query, 8, cfg, monitor=(short.context, short.query)) == (model, 0)
+    assert sum(len(g["anchor"]) for g in monitor_draw(pseudo_batches(model, eps.context, eps.query, 8), 5)) < 2 * len(eps)
+
+
 def test_calibration_study_no_narrowing_candidate_is_the_context_one_within_the_backtest_and_never_narrower_beyond():
     import sys
     from types import SimpleNamespace
