@@ -72,8 +72,12 @@ LOSS_DELTA_ARM = {"sweep-loss-delta": [*SWEEP_OVERRIDES, "model.loss_level=false
 # Its seeds 1 and 2: the shipped model's inputs and episode mix (configs/default.yaml reads loss
 # differences only since 2026-12-05), so scripts/lofo_sweep.py --recipe loss-delta gives it a 3-seed table too.
 LOSS_DELTA_SEEDS = {f"sweep-loss-delta-seed-{k}": [*LOSS_DELTA_ARM["sweep-loss-delta"], f"train.seed={k}"] for k in (1, 2)}
+# The shipped recipe with context noise up to 3 points instead of 1 (`data.noise_max=0.03`), seed 0:
+# families evaluate with more or less noise than the training ones; scripts/lofo_sweep.py --arm
+# sweep-loss-delta-noise3 scores it against the loss-delta arm's seed 0 (its rule in that docstring).
+NOISE_ARM = {"sweep-loss-delta-noise3": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.noise_max=0.03"]}
 OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS,
-              **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS}
+              **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **NOISE_ARM}
 # The three seeds as one ensemble (`scripts/assemble_ensemble.py`: quantiles averaged, calibrated
 # again on the validation runs), runs/ablations/neuneu-without-<family>-ens3.pt.
 ENSEMBLE = "ens3"

@@ -314,6 +314,23 @@ def test_lofo_table_of_a_recipe_reads_its_own_seeds_and_ensemble_on_both_protoco
         table({"fam": board}, {"fam": lofo.assign(mae=lofo["mae"] + 0.001)}, {}, recipe)
 
 
+def test_lofo_arm_table_compares_an_arm_with_its_own_reference_arm():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.lofo_sweep import arm_table, reference_method
+
+    assert reference_method("sweep-loss-delta") == "sweep"  # the earlier arms vary the sweep arm
+    ref = reference_method("sweep-loss-delta-noise3")
+    assert ref == "sweep-loss-delta"  # the noise arm varies the loss-delta arm, not the sweep arm
+    board = pd.DataFrame([dict(method=m, mae=v, coverage80=0.8, ratio=0.2) for m, v in
+                          [("neuneu", 0.018), ("neuneu-own", 0.027), (ref, 0.020), (f"{ref}-own", 0.030),
+                           ("sweep", 0.001), ("sweep-own", 0.001)]])  # the sweep arm is not the reference here
+    text = arm_table({"fam": board}, "sweep-loss-delta-noise3")
+    assert "| fam | 0.2 | 2.00 / 3.00 (0.80) | 1.80 / 2.70 (0.80) | 0.90 / 0.90 |" in text
+    assert "÷ the loss-delta arm, on the run's own context, over the 1 rows: mean 0.900" in text
+
+
 def test_adapt_study_fine_tunes_a_copy_on_the_contexts_backtest_and_lowers_its_loss():
     import sys
 
