@@ -39,6 +39,9 @@ it was trained: on the run's own context, mean ÷ the loss-delta arm < 1 and low
 15 rows; only then is the shipped recipe retrained with it, and shipped only if its validation
 MAE, the "with the others" and the scale rows (scripts/validate_siblings.py) and the olmo_ladder
 test rows (ratio 0.2) are each no more than 0.05 points worse than the shipped model's.
+`sweep-loss-delta-prior3` (PRIOR_ARM: the loss-delta arm with 30% of the later checkpoint episodes
+drawn from the synthetic prior instead of 10%, `data.p_synthetic=0.3`), against the same reference
+under the same rule, written 2026-12-06 00:10 UTC before it was trained.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, NOISE_ARM, SHIFT_ARM, SWEEP_ARMS,  # noqa: E402
+from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, NOISE_ARM, PRIOR_ARM, SHIFT_ARM,  # noqa: E402
+                                         SWEEP_ARMS,
                                          arm_parser, benchmark, checkpoint, provenance, seed_spread, train_missing)
 from scripts.make_results import publish  # noqa: E402
 
@@ -77,11 +81,11 @@ RECIPES = {
 }
 ARMS = RECIPES["sweep"].arms  # seeds 0, 1, 2 of the sweep recipe: what --arm compares with
 BAND = (0.75, 0.85)
-EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM, **NOISE_ARM}  # --arm: seed-0 variants of the sweep recipe
+EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM, **NOISE_ARM, **PRIOR_ARM}  # --arm: seed-0 variants of the sweep recipe
 LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differences only",
-          "sweep-loss-delta-noise3": "context noise up to 3 points"}
+          "sweep-loss-delta-noise3": "context noise up to 3 points", "sweep-loss-delta-prior3": "30% synthetic"}
 # --arm's reference, seed 0 of the recipe it varies (the sweep arm unless named here), and that reference's label
-REFERENCES = {"sweep-loss-delta-noise3": "sweep-loss-delta"}
+REFERENCES = {"sweep-loss-delta-noise3": "sweep-loss-delta", "sweep-loss-delta-prior3": "sweep-loss-delta"}
 REFERENCE_LABELS = {ARMS[0]: "sweep arm", "sweep-loss-delta": "loss-delta arm"}
 
 

@@ -76,8 +76,11 @@ LOSS_DELTA_SEEDS = {f"sweep-loss-delta-seed-{k}": [*LOSS_DELTA_ARM["sweep-loss-d
 # families evaluate with more or less noise than the training ones; scripts/lofo_sweep.py --arm
 # sweep-loss-delta-noise3 scores it against the loss-delta arm's seed 0 (its rule in that docstring).
 NOISE_ARM = {"sweep-loss-delta-noise3": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.noise_max=0.03"]}
+# The same with three times the synthetic share of the later checkpoint episodes (`data.p_synthetic=0.3`
+# instead of 0.1), seed 0: the prior knows no family; scripts/lofo_sweep.py --arm sweep-loss-delta-prior3.
+PRIOR_ARM = {"sweep-loss-delta-prior3": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.p_synthetic=0.3"]}
 OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS,
-              **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **NOISE_ARM}
+              **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **NOISE_ARM, **PRIOR_ARM}
 # The three seeds as one ensemble (`scripts/assemble_ensemble.py`: quantiles averaged, calibrated
 # again on the validation runs), runs/ablations/neuneu-without-<family>-ens3.pt.
 ENSEMBLE = "ens3"
