@@ -243,14 +243,14 @@ def compute_crossfit(family: str, selftuned: bool = False) -> None:
             for k, log in enumerate(logs):
                 arrays[f"D_step{k}"] = log.get("step", 0)
                 arrays[f"D_loss{k}"] = np.array([log.get("loss0", np.nan), log.get("loss", np.nan)])
+            note = f"self-tuned: steps kept {arrays['D_step0']} / {arrays['D_step1']}, {arrays['D_seconds']:.0f} s,"
         else:
             arrays["network_calibrated"] = calibrated(predictor, model, eps.context, eps.query)
             arrays["B_crossfit"], _ = crossfit(predictor, model, eps, max_context, ARMS["B"])
+            note = "cross-fitted:"
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out, **arrays)
-        print(f"{family} {ratio} {'self-tuned' if selftuned else 'cross-fitted'}: {len(eps)} trajectories"
-              + (f", steps kept {arrays['D_step0']} / {arrays['D_step1']}, {arrays['D_seconds']:.0f} s" if selftuned else ""),
-              file=sys.stderr, flush=True)
+        print(f"{family} {ratio} {note} {len(eps)} trajectories", file=sys.stderr, flush=True)
 
 
 def table() -> pd.DataFrame:
@@ -278,9 +278,9 @@ def table() -> pd.DataFrame:
                 for key in ("network_calibrated", "B_crossfit"):
                     row[key] = traj_mae(x[key][..., 2], x["target"], x["mask"]).mean() / law["mae"]
                     row[f"{key} coverage80"] = traj_coverage(x[key], x["target"], x["mask"])
-            tuned = CACHE / f"{family}-{ratio}-selftuned.npz"
-            if tuned.exists():
-                d = np.load(tuned)
+            selftuned = CACHE / f"{family}-{ratio}-selftuned.npz"
+            if selftuned.exists():
+                d = np.load(selftuned)
                 row["D"] = traj_mae(d["D"][..., 2], d["target"], d["mask"]).mean() / law["mae"]
                 row["D coverage80"] = traj_coverage(d["D"], d["target"], d["mask"])
                 row["D steps"], row["D s"] = f"{int(d['D_step0'])} / {int(d['D_step1'])}", float(d["D_seconds"])
@@ -304,10 +304,10 @@ def markdown(frame: pd.DataFrame) -> str:
         arms = " | ".join(f"{r[a]:.3f} ({r[f'{a} raw coverage80']:.2f})" for a in ("network", *ARMS))
         cross = " | ".join(f"{r[k]:.3f} ({r[f'{k} coverage80']:.2f})" if np.isfinite(r.get(k, np.nan)) else "–"
                            for k in ("network_calibrated", "B_crossfit"))
-        tuned = (f"{r['D']:.3f} ({r['D coverage80']:.2f}) | {r['D steps']} | {r['D s']:.1f}"
-                 if np.isfinite(r.get("D", np.nan)) else "– | – | –")
+        d_cells = (f"{r['D']:.3f} ({r['D coverage80']:.2f}) | {r['D steps']} | {r['D s']:.1f}"
+                   if np.isfinite(r.get("D", np.nan)) else "– | – | –")
         body.append(f"| {r['family']} | {r['ratio']} | {r['trajectories']:,} | {r['best baseline']} | {arms} | "
-                    f"{r['B mean']:.3f} ± {r['B std']:.3f} ({r['B seeds']}) | {r['B s']:.1f} | {cross} | {tuned} |")
+                    f"{r['B mean']:.3f} ± {r['B std']:.3f} ({r['B seeds']}) | {r['B s']:.1f} | {cross} | {d_cells} |")
     arms = ["network", *ARMS]
     lines = ["- mean over the 15 rows: " + ", ".join(f"{a} {frame[a].mean():.3f} (worst {frame[a].max():.2f}, "
                                                     f"≤ 0.85 on {(frame[a] <= 0.85).sum()})" for a in arms)

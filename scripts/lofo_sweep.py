@@ -79,7 +79,7 @@ RECIPES = {
     "loss-delta": Recipe(tuple({**LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS}), "sweep-loss-delta-ens3", "lofo-loss-delta",
                          "loss-delta recipe"),
 }
-ARMS = RECIPES["sweep"].arms  # seeds 0, 1, 2 of the sweep recipe: what --arm compares with
+ARMS = RECIPES["sweep"].arms  # seeds 0, 1, 2 of the sweep recipe: what --arm compares with by default
 BAND = (0.75, 0.85)
 EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM, **NOISE_ARM, **PRIOR_ARM}  # --arm: seed-0 variants of the sweep recipe
 LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differences only",
@@ -154,11 +154,10 @@ def table(boards: dict[str, pd.DataFrame], lofo: dict[str, pd.DataFrame], spread
 
 
 def arm_table(boards: dict[str, pd.DataFrame], arm: str) -> str:
-    """Seed 0 of `arm`'s reference (`REFERENCES`, the sweep arm by default; benchmark method `ref`)
-    against seed 0 of `arm` (`neuneu`), with the other runs and on the run's own context (the
-    checkpoint protocol)."""
-    label, ref = LABELS[arm], REFERENCES.get(arm, ARMS[0])
-    ref_label, m_ref = REFERENCE_LABELS[ref], reference_method(arm)
+    """Seed 0 of `arm`'s reference (`reference`) against seed 0 of `arm` (`neuneu`), with the other
+    runs and on the run's own context (the checkpoint protocol)."""
+    label, (ref, m_ref) = LABELS[arm], reference(arm)
+    ref_label = REFERENCE_LABELS[ref]
     lines = [f"| held-out family | ratio | {ref_label}: with the other runs / own (coverage80) "
              f"| {label}: with the other runs / own (coverage80) | {label} ÷ {ref_label}: with the other runs / own |",
              "|---|---|---|---|---|"]
@@ -223,15 +222,15 @@ def main() -> None:
     publish(recipe.name, body, readme=not args.no_readme)
 
 
-def reference_method(arm: str) -> str:
-    """The benchmark method name of `arm`'s reference: `sweep` for the sweep arm (as the tables were
-    first made), else the reference arm's own name."""
+def reference(arm: str) -> tuple[str, str]:
+    """(`arm`'s reference arm, its benchmark method name): the sweep arm unless `REFERENCES` names
+    another; the sweep arm is scored as `sweep` (as the tables were first made), others by name."""
     ref = REFERENCES.get(arm, ARMS[0])
-    return "sweep" if ref == ARMS[0] else ref
+    return ref, "sweep" if ref == ARMS[0] else ref
 
 
 def arm_main(args) -> None:
-    arm, ref = args.arm, REFERENCES.get(args.arm, ARMS[0])
+    arm, (ref, m_ref) = args.arm, reference(args.arm)
     if not args.no_run:
         train_missing([(f, a) for a in (ref, arm) for f in args.families], args.train, args.jobs)
     boards = {}
@@ -239,7 +238,7 @@ def arm_main(args) -> None:
         out = f"results/lofo-{arm}-{f}"
         if not args.no_run:
             benchmark(f, out, ["--protocol", "sweep", "--methods", "persistence", "--checkpoint", str(checkpoint(f, arm)),
-                               "--neural", f"{reference_method(arm)}={checkpoint(f, ref)}"])
+                               "--neural", f"{m_ref}={checkpoint(f, ref)}"])
         boards[f] = pd.read_csv(ROOT / out / "leaderboard.csv")
     body = arm_table(boards, arm) + "\n\n" + provenance(f"results/lofo-{arm}-{args.families[0]}") + "\n"
     publish(f"lofo-{arm}", body, readme=not args.no_readme)

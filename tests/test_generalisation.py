@@ -318,10 +318,10 @@ def test_lofo_arm_table_compares_an_arm_with_its_own_reference_arm():
     import sys
 
     sys.path.insert(0, str(REPO))
-    from scripts.lofo_sweep import arm_table, reference_method
+    from scripts.lofo_sweep import arm_table, reference
 
-    assert reference_method("sweep-loss-delta") == "sweep"  # the earlier arms vary the sweep arm
-    ref = reference_method("sweep-loss-delta-noise3")
+    assert reference("sweep-loss-delta") == ("sweep", "sweep")  # the earlier arms vary the sweep arm
+    _, ref = reference("sweep-loss-delta-noise3")
     assert ref == "sweep-loss-delta"  # the noise arm varies the loss-delta arm, not the sweep arm
     board = pd.DataFrame([dict(method=m, mae=v, coverage80=0.8, ratio=0.2) for m, v in
                           [("neuneu", 0.018), ("neuneu-own", 0.027), (ref, 0.020), (f"{ref}-own", 0.030),
