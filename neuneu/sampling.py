@@ -7,7 +7,10 @@ Both protocols of DESIGN.md are sampled, from the training split only:
   random (`thin_modes`), like sparse public checkpoints or a user's RUNS.csv; *truncation*
   (`p_truncate`: the trajectory starts late and/or ends early, so the curve is not always seen to
   the end of its schedule); *noise* (`noise_max`: Gaussian noise on the context accuracies, up to
-  the seed-to-seed spread of about 1 accuracy point). Context = the first floor(r·N)+1 points,
+  the seed-to-seed spread of about 1 accuracy point); *time warp* (`p_warp`, `warp_max`: the
+  episode's time axis bent to x0·(x/x0)^a, ln a ~ U(±ln warp_max), tokens and flops with it, so
+  a power law stays a power law and a log-linear curve stays log-linear, only faster or slower
+  per log-token: families differ in that rate, and the network reads ln(x / x_ref)). Context = the first floor(r·N)+1 points,
   r ~ U(min_ratio, max_ratio), optionally thinned by context dropout (the last point is always
   kept); queries = a uniform random subset (at most `max_query`) of the later points.
 - scale: one (family, task, metric) ladder; a random size threshold splits its runs; context =
@@ -76,6 +79,8 @@ class SamplerConfig:
     p_truncate: float = 0.0  # share of checkpoint episodes whose trajectory starts late / ends early
     p_noise: float = 0.0  # share of episodes whose context accuracies get Gaussian noise
     noise_max: float = 0.01  # its std, drawn uniformly in [0, noise_max] per episode
+    p_warp: float = 0.0  # share of episodes whose time axis is warped (`warp_time`)
+    warp_max: float = 1.5  # its exponent a, log-uniform in [1 / warp_max, warp_max]
     p_synthetic: float = 0.0  # share of checkpoint episodes drawn from the synthetic prior
     p_schedule_prior: float = 0.0  # share of synthetic curves with a planned lr and its effects (neuneu.prior)
     prior_schedule_kinds: list[str] = field(default_factory=lambda: list(SCHEDULE_KINDS))  # the kinds those draw
@@ -87,6 +92,8 @@ class SamplerConfig:
             values = getattr(self, name)
             if not values or set(values) - set(allowed):
                 raise ValueError(f"data.{name}: expected a non-empty subset of {list(allowed)}, got {values}")
+        if self.warp_max < 1:
+            raise ValueError(f"data.warp_max: expected >= 1 (the exponent's bound), got {self.warp_max}")
 
 
 class TrajectoryBank:
@@ -181,6 +188,19 @@ def truncate(traj: dict, rng: np.random.Generator, min_keep: int = 4) -> dict:
     out = _take(traj, np.arange(start, end))
     out["index"] = out["index"] - out["index"][0]
     return out
+
+
+def warp_time(ctx: dict, qry: dict, a: float) -> tuple[dict, dict]:
+    """The episode with its time axis bent: every point's x, tokens and flops times (x / x0)^(a-1),
+    x0 the largest context x, so x becomes x0·(x/x0)^a and flops stay 6·N·tokens. Relative
+    features (ln(x / x_ref)) scale by a; the accuracies, losses and checkpoint numbers stay."""
+    x0 = np.nanmax(ctx["x"])
+
+    def bend(part: dict) -> dict:
+        factor = np.exp((a - 1.0) * (np.log(part["x"]) - np.log(x0)))
+        return {**part, **{f: part[f] * factor for f in ("x", "tokens", "flops") if f in part}}
+
+    return bend(ctx), bend(qry)
 
 
 def _draw_trajectory(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator, synthetic: bool) -> dict:
@@ -325,6 +345,8 @@ def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng:
             (ctx, qry), kind = sample_checkpoint(bank, cfg, rng, synthetic), "checkpoint"
         if cfg.p_drop_lr > 0 and rng.random() < cfg.p_drop_lr:  # 0 draws nothing: the default stream is unchanged
             ctx["lr"], qry["lr"] = np.full_like(ctx["lr"], np.nan), np.full_like(qry["lr"], np.nan)
+        if cfg.p_warp > 0 and rng.random() < cfg.p_warp:  # 0 draws nothing, as p_drop_lr
+            ctx, qry = warp_time(ctx, qry, float(np.exp(rng.uniform(-1.0, 1.0) * np.log(cfg.warp_max))))
         if rng.random() < cfg.p_noise:  # the context is as noisy as another seed of the same run
             noisy = ctx["accuracy"] + rng.normal(0.0, rng.uniform(0.0, cfg.noise_max), len(ctx["accuracy"]))
             ctx = {**ctx, "accuracy": np.clip(noisy, 0.0, 1.0)}

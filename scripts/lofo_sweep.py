@@ -42,6 +42,15 @@ test rows (ratio 0.2) are each no more than 0.05 points worse than the shipped m
 `sweep-loss-delta-prior3` (PRIOR_ARM: the loss-delta arm with 30% of the later checkpoint episodes
 drawn from the synthetic prior instead of 10%, `data.p_synthetic=0.3`), against the same reference
 under the same rule, written 2026-12-06 00:10 UTC before it was trained.
+`sweep-loss-delta-warp` (WARP_ARM: the loss-delta arm with half the episodes' time axis warped,
+`data.p_warp=0.5 data.warp_max=1.5`: x, tokens and flops → x0·(x/x0)^a per episode, ln a ~
+U(−ln 1.5, ln 1.5); `neuneu.sampling.warp_time`). Motivation, fixed before training: families
+differ in how fast accuracy moves per log-token (schedule, batch size, data), the network reads
+ln(x / x_ref) and so can learn the training families' rates as a prior; the warp keeps a power
+law a power law (exponent b/a) and a log-linear curve log-linear, so what the context pins down
+still holds, only the rate is the context's to read. Against the same reference, under the same
+rule (on the run's own context, mean ÷ the loss-delta arm < 1 and lower in >= 10 of 15 rows; then
+the shipped recipe's validation checks above), written 2026-12-06 01:08 UTC before it was trained.
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, NOISE_ARM, PRIOR_ARM, SHIFT_ARM,  # noqa: E402
+                                         WARP_ARM,
                                          SWEEP_ARMS,
                                          arm_parser, benchmark, checkpoint, provenance, seed_spread, train_missing)
 from scripts.make_results import publish  # noqa: E402
@@ -81,11 +91,13 @@ RECIPES = {
 }
 ARMS = RECIPES["sweep"].arms  # seeds 0, 1, 2 of the sweep recipe: what --arm compares with by default
 BAND = (0.75, 0.85)
-EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM, **NOISE_ARM, **PRIOR_ARM}  # --arm: seed-0 variants of the sweep recipe
+EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM, **NOISE_ARM, **PRIOR_ARM, **WARP_ARM}  # --arm: seed-0 variants of the sweep recipe
 LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differences only",
-          "sweep-loss-delta-noise3": "context noise up to 3 points", "sweep-loss-delta-prior3": "30% synthetic"}
+          "sweep-loss-delta-noise3": "context noise up to 3 points", "sweep-loss-delta-prior3": "30% synthetic",
+          "sweep-loss-delta-warp": "time warp"}
 # --arm's reference, seed 0 of the recipe it varies (the sweep arm unless named here), and that reference's label
-REFERENCES = {"sweep-loss-delta-noise3": "sweep-loss-delta", "sweep-loss-delta-prior3": "sweep-loss-delta"}
+REFERENCES = {"sweep-loss-delta-noise3": "sweep-loss-delta", "sweep-loss-delta-prior3": "sweep-loss-delta",
+              "sweep-loss-delta-warp": "sweep-loss-delta"}
 REFERENCE_LABELS = {ARMS[0]: "sweep arm", "sweep-loss-delta": "loss-delta arm"}
 
 

@@ -79,8 +79,12 @@ NOISE_ARM = {"sweep-loss-delta-noise3": [*LOSS_DELTA_ARM["sweep-loss-delta"], "d
 # The same with three times the synthetic share of the later checkpoint episodes (`data.p_synthetic=0.3`
 # instead of 0.1), seed 0: the prior knows no family; scripts/lofo_sweep.py --arm sweep-loss-delta-prior3.
 PRIOR_ARM = {"sweep-loss-delta-prior3": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.p_synthetic=0.3"]}
+# The same with half the episodes' time axis warped (`data.p_warp=0.5 data.warp_max=1.5`: x → x0·(x/x0)^a,
+# ln a ~ U(±ln 1.5)), seed 0: families differ in how fast accuracy moves per log-token; scripts/lofo_sweep.py
+# --arm sweep-loss-delta-warp (its rule in that docstring).
+WARP_ARM = {"sweep-loss-delta-warp": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.p_warp=0.5", "data.warp_max=1.5"]}
 OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS,
-              **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **NOISE_ARM, **PRIOR_ARM}
+              **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **NOISE_ARM, **PRIOR_ARM, **WARP_ARM}
 # The three seeds as one ensemble (`scripts/assemble_ensemble.py`: quantiles averaged, calibrated
 # again on the validation runs), runs/ablations/neuneu-without-<family>-ens3.pt.
 ENSEMBLE = "ens3"
@@ -115,7 +119,7 @@ def arm_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once (1 torch thread each)")
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     parser.add_argument("--no-run", action="store_true", help="rebuild the table from results/ only")
-    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not paste into README.md or docs/")
     return parser
 
 
@@ -250,7 +254,7 @@ def main() -> None:
                         help="read results/lofo-<family>/leaderboard.csv instead of running those benchmarks again")
     parser.add_argument("--no-run", action="store_true",
                         help="run no benchmark: rebuild the tables from the leaderboards already in results/")
-    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not paste into README.md or docs/")
     args = parser.parse_args()
     ablation_families = args.ablation_families or args.families
 

@@ -17,7 +17,8 @@ from neuneu.config import load_config
 from neuneu.data import InputError
 from neuneu.episodes import checkpoint_episodes
 from neuneu.neural import NeuralPredictor
-from neuneu.sampling import SamplerConfig, TrajectoryBank, sample_batch, sample_checkpoint, sample_scale, thin, truncate
+from neuneu.sampling import (SamplerConfig, TrajectoryBank, sample_batch, sample_checkpoint, sample_scale, thin, truncate,
+                             warp_time)
 from neuneu.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +70,41 @@ def test_noise_reaches_the_context_only_and_synthetic_batches_come_from_the_prio
     ctx = sample_batch(bank, quiet, 16, np.random.default_rng(0), synthetic=True).context
     assert not set(np.unique(ctx.params[np.isfinite(ctx.params)])) & real_params
     assert (bank.names[ctx.run[ctx.mask]] == "synthetic").all()
+
+
+def test_time_warp_scales_the_relative_log_time_and_keeps_the_rest():
+    from neuneu.features import F, featurize
+
+    points = make_points(n_runs=3, n_tasks=2, n_points=30).assign(split="train")
+    bank = TrajectoryBank(points)
+    base = dict(max_context=64, p_scale=0, p_thin=0, p_context_dropout=0, p_noise=0)
+    plain = sample_batch(bank, SamplerConfig(**base), 32, np.random.default_rng(2))
+    # p_warp 0 draws nothing: the stream (and so every recipe without it) is unchanged
+    np.testing.assert_array_equal(plain.context.x, sample_batch(bank, SamplerConfig(**base, p_warp=0.0), 32,
+                                                                np.random.default_rng(2)).context.x)
+    ctx = {"x": np.array([1e9, 2e9, 4e9]), "tokens": np.array([1e9, 2e9, 4e9]), "flops": 6e8 * np.array([1e9, 2e9, 4e9]),
+           "params": np.full(3, 1e8), "loss": np.full(3, np.nan), "accuracy": np.array([0.3, 0.35, 0.4]),
+           "mask": np.ones(3, bool)}
+    qry = {k: np.array([16e9, 64e9]) * (6e8 if k == "flops" else 1) for k in ("x", "tokens", "flops")}
+    qry |= {"params": np.full(2, 1e8), "loss": np.full(2, np.nan), "mask": np.ones(2, bool)}
+    wc, wq = warp_time(ctx, qry, 1.4)
+    before = featurize({k: v[None] for k, v in ctx.items()}, {k: v[None] for k, v in qry.items()}, 64)
+    after = featurize({k: v[None] for k, v in wc.items()}, {k: v[None] for k, v in wq.items()}, 64)
+    for col in ("ln_x", "ln_flops"):
+        np.testing.assert_allclose(after.query[..., F[col]], 1.4 * before.query[..., F[col]], rtol=1e-5)
+        np.testing.assert_allclose(after.context[..., F[col]], 1.4 * before.context[..., F[col]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(wq["flops"] / wq["tokens"], 6e8)  # flops stay 6·N·tokens
+    np.testing.assert_array_equal(wc["accuracy"], ctx["accuracy"])
+    # sampled with p_warp 1, the first episode (drawn before any warp) keeps its accuracies, targets
+    # and checkpoint numbers; only its time axis moves
+    warped = sample_batch(bank, SamplerConfig(**base, p_warp=1.0, warp_max=2.0), 1, np.random.default_rng(2))
+    first = sample_batch(bank, SamplerConfig(**base), 1, np.random.default_rng(2))
+    np.testing.assert_array_equal(warped.target, first.target)
+    np.testing.assert_array_equal(warped.context.accuracy, first.context.accuracy)
+    np.testing.assert_array_equal(warped.index[1], first.index[1])
+    assert not np.allclose(warped.query.x[first.query.mask], first.query.x[first.query.mask])
+    with pytest.raises(ValueError, match="warp_max"):
+        SamplerConfig(warp_max=0.5)
 
 
 def test_single_checkpoint_runs_form_scale_ladders():
