@@ -403,13 +403,13 @@ def machine() -> str:
 
 def git_commit(root: Path = REPO_ROOT, exclude: Path | None = None) -> str:
     """`git rev-parse --short HEAD`, with `-dirty` when tracked or untracked files differ
-    (ignoring `results/`, README.md, whose tables are pasted results, and `exclude`, the output
+    (ignoring `results/`, README.md and docs/, whose tables are pasted results, and `exclude`, the output
     folder); 'unknown' outside a git checkout."""
     try:
         run = dict(cwd=root, capture_output=True, text=True, check=True, timeout=20)
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **run).stdout.strip()
         # Benchmark outputs (results/, this run's folder) never count as changes to the code.
-        spec = ["--", ".", ":(exclude)results", ":(exclude)README.md"]  # outputs, and the prose they land in
+        spec = ["--", ".", ":(exclude)results", ":(exclude)README.md", ":(exclude)docs"]  # outputs, and the prose they land in
         if exclude is not None:
             try:
                 spec.append(f":(exclude){Path(exclude).resolve().relative_to(Path(root).resolve())}")

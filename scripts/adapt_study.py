@@ -351,7 +351,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compute", action="store_true")
     parser.add_argument("--family", action="append", choices=FAMILIES)
-    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not paste into README.md or docs/")
     parser.add_argument("--crossfit", action="store_true", help="with --compute: arm B cross-fitted and calibrated (reported only)")
     parser.add_argument("--seed", type=int, default=0, help="with --compute: arm B alone under this adaptation seed")
     parser.add_argument("--self-tuned", action="store_true",

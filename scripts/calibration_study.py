@@ -2,7 +2,7 @@
 leave-one-family-out row under each candidate, for the 3-seed ensembles of
 scripts/make_generalisation.py (runs/ablations/neuneu-without-<F>-ens3.pt: run that with --train first).
 
-    python scripts/calibration_study.py            # → results/calibration-study.md and README.md (about 10 min)
+    python scripts/calibration_study.py            # → results/calibration-study.md and its README.md block (about 10 min)
 
 Candidates, all applied to the same raw quantiles of the model that never saw F, on every run of F
 (checkpoint protocol, forecast, ratios 0.1 / 0.2 / 0.4):

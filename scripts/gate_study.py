@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--compute", action="store_true", help="compute what runs/gate/ lacks (about 12 min)")
     parser.add_argument("--kind", default="sweep-ens3")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES))
-    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not paste into README.md or docs/")
     args = parser.parse_args()
     if args.compute:
         for family in args.families:

@@ -19,7 +19,7 @@ without the schedule are compared as the mean of their three seeds (results/abla
 leave-one-family-out table's seed columns): seed 0 alone is the worst of its three in 12 of 15
 rows, so a comparison with it alone would flatter the new arm. The best baseline is read from
 results/lofo-<F>/ (the same queries: persistence is scored in all three and must agree).
-Writes results/lofo-schedule.md and README.md's `<!-- results:lofo-schedule -->` block.
+Writes results/lofo-schedule.md and docs/schedule.md's `<!-- results:lofo-schedule -->` block.
 """
 
 from __future__ import annotations

@@ -76,19 +76,28 @@ def block(name: str) -> str:
     return "\n".join(keep)
 
 
+def block_file(name: str) -> Path | None:
+    """The page holding the block `<!-- results:NAME -->`: README.md, else one of docs/*.md."""
+    for page in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))):
+        if f"<!-- results:{name} -->\n" in page.read_text(encoding="utf-8"):
+            return page
+    return None
+
+
 def replace_block(name: str, body: str) -> None:
-    """Put `body` between README.md's `<!-- results:NAME -->` and `<!-- /results:NAME -->`."""
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
-    if not pattern.search(text):
-        print(f"README has no block for {name}; skipped", file=sys.stderr)
+    """Put `body` between `<!-- results:NAME -->` and `<!-- /results:NAME -->` on the page that
+    has them (`block_file`)."""
+    page = block_file(name)
+    if page is None:
+        print(f"neither README.md nor docs/ has a block for {name}; skipped", file=sys.stderr)
         return
-    readme.write_text(pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text), encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
+    pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(<!-- /results:{re.escape(name)} -->)", re.S)
+    page.write_text(pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text), encoding="utf-8")
 
 
 def publish(name: str, body: str, readme: bool = True) -> None:
-    """Write `body` to results/NAME.md, print it and (with `readme`) paste it into README.md's block NAME."""
+    """Write `body` to results/NAME.md, print it and (with `readme`) paste it into its block (README.md or docs/)."""
     (ROOT / "results" / f"{name}.md").write_text(body, encoding="utf-8")
     print(body)
     if readme:
@@ -103,7 +112,7 @@ def update_readme(names: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted({**RUNS, **EXAMPLES}), help="regenerate only these")
-    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not paste into README.md or docs/")
     parser.add_argument("--no-run", action="store_true", help="only paste existing results into README.md")
     args, extra = parser.parse_known_args()
     names = args.only or [*RUNS, *EXAMPLES]

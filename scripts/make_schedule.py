@@ -26,14 +26,14 @@ Methods: the shipped model (`neuneu`, which never reads lr), the schedule model 
 two_stage, power_law, persistence. Scores: MAE (points) over all queries and over the last 20%
 of each trajectory's checkpoints (mean over trajectories), and the bias (q50 − truth) there.
 Also the README example (neuneu/examples/wsd_runs.csv with and without `--schedule`).
-Writes results/schedule.csv, results/schedule.md, results/schedule-example.md and README.md's
-`<!-- results:schedule -->` and `<!-- results:schedule-example -->` blocks.
+Writes results/schedule.csv, results/schedule.md, results/schedule-example.md, README.md's
+`<!-- results:schedule-example -->` block and docs/schedule.md's `<!-- results:schedule -->`.
 
 `--lift-bound` instead scores the synthetic WSD and cosine sets against the same curves drawn
 without the annealing lift (`PriorConfig.lift=False`: same random numbers, lr and progress): a
 forecast that knew each curve's lift exactly would score what the unlifted curves give, so that
 figure over the real one bounds what reading `lr` can win on these sets by knowing the lift
-(results/schedule-lift.md, the `<!-- results:schedule-lift -->` block).
+(results/schedule-lift.md, docs/schedule.md's `<!-- results:schedule-lift -->` block).
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="the schedule model (model.schedule_features); without it, the laws and the shipped model only")
     parser.add_argument("--n", type=int, default=300, help="synthetic curves per schedule kind (default 300)")
     parser.add_argument("--out", default=str(ROOT / "results"), help="folder for schedule.csv and schedule.md")
-    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not paste into README.md or docs/")
     parser.add_argument("--lift-bound", action="store_true", help="only the lift's share of the end error (lift_bound)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # all-NaN slices of the fallbacks' fits

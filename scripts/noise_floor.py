@@ -64,7 +64,7 @@ def floor_mae(points: pd.DataFrame, ratio: float) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
-    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not paste into README.md or docs/")
     args = parser.parse_args()
     lines = ["| held-out family | ratio | trajectories | noise floor | best baseline | 3-seed ensemble | floor / best baseline "
              "| ensemble / best baseline |", "|---|---|---|---|---|---|---|---|"]

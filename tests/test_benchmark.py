@@ -288,6 +288,28 @@ def test_git_commit_is_marked_dirty_except_for_the_output_folder(tmp_path):
     (tmp_path / "results" / "scores.csv").write_text("x\n")
     assert git_commit(tmp_path, exclude=tmp_path / "results") == clean
     (tmp_path / "README.md").write_text("pasted tables\n")  # the README's tables are pasted results
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "experiments.md").write_text("pasted tables\n")  # and so are the docs pages'
     assert git_commit(tmp_path) == clean
     (tmp_path / "a.py").write_text("x = 2\n")
     assert git_commit(tmp_path, exclude=tmp_path / "results") == clean + "-dirty"
+
+
+def test_results_blocks_are_pasted_on_the_page_that_has_them(tmp_path, monkeypatch):
+    """scripts/make_results.replace_block: README.md first, else a docs/ page; nothing else touched."""
+    import scripts.make_results as mr
+
+    monkeypatch.setattr(mr, "ROOT", tmp_path)
+    (tmp_path / "docs").mkdir()
+    readme = "intro\n<!-- results:a -->\nold a\n<!-- /results:a -->\n"
+    page = "study\n<!-- results:b -->\nold b\n<!-- /results:b -->\ntail\n"
+    (tmp_path / "README.md").write_text(readme)
+    (tmp_path / "docs" / "experiments.md").write_text(page)
+    mr.replace_block("b", "new b\n")
+    assert (tmp_path / "docs" / "experiments.md").read_text() == page.replace("old b", "new b")
+    assert (tmp_path / "README.md").read_text() == readme
+    mr.replace_block("a", "new a")
+    assert (tmp_path / "README.md").read_text() == readme.replace("old a", "new a")
+    before = [p.read_text() for p in (tmp_path / "README.md", tmp_path / "docs" / "experiments.md")]
+    mr.replace_block("missing", "x")  # no page has it: said, nothing written
+    assert [p.read_text() for p in (tmp_path / "README.md", tmp_path / "docs" / "experiments.md")] == before
