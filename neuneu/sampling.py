@@ -10,7 +10,11 @@ Both protocols of DESIGN.md are sampled, from the training split only:
   the seed-to-seed spread of about 1 accuracy point); *time warp* (`p_warp`, `warp_max`: the
   episode's time axis bent to x0·(x/x0)^a, ln a ~ U(±ln warp_max), tokens and flops with it, so
   a power law stays a power law and a log-linear curve stays log-linear, only faster or slower
-  per log-token: families differ in that rate, and the network reads ln(x / x_ref)). Context = the first floor(r·N)+1 points,
+  per log-token: families differ in that rate, and the network reads ln(x / x_ref)); *amplitude
+  warp* (`p_ywarp`, `ywarp_max`: every accuracy of the episode, targets included, moved to
+  a0 + c·(y − a0) around the reference point's a0, ln c ~ U(±ln ywarp_max), clipped to [0, 1]: a
+  law's fit scales with it, so how far a curve still climbs is the context's to say, not the
+  training families' tasks'). Context = the first floor(r·N)+1 points,
   r ~ U(min_ratio, max_ratio), optionally thinned by context dropout (the last point is always
   kept); queries = a uniform random subset (at most `max_query`) of the later points.
 - scale: one (family, task, metric) ladder; a random size threshold splits its runs; context =
@@ -46,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from neuneu.data import TRAJECTORY_KEY
-from neuneu.episodes import Context, Episodes, Query, context_size, ladder_labels
+from neuneu.episodes import Context, Episodes, Query, context_size, ladder_labels, reference_point
 from neuneu.features import own_room
 from neuneu.prior import SCHEDULE_KINDS, PriorConfig, sample_trajectory
 
@@ -81,6 +85,8 @@ class SamplerConfig:
     noise_max: float = 0.01  # its std, drawn uniformly in [0, noise_max] per episode
     p_warp: float = 0.0  # share of episodes whose time axis is warped (`warp_time`)
     warp_max: float = 1.5  # its exponent a, log-uniform in [1 / warp_max, warp_max]
+    p_ywarp: float = 0.0  # share of episodes whose accuracies are stretched about the reference point (`warp_accuracy`)
+    ywarp_max: float = 1.5  # the stretch c, log-uniform in [1 / ywarp_max, ywarp_max]
     p_synthetic: float = 0.0  # share of checkpoint episodes drawn from the synthetic prior
     p_schedule_prior: float = 0.0  # share of synthetic curves with a planned lr and its effects (neuneu.prior)
     prior_schedule_kinds: list[str] = field(default_factory=lambda: list(SCHEDULE_KINDS))  # the kinds those draw
@@ -92,8 +98,9 @@ class SamplerConfig:
             values = getattr(self, name)
             if not values or set(values) - set(allowed):
                 raise ValueError(f"data.{name}: expected a non-empty subset of {list(allowed)}, got {values}")
-        if self.warp_max < 1:
-            raise ValueError(f"data.warp_max: expected >= 1 (the exponent's bound), got {self.warp_max}")
+        for name in ("warp_max", "ywarp_max"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name}: expected >= 1 (the bound of a log-uniform factor), got {getattr(self, name)}")
 
 
 class TrajectoryBank:
@@ -201,6 +208,16 @@ def warp_time(ctx: dict, qry: dict, a: float) -> tuple[dict, dict]:
         return {**part, **{f: part[f] * factor for f in ("x", "tokens", "flops") if f in part}}
 
     return bend(ctx), bend(qry)
+
+
+def warp_accuracy(ctx: dict, qry: dict, c: float) -> tuple[dict, dict]:
+    """The episode with every accuracy (context and queries, whose accuracies are the targets)
+    moved to a0 + c·(y − a0), a0 the accuracy at the reference point (`reference_point`, which
+    stays where it is), clipped to [0, 1]."""
+    ref, _ = reference_point({k: np.asarray(ctx[k], float)[None] for k in ("x", "flops")}
+                             | {"mask": np.ones((1, len(ctx["x"])), bool), "own": np.asarray(ctx.get("own", np.ones(len(ctx["x"]))), bool)[None]})
+    a0 = ctx["accuracy"][ref[0]]
+    return tuple({**part, "accuracy": np.clip(a0 + c * (part["accuracy"] - a0), 0.0, 1.0)} for part in (ctx, qry))
 
 
 def _draw_trajectory(bank: TrajectoryBank, cfg: SamplerConfig, rng: np.random.Generator, synthetic: bool) -> dict:
@@ -347,6 +364,8 @@ def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng:
             ctx["lr"], qry["lr"] = np.full_like(ctx["lr"], np.nan), np.full_like(qry["lr"], np.nan)
         if cfg.p_warp > 0 and rng.random() < cfg.p_warp:  # 0 draws nothing, as p_drop_lr
             ctx, qry = warp_time(ctx, qry, float(np.exp(rng.uniform(-1.0, 1.0) * np.log(cfg.warp_max))))
+        if cfg.p_ywarp > 0 and rng.random() < cfg.p_ywarp:  # 0 draws nothing
+            ctx, qry = warp_accuracy(ctx, qry, float(np.exp(rng.uniform(-1.0, 1.0) * np.log(cfg.ywarp_max))))
         if rng.random() < cfg.p_noise:  # the context is as noisy as another seed of the same run
             noisy = ctx["accuracy"] + rng.normal(0.0, rng.uniform(0.0, cfg.noise_max), len(ctx["accuracy"]))
             ctx = {**ctx, "accuracy": np.clip(noisy, 0.0, 1.0)}

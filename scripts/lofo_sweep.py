@@ -51,6 +51,14 @@ law a power law (exponent b/a) and a log-linear curve log-linear, so what the co
 still holds, only the rate is the context's to read. Against the same reference, under the same
 rule (on the run's own context, mean ÷ the loss-delta arm < 1 and lower in >= 10 of 15 rows; then
 the shipped recipe's validation checks above), written 2026-12-06 01:08 UTC before it was trained.
+`sweep-loss-delta-ywarp` (YWARP_ARM: the loss-delta arm with half the episodes' accuracies,
+targets included, stretched about the reference point, `data.p_ywarp=0.5 data.ywarp_max=1.5`: y →
+a0 + c·(y − a0), ln c ~ U(−ln 1.5, ln 1.5), clipped to [0, 1]; `neuneu.sampling.warp_accuracy`).
+Motivation, fixed before training: how far a family's tasks still climb differs (pythia's noisy,
+near-chance tasks barely move where olmo_ladder's climb), and the network can learn the training
+families' amplitudes as a prior; every law's fit scales with the stretch, so the context still pins
+what it pins. Against the same reference, under the same rule, written 2026-12-06 01:17 UTC before
+it was trained (and before the time-warp arm's results existed).
 """
 
 from __future__ import annotations
@@ -66,7 +74,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, NOISE_ARM, PRIOR_ARM, SHIFT_ARM,  # noqa: E402
-                                         WARP_ARM,
+                                         WARP_ARM, YWARP_ARM,
                                          SWEEP_ARMS,
                                          arm_parser, benchmark, checkpoint, provenance, seed_spread, train_missing)
 from scripts.make_results import publish  # noqa: E402
@@ -91,13 +99,13 @@ RECIPES = {
 }
 ARMS = RECIPES["sweep"].arms  # seeds 0, 1, 2 of the sweep recipe: what --arm compares with by default
 BAND = (0.75, 0.85)
-EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM, **NOISE_ARM, **PRIOR_ARM, **WARP_ARM}  # --arm: seed-0 variants of the sweep recipe
+EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM, **NOISE_ARM, **PRIOR_ARM, **WARP_ARM, **YWARP_ARM}  # --arm: seed-0 variants of the sweep recipe
 LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differences only",
           "sweep-loss-delta-noise3": "context noise up to 3 points", "sweep-loss-delta-prior3": "30% synthetic",
-          "sweep-loss-delta-warp": "time warp"}
+          "sweep-loss-delta-warp": "time warp", "sweep-loss-delta-ywarp": "accuracy stretch"}
 # --arm's reference, seed 0 of the recipe it varies (the sweep arm unless named here), and that reference's label
 REFERENCES = {"sweep-loss-delta-noise3": "sweep-loss-delta", "sweep-loss-delta-prior3": "sweep-loss-delta",
-              "sweep-loss-delta-warp": "sweep-loss-delta"}
+              "sweep-loss-delta-warp": "sweep-loss-delta", "sweep-loss-delta-ywarp": "sweep-loss-delta"}
 REFERENCE_LABELS = {ARMS[0]: "sweep arm", "sweep-loss-delta": "loss-delta arm"}
 
 

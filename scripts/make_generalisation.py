@@ -83,8 +83,12 @@ PRIOR_ARM = {"sweep-loss-delta-prior3": [*LOSS_DELTA_ARM["sweep-loss-delta"], "d
 # ln a ~ U(±ln 1.5)), seed 0: families differ in how fast accuracy moves per log-token; scripts/lofo_sweep.py
 # --arm sweep-loss-delta-warp (its rule in that docstring).
 WARP_ARM = {"sweep-loss-delta-warp": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.p_warp=0.5", "data.warp_max=1.5"]}
+# The same with half the episodes' accuracies stretched about the reference point (`data.p_ywarp=0.5
+# data.ywarp_max=1.5`: y → a0 + c·(y − a0), ln c ~ U(±ln 1.5)), seed 0: how far a family's tasks still
+# climb differs; scripts/lofo_sweep.py --arm sweep-loss-delta-ywarp (its rule in that docstring).
+YWARP_ARM = {"sweep-loss-delta-ywarp": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.p_ywarp=0.5", "data.ywarp_max=1.5"]}
 OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS,
-              **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **NOISE_ARM, **PRIOR_ARM, **WARP_ARM}
+              **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **NOISE_ARM, **PRIOR_ARM, **WARP_ARM, **YWARP_ARM}
 # The three seeds as one ensemble (`scripts/assemble_ensemble.py`: quantiles averaged, calibrated
 # again on the validation runs), runs/ablations/neuneu-without-<family>-ens3.pt.
 ENSEMBLE = "ens3"

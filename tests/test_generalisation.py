@@ -18,7 +18,7 @@ from neuneu.data import InputError
 from neuneu.episodes import checkpoint_episodes
 from neuneu.neural import NeuralPredictor
 from neuneu.sampling import (SamplerConfig, TrajectoryBank, sample_batch, sample_checkpoint, sample_scale, thin, truncate,
-                             warp_time)
+                             warp_accuracy, warp_time)
 from neuneu.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,6 +105,27 @@ def test_time_warp_scales_the_relative_log_time_and_keeps_the_rest():
     assert not np.allclose(warped.query.x[first.query.mask], first.query.x[first.query.mask])
     with pytest.raises(ValueError, match="warp_max"):
         SamplerConfig(warp_max=0.5)
+
+
+def test_accuracy_stretch_moves_every_accuracy_about_the_reference_point_targets_included():
+    ctx = {"x": np.array([1e9, 2e9, 4e9, 6e9]), "flops": np.full(4, np.nan), "accuracy": np.array([0.30, 0.40, 0.50, 0.90]),
+           "own": np.array([True, True, True, False])}  # the last point: a sibling further along, not the reference
+    qry = {"x": np.array([8e9, 16e9]), "accuracy": np.array([0.55, 0.99])}
+    wc, wq = warp_accuracy(ctx, qry, 1.5)
+    np.testing.assert_allclose(wc["accuracy"], [0.20, 0.35, 0.50, 1.0])  # 0.5 + 1.5·(y − 0.5), clipped
+    np.testing.assert_allclose(wq["accuracy"], [0.575, 1.0])
+    wc, wq = warp_accuracy(ctx, qry, 1 / 1.5)
+    np.testing.assert_allclose(wq["accuracy"] - 0.5, np.array([0.05, 0.49]) / 1.5)
+    np.testing.assert_array_equal(wc["x"], ctx["x"])
+    points = make_points(n_runs=3, n_tasks=2, n_points=30).assign(split="train")
+    bank = TrajectoryBank(points)
+    base = dict(max_context=64, p_scale=0, p_thin=0, p_context_dropout=0, p_noise=0)
+    plain = sample_batch(bank, SamplerConfig(**base), 1, np.random.default_rng(4))
+    warped = sample_batch(bank, SamplerConfig(**base, p_ywarp=1.0, ywarp_max=2.0), 1, np.random.default_rng(4))
+    np.testing.assert_array_equal(warped.context.x, plain.context.x)
+    assert not np.allclose(warped.target[plain.query.mask], plain.target[plain.query.mask])  # the targets move too
+    with pytest.raises(ValueError, match="ywarp_max"):
+        SamplerConfig(ywarp_max=0.9)
 
 
 def test_single_checkpoint_runs_form_scale_ladders():
