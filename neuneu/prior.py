@@ -51,7 +51,7 @@ class PriorConfig:
             raise ValueError("need 0 < noise_min <= noise_max")
 
 
-def _loguniform(rng: np.random.Generator, lo: float, hi: float, size=None):
+def loguniform(rng: np.random.Generator, lo: float, hi: float, size=None):
     return np.exp(rng.uniform(np.log(lo), np.log(hi), size))
 
 
@@ -62,19 +62,19 @@ def _tokens(rng: np.random.Generator, n: int, linear: bool = False) -> tuple[np.
     sparse late (log-uniform draws over the first 20-40% of the log range, a log grid after).
     `linear`: the linear grid (checkpoints every k steps, as a training run saves them).
     """
-    lo = _loguniform(rng, 1e8, 1e10)
-    hi = _loguniform(rng, max(1e10, 30 * lo), 5e12)
+    lo = loguniform(rng, 1e8, 1e10)
+    hi = loguniform(rng, max(1e10, 30 * lo), 5e12)
     kind = 1 if linear else rng.integers(4)
     if kind == 0:
         x = np.geomspace(lo, hi, n)
     elif kind == 1:
         x = np.linspace(lo, hi, n)
     elif kind == 2:
-        x = np.sort(_loguniform(rng, lo, hi, n))
+        x = np.sort(loguniform(rng, lo, hi, n))
     else:
         n_early = int(round(n * rng.uniform(0.5, 0.8)))
         mid = lo * (hi / lo) ** rng.uniform(0.2, 0.4)
-        x = np.sort(np.concatenate([_loguniform(rng, lo, mid, n_early), np.geomspace(mid, hi, n - n_early)]))
+        x = np.sort(np.concatenate([loguniform(rng, lo, mid, n_early), np.geomspace(mid, hi, n - n_early)]))
     if not np.all(np.diff(x) > 0):  # colliding random draws: practically never
         x = np.geomspace(lo, hi, n)
     return x, lo, hi
@@ -98,10 +98,10 @@ def _shape(family: str, rng: np.random.Generator, s: np.ndarray, log_r: float, c
     gap = u - c
     z = s * log_r
     if family == "power_law":  # u - (u - c) b (x / x_lo)^-a
-        return u - gap * rng.uniform(0.5, 1.0) * np.exp(-_loguniform(rng, 0.03, 0.5) * z)
+        return u - gap * rng.uniform(0.5, 1.0) * np.exp(-loguniform(rng, 0.03, 0.5) * z)
     if family == "logistic":  # in log tokens, or half the time in the loss
         t = s if rng.random() < 0.5 else progress(s)
-        k, t0 = _loguniform(rng, 3.0, 15.0), rng.uniform(-0.2, 1.2)
+        k, t0 = loguniform(rng, 3.0, 15.0), rng.uniform(-0.2, 1.2)
         return c + gap / (1 + np.exp(-k * (t - t0)))
     if family == "bnsl":  # log error piecewise linear in log x, with 1 or 2 smooth breaks
         n_breaks = int(rng.integers(1, 3))
@@ -158,7 +158,7 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
     x, lo, hi = _tokens(rng, n, linear=scheduled and rng.random() < cfg.p_schedule_linear)
     log_r = float(np.log(hi / lo))
     s = np.log(x / lo) / log_r
-    params = _loguniform(rng, 1e7, 2e10)
+    params = loguniform(rng, 1e7, 2e10)
 
     # Latent loss E + A x^-alpha, 2..5 nats at x_lo; also drives loss-tied accuracy shapes.
     floor = rng.uniform(1.7, 3.0)
@@ -181,7 +181,7 @@ def sample_trajectory(rng: np.random.Generator, cfg: PriorConfig = PriorConfig()
         rising = family in ("power_law", "logistic", "bnsl", "plateau", "emergence")
         clean = clean + (1.0 if rising else 0.2) * rng.uniform(0.02, 0.12) * (u - c) * gain
 
-    sigma = _loguniform(rng, cfg.noise_min, cfg.noise_max)
+    sigma = loguniform(rng, cfg.noise_min, cfg.noise_max)
     noise = rng.normal(0.0, sigma, n)
     if rng.random() < 0.3:  # slowly varying wobble of checkpoint evals
         noise += _ar1(rng, n, sigma * rng.uniform(0.5, 1.5), rho=rng.uniform(0.7, 0.9))
@@ -228,7 +228,7 @@ def _draw_schedule(rng: np.random.Generator, x: np.ndarray, lo: float, hi: float
         sched = Schedule("cosine", total=total, warmup=warmup, final=rng.uniform(0.01, 0.2))
     elif kind == "wsd":
         sched = Schedule("wsd", total=total, warmup=warmup, decay=rng.uniform(0.05, 0.4),
-                         final=_loguniform(rng, 1e-3, 0.05), shape=("linear", "sqrt")[rng.integers(2)])
+                         final=loguniform(rng, 1e-3, 0.05), shape=("linear", "sqrt")[rng.integers(2)])
     else:
         sched = Schedule("constant", warmup=warmup)
     grid = np.union1d(np.linspace(0.0, hi, 2049), x)
@@ -239,8 +239,8 @@ def _draw_schedule(rng: np.random.Generator, x: np.ndarray, lo: float, hi: float
     at = np.searchsorted(grid, x)
     log_r = np.log(hi / lo)
     s_eff = np.clip(np.log(np.maximum(s1[at], lo * 1e-3) / lo) / log_r, 0.0, None)
-    gain = 1.0 - np.exp(-s2[at] / (_loguniform(rng, 0.005, 0.05) * hi))
-    return {"lr": _loguniform(rng, 1e-4, 3e-3) * rel[at], "s_eff": s_eff, "gain": gain, "kind": kind}
+    gain = 1.0 - np.exp(-s2[at] / (loguniform(rng, 0.005, 0.05) * hi))
+    return {"lr": loguniform(rng, 1e-4, 3e-3) * rel[at], "s_eff": s_eff, "gain": gain, "kind": kind}
 
 
 def sample_trajectories(n: int, rng: np.random.Generator, cfg: PriorConfig = PriorConfig()) -> list[dict]:

@@ -10,8 +10,8 @@ Both protocols of DESIGN.md are sampled, from the training split only:
   the seed-to-seed spread of about 1 accuracy point); *time warp* (`p_warp`, `warp_max`: the
   episode's time axis bent to x0·(x/x0)^a, ln a ~ U(±ln warp_max), tokens and flops with it, so
   a power law stays a power law and a log-linear curve stays log-linear, only faster or slower
-  per log-token: families differ in that rate, and the network reads ln(x / x_ref)); *amplitude
-  warp* (`p_ywarp`, `ywarp_max`: every accuracy of the episode, targets included, moved to
+  per log-token: families differ in that rate, and the network reads ln(x / x_ref)); *accuracy
+  stretch* (`p_ywarp`, `ywarp_max`: every accuracy of the episode, targets included, moved to
   a0 + c·(y − a0) around the reference point's a0, ln c ~ U(±ln ywarp_max), clipped to [0, 1]: a
   law's fit scales with it, so how far a curve still climbs is the context's to say, not the
   training families' tasks'). Context = the first floor(r·N)+1 points,
@@ -52,7 +52,7 @@ import pandas as pd
 from neuneu.data import TRAJECTORY_KEY
 from neuneu.episodes import Context, Episodes, Query, context_size, ladder_labels, reference_point
 from neuneu.features import own_room
-from neuneu.prior import SCHEDULE_KINDS, PriorConfig, sample_trajectory
+from neuneu.prior import SCHEDULE_KINDS, PriorConfig, loguniform, sample_trajectory
 
 # index: checkpoint number in its trajectory; lr: planned; run: the trajectory's code in its bank
 FIELDS = ("x", "tokens", "params", "flops", "loss", "accuracy", "index", "lr", "run")
@@ -214,8 +214,10 @@ def warp_accuracy(ctx: dict, qry: dict, c: float) -> tuple[dict, dict]:
     """The episode with every accuracy (context and queries, whose accuracies are the targets)
     moved to a0 + c·(y − a0), a0 the accuracy at the reference point (`reference_point`, which
     stays where it is), clipped to [0, 1]."""
-    ref, _ = reference_point({k: np.asarray(ctx[k], float)[None] for k in ("x", "flops")}
-                             | {"mask": np.ones((1, len(ctx["x"])), bool), "own": np.asarray(ctx.get("own", np.ones(len(ctx["x"]))), bool)[None]})
+    n = len(ctx["x"])
+    one = {"x": ctx["x"], "flops": ctx.get("flops", np.full(n, np.nan)), "mask": np.ones(n, bool),
+           "own": np.asarray(ctx.get("own", np.ones(n)), bool)}
+    ref, _ = reference_point({k: np.asarray(v)[None] for k, v in one.items()})
     a0 = ctx["accuracy"][ref[0]]
     return tuple({**part, "accuracy": np.clip(a0 + c * (part["accuracy"] - a0), 0.0, 1.0)} for part in (ctx, qry))
 
@@ -363,9 +365,9 @@ def sample_batch(bank: TrajectoryBank, cfg: SamplerConfig, batch_size: int, rng:
         if cfg.p_drop_lr > 0 and rng.random() < cfg.p_drop_lr:  # 0 draws nothing: the default stream is unchanged
             ctx["lr"], qry["lr"] = np.full_like(ctx["lr"], np.nan), np.full_like(qry["lr"], np.nan)
         if cfg.p_warp > 0 and rng.random() < cfg.p_warp:  # 0 draws nothing, as p_drop_lr
-            ctx, qry = warp_time(ctx, qry, float(np.exp(rng.uniform(-1.0, 1.0) * np.log(cfg.warp_max))))
+            ctx, qry = warp_time(ctx, qry, float(loguniform(rng, 1 / cfg.warp_max, cfg.warp_max)))
         if cfg.p_ywarp > 0 and rng.random() < cfg.p_ywarp:  # 0 draws nothing
-            ctx, qry = warp_accuracy(ctx, qry, float(np.exp(rng.uniform(-1.0, 1.0) * np.log(cfg.ywarp_max))))
+            ctx, qry = warp_accuracy(ctx, qry, float(loguniform(rng, 1 / cfg.ywarp_max, cfg.ywarp_max)))
         if rng.random() < cfg.p_noise:  # the context is as noisy as another seed of the same run
             noisy = ctx["accuracy"] + rng.normal(0.0, rng.uniform(0.0, cfg.noise_max), len(ctx["accuracy"]))
             ctx = {**ctx, "accuracy": np.clip(noisy, 0.0, 1.0)}
