@@ -33,16 +33,16 @@ the `<!-- results:lofo-loss-delta -->` block.
 episodes (results/lofo-NAME-<F>/; results/lofo-NAME.md and its README block): `sweep-shift`
 (SHIFT_ARM: the same recipe with `data.sibling_shift=0.03`) or `sweep-loss-delta` (LOSS_DELTA_ARM:
 with `model.loss_level=false`, the network reads loss differences, not the loss level), or
-`sweep-loss-delta-noise3` (NOISE_ARM: that with context noise up to 3 points, `data.noise_max=0.03`,
+`sweep-loss-delta-noise3` (LOSS_DELTA_VARIANTS: that with context noise up to 3 points, `data.noise_max=0.03`,
 against the loss-delta arm's seed 0: REFERENCES). Its rule, written 2026-12-05 23:31 UTC before
 it was trained: on the run's own context, mean ÷ the loss-delta arm < 1 and lower in >= 10 of the
 15 rows; only then is the shipped recipe retrained with it, and shipped only if its validation
 MAE, the "with the others" and the scale rows (scripts/validate_siblings.py) and the olmo_ladder
 test rows (ratio 0.2) are each no more than 0.05 points worse than the shipped model's.
-`sweep-loss-delta-prior3` (PRIOR_ARM: the loss-delta arm with 30% of the later checkpoint episodes
+`sweep-loss-delta-prior3` (LOSS_DELTA_VARIANTS: the loss-delta arm with 30% of the later checkpoint episodes
 drawn from the synthetic prior instead of 10%, `data.p_synthetic=0.3`), against the same reference
 under the same rule, written 2026-12-06 00:10 UTC before it was trained.
-`sweep-loss-delta-warp` (WARP_ARM: the loss-delta arm with half the episodes' time axis warped,
+`sweep-loss-delta-warp` (LOSS_DELTA_VARIANTS: the loss-delta arm with half the episodes' time axis warped,
 `data.p_warp=0.5 data.warp_max=1.5`: x, tokens and flops → x0·(x/x0)^a per episode, ln a ~
 U(−ln 1.5, ln 1.5); `neuneu.sampling.warp_time`). Motivation, fixed before training: families
 differ in how fast accuracy moves per log-token (schedule, batch size, data), the network reads
@@ -51,7 +51,7 @@ law a power law (exponent b/a) and a log-linear curve log-linear, so what the co
 still holds, only the rate is the context's to read. Against the same reference, under the same
 rule (on the run's own context, mean ÷ the loss-delta arm < 1 and lower in >= 10 of 15 rows; then
 the shipped recipe's validation checks above), written 2026-12-06 01:08 UTC before it was trained.
-`sweep-loss-delta-ywarp` (YWARP_ARM: the loss-delta arm with half the episodes' accuracies,
+`sweep-loss-delta-ywarp` (LOSS_DELTA_VARIANTS: the loss-delta arm with half the episodes' accuracies,
 targets included, stretched about the reference point, `data.p_ywarp=0.5 data.ywarp_max=1.5`: y →
 a0 + c·(y − a0), ln c ~ U(−ln 1.5, ln 1.5), clipped to [0, 1]; `neuneu.sampling.warp_accuracy`).
 Motivation, fixed before training: how far a family's tasks still climb differs (pythia's noisy,
@@ -73,10 +73,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, NOISE_ARM, PRIOR_ARM, SHIFT_ARM,  # noqa: E402
-                                         WARP_ARM, YWARP_ARM,
-                                         SWEEP_ARMS,
-                                         arm_parser, benchmark, checkpoint, provenance, seed_spread, train_missing)
+from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, LOSS_DELTA_VARIANTS, SHIFT_ARM,  # noqa: E402
+                                         SWEEP_ARMS, arm_parser, benchmark, checkpoint, provenance, seed_spread, train_missing)
 from scripts.make_results import publish  # noqa: E402
 
 
@@ -99,13 +97,12 @@ RECIPES = {
 }
 ARMS = RECIPES["sweep"].arms  # seeds 0, 1, 2 of the sweep recipe: what --arm compares with by default
 BAND = (0.75, 0.85)
-EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM, **NOISE_ARM, **PRIOR_ARM, **WARP_ARM, **YWARP_ARM}  # --arm: seed-0 variants of the sweep recipe
+EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_VARIANTS}  # --arm: seed-0 variants of the sweep recipe
 LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differences only",
           "sweep-loss-delta-noise3": "context noise up to 3 points", "sweep-loss-delta-prior3": "30% synthetic",
           "sweep-loss-delta-warp": "time warp", "sweep-loss-delta-ywarp": "accuracy stretch"}
 # --arm's reference, seed 0 of the recipe it varies (the sweep arm unless named here), and that reference's label
-REFERENCES = {"sweep-loss-delta-noise3": "sweep-loss-delta", "sweep-loss-delta-prior3": "sweep-loss-delta",
-              "sweep-loss-delta-warp": "sweep-loss-delta", "sweep-loss-delta-ywarp": "sweep-loss-delta"}
+REFERENCES = {arm: "sweep-loss-delta" for arm in LOSS_DELTA_VARIANTS}
 REFERENCE_LABELS = {ARMS[0]: "sweep arm", "sweep-loss-delta": "loss-delta arm"}
 
 

@@ -72,23 +72,21 @@ LOSS_DELTA_ARM = {"sweep-loss-delta": [*SWEEP_OVERRIDES, "model.loss_level=false
 # Its seeds 1 and 2: the shipped model's inputs and episode mix (configs/default.yaml reads loss
 # differences only since 2026-12-05), so scripts/lofo_sweep.py --recipe loss-delta gives it a 3-seed table too.
 LOSS_DELTA_SEEDS = {f"sweep-loss-delta-seed-{k}": [*LOSS_DELTA_ARM["sweep-loss-delta"], f"train.seed={k}"] for k in (1, 2)}
-# The shipped recipe with context noise up to 3 points instead of 1 (`data.noise_max=0.03`), seed 0:
-# families evaluate with more or less noise than the training ones; scripts/lofo_sweep.py --arm
-# sweep-loss-delta-noise3 scores it against the loss-delta arm's seed 0 (its rule in that docstring).
-NOISE_ARM = {"sweep-loss-delta-noise3": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.noise_max=0.03"]}
-# The same with three times the synthetic share of the later checkpoint episodes (`data.p_synthetic=0.3`
-# instead of 0.1), seed 0: the prior knows no family; scripts/lofo_sweep.py --arm sweep-loss-delta-prior3.
-PRIOR_ARM = {"sweep-loss-delta-prior3": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.p_synthetic=0.3"]}
-# The same with half the episodes' time axis warped (`data.p_warp=0.5 data.warp_max=1.5`: x → x0·(x/x0)^a,
-# ln a ~ U(±ln 1.5)), seed 0: families differ in how fast accuracy moves per log-token; scripts/lofo_sweep.py
-# --arm sweep-loss-delta-warp (its rule in that docstring).
-WARP_ARM = {"sweep-loss-delta-warp": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.p_warp=0.5", "data.warp_max=1.5"]}
-# The same with half the episodes' accuracies stretched about the reference point (`data.p_ywarp=0.5
-# data.ywarp_max=1.5`: y → a0 + c·(y − a0), ln c ~ U(±ln 1.5)), seed 0: how far a family's tasks still
-# climb differs; scripts/lofo_sweep.py --arm sweep-loss-delta-ywarp (its rule in that docstring).
-YWARP_ARM = {"sweep-loss-delta-ywarp": [*LOSS_DELTA_ARM["sweep-loss-delta"], "data.p_ywarp=0.5", "data.ywarp_max=1.5"]}
+# Seed-0 variants of the loss-delta arm, each scored by scripts/lofo_sweep.py --arm NAME against the
+# loss-delta arm's seed 0 under the rule its docstring records (written before each was trained):
+# noise3, context noise up to 3 points instead of 1 (families evaluate with more or less noise than the
+# training ones); prior3, three times the synthetic share of the later checkpoint episodes (the prior
+# knows no family); warp, half the episodes' time axis bent to x0·(x/x0)^a, ln a ~ U(±ln 1.5) (families
+# differ in how fast accuracy moves per log-token); ywarp, half the episodes' accuracies stretched about
+# the reference point, y → a0 + c·(y − a0), ln c ~ U(±ln 1.5) (how far a family's tasks still climb differs).
+LOSS_DELTA_VARIANTS = {
+    f"sweep-loss-delta-{name}": [*LOSS_DELTA_ARM["sweep-loss-delta"], *overrides]
+    for name, overrides in (("noise3", ["data.noise_max=0.03"]), ("prior3", ["data.p_synthetic=0.3"]),
+                            ("warp", ["data.p_warp=0.5", "data.warp_max=1.5"]),
+                            ("ywarp", ["data.p_ywarp=0.5", "data.ywarp_max=1.5"]))
+}
 OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS,
-              **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **NOISE_ARM, **PRIOR_ARM, **WARP_ARM, **YWARP_ARM}
+              **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **LOSS_DELTA_VARIANTS}
 # The three seeds as one ensemble (`scripts/assemble_ensemble.py`: quantiles averaged, calibrated
 # again on the validation runs), runs/ablations/neuneu-without-<family>-ens3.pt.
 ENSEMBLE = "ens3"

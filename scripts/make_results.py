@@ -113,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted({**RUNS, **EXAMPLES}), help="regenerate only these")
     parser.add_argument("--no-readme", action="store_true", help="do not paste into README.md or docs/")
-    parser.add_argument("--no-run", action="store_true", help="only paste existing results into README.md")
+    parser.add_argument("--no-run", action="store_true", help="only paste existing results into README.md and docs/")
     args, extra = parser.parse_known_args()
     names = args.only or [*RUNS, *EXAMPLES]
     if not args.no_run:
