@@ -97,7 +97,7 @@ def pinball_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block over context and query tokens with the neuneu attention mask."""
+    """Pre-LN transformer block over the tokens [context ‖ queries] with the neuneu attention mask."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -109,30 +109,33 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
 
-    def _heads(self, h: torch.Tensor):
-        B, T, D = h.shape
-        q, k, v = self.qkv(h).split(D, dim=-1)
-        return [t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)]  # (B, H, T, Dh)
+    def forward(self, h, n_context, key_bias, self_bias):
+        """h (B, T, D): the C = n_context context tokens, then the queries. key_bias (B, 1, 1, C):
+        0 at real context keys, -inf at padding; self_bias (T, 1): -inf on context rows (their own
+        key is a context key already), 0 on query rows.
 
-    def forward(self, hc, hq, keep):
-        """hc (B, C, D) context, hq (B, Q, D) queries, keep (B, 1, 1, C) real context keys."""
-        B, C, D = hc.shape
-        qc, kc, vc = self._heads(self.ln1(hc))
-        qq, kq, vq = self._heads(self.ln1(hq))
-        ac = Fn.scaled_dot_product_attention(qc, kc, vc, attn_mask=keep)  # context → context
-        # Query → [context, itself]: softmax over C + 1 keys, one extra logit per query.
-        scale = 1.0 / math.sqrt(D // self.n_heads)
-        s_ctx = (qq @ kc.transpose(-1, -2)) * scale  # (B, H, Q, C)
-        s_ctx = s_ctx.masked_fill(~keep, float("-inf"))
-        s_self = (qq * kq).sum(-1, keepdim=True) * scale  # (B, H, Q, 1)
-        w = torch.softmax(torch.cat([s_ctx, s_self], -1), -1)
-        aq = w[..., :C] @ vc + w[..., C:] * vq  # (B, H, Q, Dh)
-        merge = lambda a: a.transpose(1, 2).reshape(a.shape[0], a.shape[2], D)  # noqa: E731
-        hc = hc + self.drop(self.proj(merge(ac)))
-        hq = hq + self.drop(self.proj(merge(aq)))
-        hc = hc + self.drop(self.mlp(self.ln2(hc)))
-        hq = hq + self.drop(self.mlp(self.ln2(hq)))
-        return hc, hq
+        Every token attends to the context keys, and a query also to itself: a softmax over C + 1
+        logits, the extra one per row, computed without the (T, T) matrix (a few context points
+        against hundreds of queries). Two exact forms of it: under autograd (training) torch's
+        softmax over the C + 1 logits, whose backward is fused; without (prediction) the self term
+        merged into the context softmax by hand, one shared max for stability, which saves the
+        (T, C + 1) copy (`neuneu predict` about 1.3x faster; tests/test_model.py checks they agree)."""
+        B, T, D = h.shape
+        H = self.n_heads
+        q, k, v = self.qkv(self.ln1(h)).view(B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)  # each (B, H, T, Dh)
+        q = q * (1.0 / math.sqrt(D // H))
+        kc, vc = k[:, :, :n_context], v[:, :, :n_context]
+        s = torch.matmul(q, kc.transpose(-1, -2)) + key_bias  # (B, H, T, C)
+        s_self = (q * k).sum(-1, keepdim=True) + self_bias  # (B, H, T, 1)
+        if torch.is_grad_enabled():
+            w = torch.softmax(torch.cat([s, s_self], -1), -1)
+            a = w[..., :n_context] @ vc + w[..., n_context:] * v  # (B, H, T, Dh)
+        else:
+            top = torch.maximum(s.amax(-1, keepdim=True), s_self)
+            e, e_self = torch.exp(s.sub_(top)), torch.exp(s_self.sub_(top))
+            a = (e @ vc).add_(e_self * v).div_(e.sum(-1, keepdim=True).add_(e_self))
+        h = h + self.drop(self.proj(a.transpose(1, 2).reshape(B, T, D)))
+        return h + self.drop(self.mlp(self.ln2(h)))
 
 
 class NeuneuTransformer(nn.Module):
@@ -150,12 +153,15 @@ class NeuneuTransformer(nn.Module):
         self.head = nn.Linear(cfg.d_model, len(QUANTILES))
 
     def forward(self, context, context_mask, query, query_mask, anchor=None):
-        hc = self.embed(context[..., self.inputs])  # (B, C, D)
-        hq = self.embed(query[..., self.inputs])  # (B, Q, D)
-        keep = context_mask[:, None, None, :]  # (B, 1, 1, C)
+        C = context.shape[1]
+        h = self.embed(torch.cat([context, query], 1)[..., self.inputs])  # (B, C + Q, D)
+        key_bias = torch.zeros(context_mask.shape, dtype=h.dtype, device=h.device)
+        key_bias = key_bias.masked_fill_(~context_mask, float("-inf"))[:, None, None, :]  # (B, 1, 1, C)
+        rows = torch.arange(h.shape[1], device=h.device)[:, None]
+        self_bias = torch.zeros(rows.shape, dtype=h.dtype, device=h.device).masked_fill_(rows < C, float("-inf"))
         for block in self.blocks:
-            hc, hq = block(hc, hq, keep)
-        return monotone_quantiles(self.head(self.ln_f(hq)))  # (B, Q, 5)
+            h = block(h, C, key_bias, self_bias)
+        return monotone_quantiles(self.head(self.ln_f(h[:, C:])))  # (B, Q, 5)
 
 
 class RefLayoutTransformer(nn.Module):

@@ -51,6 +51,37 @@ def test_padded_context_slots_are_ignored():
     assert (model(ctx2, cm, qry, qm, anchor)[0] - before[0]).abs().max() > 1e-4
 
 
+def _block_masked_encoder(model, ctx, cm, qry):
+    """The neuneu layout written as a plain encoder over [context ‖ queries] with the (T, T) block
+    mask: context rows see the real context keys, a query row those and itself."""
+    C, Q = ctx.shape[1], qry.shape[1]
+    see = torch.zeros(len(ctx), C + Q, C + Q, dtype=torch.bool)
+    see[:, :, :C] = cm[:, None, :]
+    see[:, C:, C:] = torch.eye(Q, dtype=torch.bool)
+    h = model.embed(torch.cat([ctx, qry], 1)[..., model.inputs])
+    for blk in model.blocks:
+        B, T, D = h.shape
+        q, k, v = (t.view(B, T, blk.n_heads, -1).transpose(1, 2) for t in blk.qkv(blk.ln1(h)).split(D, -1))
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=see[:, None])
+        h = h + blk.proj(a.transpose(1, 2).reshape(B, T, D))
+        h = h + blk.mlp(blk.ln2(h))
+    return monotone_quantiles(model.head(model.ln_f(h[:, C:])))
+
+
+def test_training_and_prediction_forms_of_the_attention_are_the_block_masked_encoder():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(d_model=16, n_heads=2, d_ff=32, n_layers=2)).eval()
+    ctx, cm, qry, qm, anchor = _inputs(C=9, Q=6)
+    cm[1, 1:] = False  # an episode with one context point
+    with torch.no_grad():
+        reference = _block_masked_encoder(model, ctx, cm, qry)
+        fast = model(ctx, cm, qry, qm, anchor)  # prediction: the softmax merged by hand
+    trained = model(ctx, cm, qry, qm, anchor)  # under autograd: torch's softmax over C + 1 logits
+    assert trained.requires_grad and not fast.requires_grad
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(trained.detach(), reference, atol=1e-5, rtol=0)
+
+
 def test_quantiles_are_monotone_and_pinball_matches_hand_value():
     raw = torch.tensor([[[0.3, -5.0, 0.0, 2.0, -1.0]]])
     q = monotone_quantiles(raw)
