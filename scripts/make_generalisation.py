@@ -83,7 +83,8 @@ LOSS_DELTA_VARIANTS = {
     f"sweep-loss-delta-{name}": [*LOSS_DELTA_ARM["sweep-loss-delta"], *overrides]
     for name, overrides in (("noise3", ["data.noise_max=0.03"]), ("prior3", ["data.p_synthetic=0.3"]),
                             ("warp", ["data.p_warp=0.5", "data.warp_max=1.5"]),
-                            ("ywarp", ["data.p_ywarp=0.5", "data.ywarp_max=1.5"]))
+                            ("ywarp", ["data.p_ywarp=0.5", "data.ywarp_max=1.5"]),
+                            ("dropout", ["model.dropout=0.1"]))
 }
 OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS,
               **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **LOSS_DELTA_VARIANTS}
