@@ -26,9 +26,11 @@ from neuneu.config import load_config
 from neuneu.data import REPO_ROOT, InputError
 
 DEBUG = REPO_ROOT / "configs" / "debug.yaml"
-# Tiny trials: 2 epochs of 2 steps; one thread each, two workers share the 2-core machine.
-TINY = ["train.num_threads=1", "train.steps_per_epoch=2", "train.max_epochs=2", "train.baselines=[persistence]"]
-WORKER_TIMEOUT = 240  # seconds; a tiny trial takes a few, a worker's start (imports, data) ~15
+# Tiny trials: 2 epochs of 2 steps on one source (pythia: a worker starts and validates in a third of
+# the time the default sources take); one thread each, two workers share the 2-core machine.
+TINY = ["train.num_threads=1", "train.steps_per_epoch=2", "train.max_epochs=2", "train.baselines=[persistence]",
+        "data.sources=[pythia]"]
+WORKER_TIMEOUT = 240  # seconds; a tiny trial takes about one, a worker's start (imports, data) ~7
 
 
 @pytest.fixture
