@@ -125,14 +125,14 @@ class Block(nn.Module):
         q, k, v = self.qkv(self.ln1(h)).view(B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)  # each (B, H, T, Dh)
         q = q * (1.0 / math.sqrt(D // H))
         kc, vc = k[:, :, :n_context], v[:, :, :n_context]
-        s = torch.matmul(q, kc.transpose(-1, -2)) + key_bias  # (B, H, T, C)
-        s_self = (q * k).sum(-1, keepdim=True) + self_bias  # (B, H, T, 1)
+        s = torch.matmul(q, kc.transpose(-1, -2)).add_(key_bias)  # (B, H, T, C)
+        s_self = (q * k).sum(-1, keepdim=True).add_(self_bias)  # (B, H, T, 1)
         if torch.is_grad_enabled():
             w = torch.softmax(torch.cat([s, s_self], -1), -1)
             a = w[..., :n_context] @ vc + w[..., n_context:] * v  # (B, H, T, Dh)
-        else:
+        else:  # in place: one (B, H, T, C) tensor at a time
             top = torch.maximum(s.amax(-1, keepdim=True), s_self)
-            e, e_self = torch.exp(s.sub_(top)), torch.exp(s_self.sub_(top))
+            e, e_self = s.sub_(top).exp_(), s_self.sub_(top).exp_()
             a = (e @ vc).add_(e_self * v).div_(e.sum(-1, keepdim=True).add_(e_self))
         h = h + self.drop(self.proj(a.transpose(1, 2).reshape(B, T, D)))
         return h + self.drop(self.mlp(self.ln2(h)))
