@@ -119,7 +119,7 @@ class Block(nn.Module):
         against hundreds of queries). Two exact forms of it: under autograd (training) torch's
         softmax over the C + 1 logits, whose backward is fused; without (prediction) the self term
         merged into the context softmax by hand, one shared max for stability, which saves the
-        (T, C + 1) copy (`neuneu predict` about 1.3x faster; tests/test_model.py checks they agree)."""
+        (T, C + 1) copy (scripts/bench_predict.py about 1.25x faster; tests/test_model.py checks they agree)."""
         B, T, D = h.shape
         H = self.n_heads
         q, k, v = self.qkv(self.ln1(h)).view(B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)  # each (B, H, T, Dh)
