@@ -79,6 +79,7 @@ LOSS_DELTA_SEEDS = {f"sweep-loss-delta-seed-{k}": [*LOSS_DELTA_ARM["sweep-loss-d
 # knows no family); warp, half the episodes' time axis bent to x0·(x/x0)^a, ln a ~ U(±ln 1.5) (families
 # differ in how fast accuracy moves per log-token); ywarp, half the episodes' accuracies stretched about
 # the reference point, y → a0 + c·(y − a0), ln c ~ U(±ln 1.5) (how far a family's tasks still climb differs).
+# dropout, residual dropout 0.1 in every block (regularises the network, not the data).
 LOSS_DELTA_VARIANTS = {
     f"sweep-loss-delta-{name}": [*LOSS_DELTA_ARM["sweep-loss-delta"], *overrides]
     for name, overrides in (("noise3", ["data.noise_max=0.03"]), ("prior3", ["data.p_synthetic=0.3"]),
