@@ -251,6 +251,19 @@ def recipe(config: dict) -> dict:
     return cfg
 
 
+#: what may differ between the members of an ensemble assembled `across_recipes`: how training episodes
+#: are drawn and regularised, never what the network reads or how it is built (model.*, data.sources,
+#: max_context, ... must agree) — every member answers the same inputs, only trained differently
+AUGMENTATION = {
+    "data": {"p_scale", "p_ladder", "p_ladder_same_size", "p_sweep", "sibling_shift", "p_context_dropout",
+             "context_dropout", "p_loss_given", "p_drop_context_loss", "p_thin", "thin_min", "thin_max", "thin_modes",
+             "p_truncate", "p_noise", "noise_max", "p_warp", "warp_max", "p_ywarp", "ywarp_max", "p_synthetic",
+             "p_schedule_prior", "prior_schedule_kinds", "p_drop_lr", "balance_sources", "pretrain_epochs",
+             "min_ratio", "max_ratio"},
+    "model": {"dropout"},
+}
+
+
 def recipe_diff(a: dict, b: dict) -> list[str]:
     """The `section.key`s where the recipes of config dicts a and b differ (sorted; [] if none)."""
     want, have = recipe(a), recipe(b)
@@ -258,13 +271,17 @@ def recipe_diff(a: dict, b: dict) -> list[str]:
                   if want[sec].get(k) != have.get(sec, {}).get(k))
 
 
-def assemble(paths: list[str | Path], out: str | Path, *, points=None, quiet: bool = False) -> Path:
+def assemble(paths: list[str | Path], out: str | Path, *, points=None, quiet: bool = False,
+             across_recipes: bool = False) -> Path:
     """One ensemble checkpoint from checkpoints trained apart (e.g. `train.seed=0,1,2` of one
     recipe, in parallel jobs): the members' weights, calibrated again as one model on the
     validation runs (`evaluate_validation`), exactly as `train` does with `train.ensemble`.
 
     The members must share their config but for `train.seed` / `train.name` and their training
-    data (`data_fingerprint`); otherwise InputError. `points`: as in `train` (tests).
+    data (`data_fingerprint`); otherwise InputError. With `across_recipes` they may also differ in
+    the `train` section and the `AUGMENTATION` keys (members trained with other episode mixes or
+    regularisation); the differences are recorded in the checkpoint (`validation.recipes_differ`),
+    and its config is the first member's. `points`: as in `train` (tests).
     """
     from neuneu.neural import load_checkpoint
 
@@ -272,11 +289,15 @@ def assemble(paths: list[str | Path], out: str | Path, *, points=None, quiet: bo
         raise InputError(f"assemble: needs at least two checkpoints, got {len(paths)}")
     loaded = [load_checkpoint(path) for path in paths]
     members = [m for model, _ in loaded for m in (model.members if isinstance(model, Ensemble) else [model])]
-    first = loaded[0][1]
+    first, differ = loaded[0][1], set()
     for path, (_, payload) in zip(paths[1:], loaded[1:]):
         diff = recipe_diff(first["config"], payload["config"])
+        if across_recipes:
+            differ.update(diff)
+            diff = [k for k in diff if not (k.startswith("train.") or k.split(".")[1] in AUGMENTATION.get(k.split(".")[0], ()))]
         if diff:
-            raise InputError(f"{path}: its recipe differs from {paths[0]}'s in {', '.join(diff)}")
+            how = "" if across_recipes else " (across recipes, the train section and how episodes are drawn may differ)"
+            raise InputError(f"{path}: its recipe differs from {paths[0]}'s in {', '.join(diff)}{how}")
         if payload["data_fingerprint"] != first["data_fingerprint"]:
             raise InputError(f"{path}: trained on other data than {paths[0]} (data_fingerprint differs)")
     cfg = config_from_dict(first["config"], f"{paths[0]}: config")
@@ -293,6 +314,8 @@ def assemble(paths: list[str | Path], out: str | Path, *, points=None, quiet: bo
         figures[key] = sum((payload.get("validation") or {}).get(key, 0) for _, payload in loaded)
     figures["ensemble"] = len(members)
     figures["assembled_from"] = [str(p) for p in paths]
+    if differ:
+        figures["recipes_differ"] = sorted(differ)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ensemble=len(members), name=Path(out).stem))
     out = Path(out)
     export_checkpoint(model, cfg, out, first["data_fingerprint"], figures, calibration.to_dict(), first.get("trained_on"))

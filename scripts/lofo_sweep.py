@@ -70,6 +70,22 @@ loss-delta arm < 1 and lower in >= 10 of 15 rows; then the shipped recipe's vali
 above), written 2026-12-06 03:23 UTC before it was trained. Its seed 0 trains with the attention
 of 3ac8efd (the same function as the reference's, different rounding), so it is a seed-0 draw
 against a seed-0 draw like the others.
+
+`--mixes` scores ensembles across those recipes (make_generalisation.MIXES; no training: the
+checkpoints above, assembled by `assemble_ensemble.py --across-recipes`) next to the loss-delta
+recipe's 3-seed ensemble on the same sweep episodes (results/lofo-loss-delta-mix-<F>/;
+results/lofo-loss-delta-mix.md): `mix3`, the first three variants trained (noise3, prior3, warp),
+and `mix8`, the three seeds and all five variants. Motivation, fixed before scoring: each variant
+traded one family for another at about a seed's spread, as if each fitted the training families'
+particulars its own way; members whose errors differ more than seeds' do are what an ensemble
+averages away. mix3 against ens3 asks whether diversity helps at the same size, mix8 what size buys.
+Rule, written 2026-12-06 04:57 UTC before any mix was assembled or scored: a mix passes if, on the
+run's own context, its mean ÷ ens3 < 1, it is lower in >= 10 of the 15 rows, and its coverage80 is
+in the band on no fewer rows than ens3's. Only a passing mix3 argues for shipping members of several
+recipes (the shipped two members would then be the default recipe and one variant, fixed a priori
+in a further pre-registration and held to the shipped-model checks above); a passing mix8 alone
+says size helps, which the budget (issue 10 item 5: >= 1,000 trajectories/s, about three members)
+does not allow beyond three members.
 """
 
 from __future__ import annotations
@@ -84,7 +100,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, LOSS_DELTA_VARIANTS, SHIFT_ARM,  # noqa: E402
+from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, LOSS_DELTA_VARIANTS, MIXES, SHIFT_ARM,  # noqa: E402
                                          SWEEP_ARMS, arm_parser, benchmark, checkpoint, provenance, seed_spread, train_missing)
 from scripts.make_results import publish  # noqa: E402
 
@@ -209,6 +225,59 @@ def arm_table(boards: dict[str, pd.DataFrame], arm: str) -> str:
     return "\n".join(lines)
 
 
+def mix_table(boards: dict[str, pd.DataFrame], reference: str = RECIPES["loss-delta"].ensemble) -> str:
+    """Each of `MIXES` against `reference` (the 3-seed ensemble, scored as `neuneu`) on the run's
+    own context and with the other runs, and how many rows each has in the coverage band."""
+    mixes = list(MIXES)
+    short = {m: m.removeprefix("sweep-loss-delta-") for m in mixes}
+    lines = ["| held-out family | ratio | ens3: own / with the other runs (coverage80 own) | "
+             + " | ".join(f"{short[m]}: own / with (coverage80 own) | {short[m]} ÷ ens3: own / with" for m in mixes) + " |",
+             "|---|---|---|" + "---|---|" * len(mixes)]
+    own, with_, band = {m: [] for m in mixes}, {m: [] for m in mixes}, {m: 0 for m in ["neuneu", *mixes]}
+    for family, board in boards.items():
+        for ratio, g in board.groupby("ratio"):
+            g = g.set_index("method")
+            cell = lambda m: (f"{100 * g.loc[m + '-own', 'mae']:.2f} / {100 * g.loc[m, 'mae']:.2f} "  # noqa: E731
+                              f"({g.loc[m + '-own', 'coverage80']:.2f})")
+            for m in band:
+                band[m] += BAND[0] <= g.loc[m + "-own", "coverage80"] <= BAND[1]
+            row = f"| {family} | {ratio:g} | {cell('neuneu')} |"
+            for m in mixes:
+                own[m].append(g.loc[m + "-own", "mae"] / g.loc["neuneu-own", "mae"])
+                with_[m].append(g.loc[m, "mae"] / g.loc["neuneu", "mae"])
+                row += f" {cell(m)} | {own[m][-1]:.3f} / {with_[m][-1]:.3f} |"
+            lines.append(row)
+    n = len(lines) - 2
+    lines += ["", f"- ens3 ({reference}): coverage80 on the run's own context in {BAND[0]}–{BAND[1]} on {band['neuneu']} of {n} rows."]
+    for m in mixes:
+        r, w = own[m], with_[m]
+        passed = sum(r) / n < 1 and sum(v < 1 for v in r) >= 10 and band[m] >= band["neuneu"]
+        lines.append(f"- {short[m]} ÷ ens3 on the run's own context: mean {sum(r) / n:.3f}, worst {max(r):.3f}, best {min(r):.3f}, "
+                     f"lower in {sum(v < 1 for v in r)} of {n}; coverage80 in the band on {band[m]} of {n}; with the other runs: "
+                     f"mean {sum(w) / n:.3f}, lower in {sum(v < 1 for v in w)} of {n}. "
+                     f"By the rule (docstring): {'passes' if passed else 'does not pass'}.")
+    return "\n".join(lines)
+
+
+def mix_main(args) -> None:
+    ens = RECIPES["loss-delta"].ensemble
+    boards = {}
+    for f in args.families:
+        out = f"results/lofo-loss-delta-mix-{f}"
+        if not args.no_run:
+            for mix, members in MIXES.items():
+                if not checkpoint(f, mix).is_file():
+                    cmd = [sys.executable, "scripts/assemble_ensemble.py", "--across-recipes",
+                           *map(str, (checkpoint(f, a) for a in members)), "-o", str(checkpoint(f, mix))]
+                    print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
+                    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            benchmark(f, out, ["--protocol", "sweep", "--methods", "persistence", "--checkpoint", str(checkpoint(f, ens)),
+                               *[a for mix in MIXES for a in ("--neural", f"{mix}={checkpoint(f, mix)}")]])
+        boards[f] = pd.read_csv(ROOT / out / "leaderboard.csv")
+    body = mix_table(boards) + "\n\n" + provenance(f"results/lofo-loss-delta-mix-{args.families[0]}") + "\n"
+    publish("lofo-loss-delta-mix", body, readme=not args.no_readme)
+
+
 def sweep_runs(family: str) -> int:
     """Median number of runs in the sweeps of `family` (runs sharing a ladder label, task and metric)."""
     from neuneu.data import load_source
@@ -224,7 +293,10 @@ def main() -> None:
     parser.add_argument("--arm", choices=sorted(EXTRA_ARMS), help="score this seed-0 arm instead (docstring)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="sweep",
                         help="whose 3 seeds and ensemble to score (default: sweep; loss-delta: it with loss differences only)")
+    parser.add_argument("--mixes", action="store_true", help="score the ensembles across recipes (docstring)")
     args = parser.parse_args()
+    if args.mixes:
+        return mix_main(args)
     if args.arm:
         return arm_main(args)
     recipe = RECIPES[args.recipe]

@@ -87,6 +87,12 @@ LOSS_DELTA_VARIANTS = {
                             ("ywarp", ["data.p_ywarp=0.5", "data.ywarp_max=1.5"]),
                             ("dropout", ["model.dropout=0.1"]))
 }
+# Ensembles across those recipes (scripts/lofo_sweep.py --mixes; no training): checkpoints that exist,
+# quantiles averaged, calibrated again on the validation runs (assemble_ensemble.py --across-recipes);
+# nothing chosen among them by a score. mix3: the first three variants trained (noise3, prior3, warp), the
+# 3-seed ensemble's size; mix8: the three seeds and all five variants.
+MIXES = {"sweep-loss-delta-mix3": [f"sweep-loss-delta-{v}" for v in ("noise3", "prior3", "warp")],
+         "sweep-loss-delta-mix8": [*LOSS_DELTA_ARM, *LOSS_DELTA_SEEDS, *LOSS_DELTA_VARIANTS]}
 OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS,
               **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **LOSS_DELTA_VARIANTS}
 # The three seeds as one ensemble (`scripts/assemble_ensemble.py`: quantiles averaged, calibrated

@@ -77,6 +77,17 @@ def test_members_trained_apart_assemble_into_one_calibrated_ensemble(trained, tm
     wider = train(_debug_cfg(tmp_path, "train.seed=2", "train.name=wide", "model.d_model=32"), points=_points(), quiet=True)
     with pytest.raises(InputError, match="model.d_model"):
         assemble([path, wider], tmp_path / "bad.pt", points=_points(), quiet=True)
+    with pytest.raises(InputError, match="model.d_model"):  # across recipes too: other inputs or architecture never mix
+        assemble([path, wider], tmp_path / "bad.pt", points=_points(), quiet=True, across_recipes=True)
+    noisier = train(_debug_cfg(tmp_path, "train.name=noisier", "data.p_noise=0.9", "model.dropout=0.1"),
+                    points=_points(), quiet=True)
+    with pytest.raises(InputError, match="data.p_noise, model.dropout"):
+        assemble([path, noisier], tmp_path / "bad.pt", points=_points(), quiet=True)
+    mixed, payload = load_checkpoint(assemble([path, noisier], tmp_path / "mix.pt", points=_points(), quiet=True,
+                                              across_recipes=True))
+    assert payload["validation"]["recipes_differ"] == ["data.p_noise", "model.dropout"]
+    parts = [parts[0], predict_quantiles(load_checkpoint(noisier)[0], ctx, qry, width)]
+    np.testing.assert_allclose(predict_quantiles(mixed, ctx, qry, width), (parts[0] + parts[1]) / 2, atol=1e-6)
     with pytest.raises(InputError, match="data_fingerprint"):
         assemble([path, other], tmp_path / "bad.pt", points=make_points(n_runs=5, n_tasks=4, n_points=25, seed=9)
                  .assign(split=lambda f: np.where(f["run"] == "run4", "validation", "train")), quiet=True)
