@@ -273,6 +273,8 @@ def mix_main(args) -> None:
                     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
             benchmark(f, out, ["--protocol", "sweep", "--methods", "persistence", "--checkpoint", str(checkpoint(f, ens)),
                                *[a for mix in MIXES for a in ("--neural", f"{mix}={checkpoint(f, mix)}")]])
+        if not (ROOT / out / "leaderboard.csv").is_file():
+            raise SystemExit(f"{out}/leaderboard.csv is missing: run `python scripts/lofo_sweep.py --mixes` without --no-run")
         boards[f] = pd.read_csv(ROOT / out / "leaderboard.csv")
     body = mix_table(boards) + "\n\n" + provenance(f"results/lofo-loss-delta-mix-{args.families[0]}") + "\n"
     publish("lofo-loss-delta-mix", body, readme=not args.no_readme)

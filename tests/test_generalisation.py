@@ -333,6 +333,8 @@ def test_gate_study_weighs_the_candidate_that_backtests_best_and_shrinks_toward_
     share = n / (n + BLEND_PRIOR)
     law = names.index("power_law")
     for rule in RULES:
+        if rule == "gain":  # not a convex blend: test_gate_study_gain_rule_...
+            continue
         g = rule_weights(rule, z)
         assert g.sum() == pytest.approx(1.0) and (g >= 0).all()
         if rule == "network":
@@ -342,6 +344,32 @@ def test_gate_study_weighs_the_candidate_that_backtests_best_and_shrinks_toward_
     assert rule_weights("select", z)[law] == pytest.approx(share)
     choice = episode_choice(z, 1.0)  # back-tested trajectories take the law; the others keep the network
     assert (choice[:n] == law).all() and (choice[n:] == 0).all()
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_gate_study_gain_rule_recovers_the_factor_the_backtest_asks_for_damping_or_amplifying(factor):
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.gate_study import CANDIDATES, rule_weights
+
+    from neuneu.neural import BLEND_PRIOR
+
+    names = ("neuneu", *CANDIDATES)
+    rng = np.random.default_rng(1)
+    E, n = 30, 20
+    z = {"target": rng.uniform(0.3, 0.7, (E, 4)), "mask": np.ones((E, 4), bool), "bt_index": np.arange(n)}
+    for k in range(2):
+        last = rng.uniform(0.3, 0.6, (n, 3))  # persistence; the network predicts a gain, the truth `factor` times it
+        gain = rng.uniform(0.01, 0.08, (n, 3))
+        z[f"bt{k}_target"], z[f"bt{k}_mask"] = last + factor * gain, np.ones((n, 3), bool)
+        for name in names:
+            z[f"bt{k}_{name}"] = last + gain if name == "neuneu" else last + (0.0 if name == "persistence" else 0.2)
+    g = rule_weights("gain", z)
+    share = n / (n + BLEND_PRIOR)
+    assert g[0] == pytest.approx(share * factor + 1 - share)  # shrunk toward the network alone (k = 1)
+    assert g[names.index("persistence")] == pytest.approx(1 - g[0]) and g.sum() == pytest.approx(1.0)
+    assert not g[2:].any()
 
 
 def test_lofo_table_of_a_recipe_reads_its_own_seeds_and_ensemble_on_both_protocols():
@@ -386,6 +414,43 @@ def test_lofo_arm_table_compares_an_arm_with_its_own_reference_arm():
     text = arm_table({"fam": board}, "sweep-loss-delta-noise3")
     assert "| fam | 0.2 | 2.00 / 3.00 (0.80) | 1.80 / 2.70 (0.80) | 0.90 / 0.90 |" in text
     assert "÷ the loss-delta arm, on the run's own context, over the 1 rows: mean 0.900" in text
+
+
+def test_mix_table_sets_each_mix_against_the_three_seed_ensemble_and_applies_its_rule():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.lofo_sweep import mix_table
+
+    rows = []
+    for r in range(15):  # mix3 lower on 10 rows, mix8 on 9; mix8 also leaves the coverage band
+        rows += [("neuneu", 0.030, 0.80), ("neuneu-own", 0.040, 0.80),
+                 ("sweep-loss-delta-mix3", 0.030, 0.80), ("sweep-loss-delta-mix3-own", 0.036 if r < 10 else 0.041, 0.80),
+                 ("sweep-loss-delta-mix8", 0.029, 0.80), ("sweep-loss-delta-mix8-own", 0.036 if r < 9 else 0.041, 0.90)]
+        rows[-6:] = [dict(method=m, mae=v, coverage80=c, ratio=0.1 * (r + 1)) for m, v, c in rows[-6:]]
+    text = mix_table({"fam": pd.DataFrame(rows)})
+    assert "| fam | 0.1 | 4.00 / 3.00 (0.80) | 3.60 / 3.00 (0.80) | 0.900 / 1.000 |" in text
+    mix3 = next(line for line in text.splitlines() if line.startswith("- mix3"))
+    mix8 = next(line for line in text.splitlines() if line.startswith("- mix8"))
+    assert "lower in 10 of 15" in mix3 and mix3.endswith("passes.")
+    assert "lower in 9 of 15" in mix8 and "in the band on 0 of 15" in mix8 and mix8.endswith("does not pass.")
+
+
+def test_gain_bias_slope_is_realised_over_predicted_gain_per_ratio_and_method():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.gain_bias import gain_rows
+
+    rng = np.random.default_rng(0)
+    last, gain = rng.uniform(0.3, 0.6, 40), rng.uniform(0.0, 0.1, 40)
+    frame = lambda method, ratio, k: pd.DataFrame(dict(  # noqa: E731  the truth climbs k times the predicted gain
+        method=method, ratio=ratio, current_accuracy=last, final_q50=last + gain, final_truth=last + k * gain))
+    scores = pd.concat([frame("m", 0.1, 2.0), frame("m", 0.2, 0.5), frame("other", 0.1, 9.0)])
+    rows = gain_rows(scores, "m")
+    assert [r["ratio"] for r in rows] == [0.1, 0.2] and [r["n"] for r in rows] == [40, 40]
+    assert rows[0]["slope"] == pytest.approx(2.0) and rows[1]["slope"] == pytest.approx(0.5)
+    assert rows[0]["corr"] == pytest.approx(1.0) and rows[1]["realised"] == pytest.approx(50 * gain.mean())
 
 
 def test_adapt_study_fine_tunes_a_copy_on_the_contexts_backtest_and_lowers_its_loss():
