@@ -55,12 +55,19 @@ FEATURES = (
     # The planned learning rate (`neuneu.schedule.SCHEDULE_FEATURES`; `schedule_features`):
     # has_lr, lr / peak lr, ln(S1 / S1_ref) (area under the schedule), S2 / S1_ref (annealing).
     *SCHEDULE_FEATURES,
+    # Absolute scale (`scale_features`), the one exception to the scale-free coordinates above: the
+    # point's model size and how far its training is in tokens per parameter, both known for every
+    # family alike (a 6.7B run at 400 tokens/parameter and a 160M one at 2 are at other stages of
+    # their climb): (ln params − ln 1e9) / 2, (ln(tokens / params) − ln 20) / 2; 0 when unknown.
+    "abs_params", "abs_tpp", "has_abs",
 )
 F = {name: i for i, name in enumerate(FEATURES)}
 LAWS = ("log_linear", "power_law")  # the fitted laws behind the law features
 LAW_FEATURES = tuple(FEATURES[F["persistence_width"]:F["power_law_ok"] + 1])
 #: Optional feature groups, each read only by a model trained with its `model.<flag>`.
-OPTIONAL = {"law_features": LAW_FEATURES, "own_run": ("own",), "schedule_features": SCHEDULE_FEATURES}
+SCALE_FEATURES = ("abs_params", "abs_tpp", "has_abs")
+OPTIONAL = {"law_features": LAW_FEATURES, "own_run": ("own",), "schedule_features": SCHEDULE_FEATURES,
+            "scale_features": SCALE_FEATURES}
 BASE_INPUTS = tuple(i for i, name in enumerate(FEATURES)
                     if name != "gap" and not any(name in group for group in OPTIONAL.values()))
 
@@ -257,6 +264,13 @@ def _tokens(part: dict, reference: dict, gap: np.ndarray | None = None) -> np.nd
     out[..., F["is_query"]] = float(is_query)
     out[..., F["own"]] = 1.0 if is_query else (np.asarray(part["own"], bool) if "own" in part else 1.0)
     out[..., F[SCHEDULE_FEATURES[0]]:F[SCHEDULE_FEATURES[-1]] + 1] = part["_sched"]
+    if "tokens" in part:
+        params, tokens = (np.asarray(part[k], float) for k in ("params", "tokens"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            known = (params > 0) & (tokens > 0)  # NaN compares False
+            out[..., F["abs_params"]] = np.where(known, (np.log(np.where(known, params, 1.0)) - np.log(1e9)) / 2, 0.0)
+            out[..., F["abs_tpp"]] = np.where(known, (np.log(np.where(known, tokens / params, 1.0)) - np.log(20.0)) / 2, 0.0)
+        out[..., F["has_abs"]] = known
     out[~part["mask"]] = 0.0
     return out
 
@@ -267,8 +281,8 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False,
 
     Args:
         ctx: (E, C) arrays x, params, flops, loss, accuracy, mask (e.g. `vars(Episodes.context)`),
-            optionally own, run and lr.
-        qry: (E, Q) arrays x, params, flops, loss, mask (optionally run and lr). Never an accuracy:
+            optionally own, run, lr and tokens (the absolute-scale features need tokens and params).
+        qry: (E, Q) arrays x, params, flops, loss, mask (optionally run, lr, tokens). Never an accuracy:
             a query's truth cannot reach the features because it is not an argument.
         max_context: longer contexts are subsampled (module doc).
         laws: also fill the law features of the query tokens (`law_features`; zeros otherwise).
@@ -278,8 +292,8 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False,
     """
     names = ("x", "params", "flops", "loss", "accuracy", "mask")
     ctx_in, qry_in = ctx, qry
-    ctx = {k: np.asarray(ctx[k]) for k in (*names, "own") if k in ctx}
-    qry = {k: np.asarray(qry[k]) for k in names if k != "accuracy"}
+    ctx = {k: np.asarray(ctx[k]) for k in (*names, "own", "tokens") if k in ctx}
+    qry = {k: np.asarray(qry[k]) for k in (*names[:4], "mask", "tokens") if k != "tokens" or k in qry}
     if (ctx["mask"].sum(1) < 1).any():
         raise ValueError("every episode needs at least one context point")
     # Checkpoint indices are counted on the full trajectory: given by the training sampler (which

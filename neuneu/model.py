@@ -49,6 +49,7 @@ class ModelConfig:
     own_run: bool = False  # neuneu layout: also read which run each context point is of (ladder episodes)
     schedule_features: bool = False  # neuneu layout: also read the planned-lr features (`neuneu.schedule`)
     loss_level: bool = True  # neuneu layout: read the absolute loss too (False: only its differences)
+    scale_features: bool = False  # neuneu layout: also read the absolute model size and tokens per parameter
     max_context: int = 64  # ref layout: size of the position table (neuneu layout: unused)
 
     def __post_init__(self):
@@ -57,7 +58,8 @@ class ModelConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
         # the neuneu layout's input options, at anything but their defaults, need that layout
-        for flag, default in (("law_features", False), ("own_run", False), ("schedule_features", False), ("loss_level", True)):
+        for flag, default in (("law_features", False), ("own_run", False), ("schedule_features", False),
+                              ("scale_features", False), ("loss_level", True)):
             if getattr(self, flag) != default and self.layout != "neuneu":
                 raise ValueError(f"model.{flag}: {str(getattr(self, flag)).lower()} needs model.layout: neuneu")
 
@@ -146,7 +148,8 @@ class NeuneuTransformer(nn.Module):
         self.cfg = cfg
         self.register_buffer("inputs", torch.tensor(input_columns(cfg.loss_level, law_features=cfg.law_features,
                                                                  own_run=cfg.own_run,
-                                                                 schedule_features=cfg.schedule_features)), persistent=False)
+                                                                 schedule_features=cfg.schedule_features,
+                                                                 scale_features=cfg.scale_features)), persistent=False)
         self.embed = nn.Sequential(nn.Linear(len(self.inputs), cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)

@@ -70,6 +70,16 @@ loss-delta arm < 1 and lower in >= 10 of 15 rows; then the shipped recipe's vali
 above), written 2026-12-06 03:23 UTC before it was trained. Its seed 0 trains with the attention
 of 3ac8efd (the same function as the reference's, different rounding), so it is a seed-0 draw
 against a seed-0 draw like the others.
+`sweep-loss-delta-scale` (LOSS_DELTA_VARIANTS: the loss-delta arm whose network also reads each
+point's absolute model size and tokens per parameter, `model.scale_features=true`;
+`neuneu.features.SCALE_FEATURES`). Motivation, fixed before training, from `scripts/gain_bias.py`:
+what is left is each family's own bias in how far its curves still climb (realised ÷ predicted gain
+0.35–0.63 on pythia, 1.13–1.60 on lucie), and every other input is scale-free by design, so the
+network cannot tell a 6.7B run at 400 tokens per parameter from a 160M one at 2 with the same
+shape; size and training stage are known for every family alike and are what scaling laws say
+governs the climb. Against the same reference, under the same rule (on the run's own context,
+mean ÷ the loss-delta arm < 1 and lower in >= 10 of 15 rows; then the shipped recipe's validation
+checks above), written 2026-12-06 05:37 UTC before it was trained.
 
 `--mixes` scores ensembles across those recipes (make_generalisation.MIXES; no training: the
 checkpoints above, assembled by `assemble_ensemble.py --across-recipes`) next to the loss-delta
@@ -128,7 +138,7 @@ EXTRA_ARMS = {**SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_VARIANTS}  # --arm: se
 LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differences only",
           "sweep-loss-delta-noise3": "context noise up to 3 points", "sweep-loss-delta-prior3": "30% synthetic",
           "sweep-loss-delta-warp": "time warp", "sweep-loss-delta-ywarp": "accuracy stretch",
-          "sweep-loss-delta-dropout": "dropout 0.1"}
+          "sweep-loss-delta-dropout": "dropout 0.1", "sweep-loss-delta-scale": "absolute scale"}
 # --arm's reference, seed 0 of the recipe it varies (the sweep arm unless named here), and that reference's label
 REFERENCES = {arm: "sweep-loss-delta" for arm in LOSS_DELTA_VARIANTS}
 REFERENCE_LABELS = {ARMS[0]: "sweep arm", "sweep-loss-delta": "loss-delta arm"}

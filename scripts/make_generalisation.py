@@ -79,20 +79,22 @@ LOSS_DELTA_SEEDS = {f"sweep-loss-delta-seed-{k}": [*LOSS_DELTA_ARM["sweep-loss-d
 # knows no family); warp, half the episodes' time axis bent to x0·(x/x0)^a, ln a ~ U(±ln 1.5) (families
 # differ in how fast accuracy moves per log-token); ywarp, half the episodes' accuracies stretched about
 # the reference point, y → a0 + c·(y − a0), ln c ~ U(±ln 1.5) (how far a family's tasks still climb differs).
-# dropout, residual dropout 0.1 in every block (regularises the network, not the data).
+# dropout, residual dropout 0.1 in every block (regularises the network, not the data); scale, the
+# network also reads each point's absolute model size and tokens per parameter (`model.scale_features`).
 LOSS_DELTA_VARIANTS = {
     f"sweep-loss-delta-{name}": [*LOSS_DELTA_ARM["sweep-loss-delta"], *overrides]
     for name, overrides in (("noise3", ["data.noise_max=0.03"]), ("prior3", ["data.p_synthetic=0.3"]),
                             ("warp", ["data.p_warp=0.5", "data.warp_max=1.5"]),
                             ("ywarp", ["data.p_ywarp=0.5", "data.ywarp_max=1.5"]),
-                            ("dropout", ["model.dropout=0.1"]))
+                            ("dropout", ["model.dropout=0.1"]), ("scale", ["model.scale_features=true"]))
 }
 # Ensembles across those recipes (scripts/lofo_sweep.py --mixes; no training): checkpoints that exist,
 # quantiles averaged, calibrated again on the validation runs (assemble_ensemble.py --across-recipes);
 # nothing chosen among them by a score. mix3: the first three variants trained (noise3, prior3, warp), the
 # 3-seed ensemble's size; mix8: the three seeds and all five variants.
 MIXES = {"sweep-loss-delta-mix3": [f"sweep-loss-delta-{v}" for v in ("noise3", "prior3", "warp")],
-         "sweep-loss-delta-mix8": [*LOSS_DELTA_ARM, *LOSS_DELTA_SEEDS, *LOSS_DELTA_VARIANTS]}
+         "sweep-loss-delta-mix8": [*LOSS_DELTA_ARM, *LOSS_DELTA_SEEDS,
+                                   *(f"sweep-loss-delta-{v}" for v in ("noise3", "prior3", "warp", "ywarp", "dropout"))]}
 OTHER_ARMS = {"schedule": SCHEDULE_OVERRIDES, "schedule-seed-1": [*SCHEDULE_OVERRIDES, "train.seed=1"], **SWEEP_ARMS,
               **SHIFT_ARM, **LOSS_DELTA_ARM, **LOSS_DELTA_SEEDS, **LOSS_DELTA_VARIANTS}
 # The three seeds as one ensemble (`scripts/assemble_ensemble.py`: quantiles averaged, calibrated

@@ -8,7 +8,7 @@ import torch
 from conftest import make_points
 
 from neuneu.episodes import checkpoint_episodes
-from neuneu.features import F, featurize, from_target, subsample_context, to_target
+from neuneu.features import F, SCALE_FEATURES, featurize, from_target, subsample_context, to_target
 from neuneu.lit import to_batch
 from neuneu.model import ModelConfig, build_model, monotone_quantiles, pinball_loss
 from neuneu.sampling import SamplerConfig, TrajectoryBank, sample_batch
@@ -113,8 +113,32 @@ def test_features_are_scale_free():
     b = checkpoint_episodes(big, 0.2)
     fa = featurize(vars(a.context), vars(a.query), 64)
     fb = featurize(vars(b.context), vars(b.query), 64)
-    np.testing.assert_allclose(fa.query, fb.query, atol=1e-5)
-    np.testing.assert_allclose(fa.context, fb.context, atol=1e-5)
+    free = [i for i in range(fa.query.shape[-1]) if i not in [F[n] for n in SCALE_FEATURES]]
+    np.testing.assert_allclose(fa.query[..., free], fb.query[..., free], atol=1e-5)
+    np.testing.assert_allclose(fa.context[..., free], fb.context[..., free], atol=1e-5)
+    # but for the absolute-scale group (read only by models trained with model.scale_features)
+    for part_a, part_b, mask in ((fa.query, fb.query, fa.query_mask), (fa.context, fb.context, fa.context_mask)):
+        real = mask & (part_a[..., F["has_abs"]] == 1)
+        assert real.sum() > 0 and (part_b[..., F["has_abs"]][real] == 1).all()
+        np.testing.assert_allclose((part_b - part_a)[..., F["abs_params"]][real], np.log(7) / 2, atol=1e-5)
+        np.testing.assert_allclose((part_b - part_a)[..., F["abs_tpp"]][real], (np.log(1000) - np.log(7)) / 2, atol=1e-5)
+
+
+def test_only_a_model_trained_with_scale_features_reads_the_absolute_scale():
+    from neuneu.neural import predict_quantiles
+
+    points = make_points(n_runs=2, n_tasks=2, n_points=12)
+    a, b = (checkpoint_episodes(p, 0.4) for p in (points, points.assign(params=points["params"] * 50)))
+    for scale in (False, True):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(d_model=16, n_heads=2, d_ff=32, n_layers=2, scale_features=scale)).eval()
+        assert (F["abs_tpp"] in model.inputs.tolist()) == scale
+        qa, qb = (predict_quantiles(model, e.context, e.query, 64) for e in (a, b))
+        moved = np.nanmax(np.abs(qa - qb))
+        assert (moved > 1e-4) if scale else (moved < 1e-6)
+    unknown = points.assign(params=np.nan)  # unknown sizes: the group is zero, flag included
+    feats = featurize(vars(checkpoint_episodes(unknown, 0.4).context), vars(checkpoint_episodes(unknown, 0.4).query), 64)
+    assert not feats.context[..., [F[n] for n in SCALE_FEATURES]].any()
 
 
 def test_without_the_loss_level_the_network_sees_only_loss_differences():
