@@ -120,7 +120,7 @@ def test_published_schedules_of_the_sources(data_dir):
 
 # ----------------------------------------------------------------------------- features, prior, sampler
 
-from neuneu.features import BASE_INPUTS, F, FEATURES, featurize, input_columns  # noqa: E402
+from neuneu.features import BASE_INPUTS, F, FEATURES, SCALE_FEATURES, featurize, input_columns  # noqa: E402
 from neuneu.schedule import SCHEDULE_FEATURES, schedule_tokens  # noqa: E402
 
 
@@ -169,10 +169,13 @@ def test_a_point_without_lr_or_another_run_switches_the_features_off():
     assert not c.any()
 
 
-def test_schedule_group_is_optional_and_appended_last():
+def test_schedule_and_scale_groups_are_optional_and_appended_in_order():
+    # later groups go after earlier ones, so a checkpoint's columns never move
+    assert FEATURES[-len(SCHEDULE_FEATURES) - len(SCALE_FEATURES):] == SCHEDULE_FEATURES + SCALE_FEATURES
     cols = input_columns(schedule_features=True)
-    assert FEATURES[-len(SCHEDULE_FEATURES):] == SCHEDULE_FEATURES
     assert cols[-4:] == tuple(F[n] for n in SCHEDULE_FEATURES) and not set(cols[-4:]) & set(BASE_INPUTS)
+    both = input_columns(schedule_features=True, scale_features=True)
+    assert both[:-3] == cols and both[-3:] == tuple(F[n] for n in SCALE_FEATURES)
     assert input_columns() == BASE_INPUTS
 
 
