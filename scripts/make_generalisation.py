@@ -80,13 +80,15 @@ LOSS_DELTA_SEEDS = {f"sweep-loss-delta-seed-{k}": [*LOSS_DELTA_ARM["sweep-loss-d
 # differ in how fast accuracy moves per log-token); ywarp, half the episodes' accuracies stretched about
 # the reference point, y → a0 + c·(y − a0), ln c ~ U(±ln 1.5) (how far a family's tasks still climb differs).
 # dropout, residual dropout 0.1 in every block (regularises the network, not the data); scale, the
-# network also reads each point's absolute model size and tokens per parameter (`model.scale_features`).
+# network also reads each point's absolute model size and tokens per parameter (`model.scale_features`);
+# small, half the width (d_model 32, d_ff 64: about a quarter of the weights) to memorise less.
 LOSS_DELTA_VARIANTS = {
     f"sweep-loss-delta-{name}": [*LOSS_DELTA_ARM["sweep-loss-delta"], *overrides]
     for name, overrides in (("noise3", ["data.noise_max=0.03"]), ("prior3", ["data.p_synthetic=0.3"]),
                             ("warp", ["data.p_warp=0.5", "data.warp_max=1.5"]),
                             ("ywarp", ["data.p_ywarp=0.5", "data.ywarp_max=1.5"]),
-                            ("dropout", ["model.dropout=0.1"]), ("scale", ["model.scale_features=true"]))
+                            ("dropout", ["model.dropout=0.1"]), ("scale", ["model.scale_features=true"]),
+                            ("small", ["model.d_model=32", "model.d_ff=64"]))
 }
 # Ensembles across those recipes (scripts/lofo_sweep.py --mixes; no training): checkpoints that exist,
 # quantiles averaged, calibrated again on the validation runs (assemble_ensemble.py --across-recipes);
