@@ -293,7 +293,7 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False,
     names = ("x", "params", "flops", "loss", "accuracy", "mask")
     ctx_in, qry_in = ctx, qry
     ctx = {k: np.asarray(ctx[k]) for k in (*names, "own", "tokens") if k in ctx}
-    qry = {k: np.asarray(qry[k]) for k in (*names[:4], "mask", "tokens") if k != "tokens" or k in qry}
+    qry = {k: np.asarray(qry[k]) for k in ("x", "params", "flops", "loss", "mask", "tokens") if k in qry or k != "tokens"}
     if (ctx["mask"].sum(1) < 1).any():
         raise ValueError("every episode needs at least one context point")
     # Checkpoint indices are counted on the full trajectory: given by the training sampler (which
