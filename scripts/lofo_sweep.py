@@ -89,6 +89,15 @@ memorise four families (dropout regularised the activations; this the capacity).
 reference, under the same rule (on the run's own context, mean ÷ the loss-delta arm < 1 and lower
 in >= 10 of 15 rows; then the shipped recipe's validation checks above), written 2026-12-06 06:17
 UTC before it was trained.
+`sweep-loss-delta-sweep4` (LOSS_DELTA_VARIANTS: the loss-delta arm with twice the share of sweep
+episodes, `data.p_sweep=0.4`). Motivation, fixed before training, from `scripts/gain_bias.py`: the
+family's other runs carry what the run's own early points do not (pythia's slope of realised on
+predicted gain 0.35–0.63 alone, 0.79–0.90 with them), yet with them olmo_ladder's gains are still
+under-predicted by a factor 1.2–1.4 at a correlation of 0.75–0.89, as if the network under-used
+them; the 0.2 share was fixed a priori, never tuned. Rule, since the arm is about the other runs, on
+them: with the other runs, mean ÷ the loss-delta arm < 1 and lower in >= 10 of the 15 rows, and on
+the run's own context a mean no higher than 1.02; then the shipped recipe's validation checks
+above. Written 2026-12-06 06:47 UTC before it was trained.
 
 `--mixes` scores ensembles across those recipes (make_generalisation.MIXES; no training: the
 checkpoints above, assembled by `assemble_ensemble.py --across-recipes`) next to the loss-delta
@@ -148,7 +157,7 @@ LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differ
           "sweep-loss-delta-noise3": "context noise up to 3 points", "sweep-loss-delta-prior3": "30% synthetic",
           "sweep-loss-delta-warp": "time warp", "sweep-loss-delta-ywarp": "accuracy stretch",
           "sweep-loss-delta-dropout": "dropout 0.1", "sweep-loss-delta-scale": "absolute scale",
-          "sweep-loss-delta-small": "half width"}
+          "sweep-loss-delta-small": "half width", "sweep-loss-delta-sweep4": "twice the sweep episodes"}
 # --arm's reference, seed 0 of the recipe it varies (the sweep arm unless named here), and that reference's label
 REFERENCES = {arm: "sweep-loss-delta" for arm in LOSS_DELTA_VARIANTS}
 REFERENCE_LABELS = {ARMS[0]: "sweep arm", "sweep-loss-delta": "loss-delta arm"}
