@@ -118,8 +118,6 @@ does not allow beyond three members.
 
 from __future__ import annotations
 
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -129,7 +127,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from scripts.make_generalisation import (LOSS_DELTA_ARM, LOSS_DELTA_SEEDS, LOSS_DELTA_VARIANTS, MIXES, SHIFT_ARM,  # noqa: E402
-                                         SWEEP_ARMS, arm_parser, benchmark, checkpoint, provenance, seed_spread, train_missing)
+                                         SWEEP_ARMS, arm_parser, assemble_one, benchmark, checkpoint, provenance, seed_spread,
+                                         train_missing)
 from scripts.make_results import publish  # noqa: E402
 
 
@@ -296,10 +295,7 @@ def mix_main(args) -> None:
         if not args.no_run:
             for mix, members in MIXES.items():
                 if not checkpoint(f, mix).is_file():
-                    cmd = [sys.executable, "scripts/assemble_ensemble.py", "--across-recipes",
-                           *map(str, (checkpoint(f, a) for a in members)), "-o", str(checkpoint(f, mix))]
-                    print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
-                    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+                    assemble_one(f, mix, members, across_recipes=True)
             benchmark(f, out, ["--protocol", "sweep", "--methods", "persistence", "--checkpoint", str(checkpoint(f, ens)),
                                *[a for mix in MIXES for a in ("--neural", f"{mix}={checkpoint(f, mix)}")]])
         if not (ROOT / out / "leaderboard.csv").is_file():
@@ -339,10 +335,7 @@ def main() -> None:
         out = f"results/{recipe.name}-{f}"
         if not args.no_run:
             if any(g == f for g, _ in todo) or not checkpoint(f, recipe.ensemble).is_file():
-                cmd = [sys.executable, "scripts/assemble_ensemble.py", *map(str, (checkpoint(f, a) for a in recipe.arms)),
-                       "-o", str(checkpoint(f, recipe.ensemble))]
-                print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
-                subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+                assemble_one(f, recipe.ensemble, recipe.arms)
             neural = ["--checkpoint", str(checkpoint(f, recipe.arms[0]))]
             for arm in (*recipe.arms[1:], recipe.ensemble):
                 neural += ["--neural", f"{names[arm]}={checkpoint(f, arm)}"]

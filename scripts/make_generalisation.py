@@ -127,6 +127,14 @@ def train_one(family: str, ablation: str) -> None:
     print(f"trained {path.stem}: {log}", file=sys.stderr, flush=True)
 
 
+def assemble_one(family: str, ensemble: str, members, across_recipes: bool = False) -> None:
+    """Assemble the `members` checkpoints of `family` into `ensemble`'s (scripts/assemble_ensemble.py)."""
+    cmd = [sys.executable, "scripts/assemble_ensemble.py", *(["--across-recipes"] if across_recipes else []),
+           *map(str, (checkpoint(family, a) for a in members)), "-o", str(checkpoint(family, ensemble))]
+    print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
 def arm_parser(doc: str) -> argparse.ArgumentParser:
     """The command line of the scripts scoring further leave-one-family-out arms (lofo_*.py)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -288,10 +296,7 @@ def main() -> None:
         list(pool.map(lambda fa: train_one(*fa), todo))
     for f in [] if args.no_run or args.no_ablations else args.families:
         if args.retrain or any(g == f for g, _ in todo) or not checkpoint(f, ENSEMBLE).is_file():
-            cmd = [sys.executable, "scripts/assemble_ensemble.py", *map(str, (checkpoint(f, a) for a in SEEDS)),
-                   "-o", str(checkpoint(f, ENSEMBLE))]
-            print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
-            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            assemble_one(f, ENSEMBLE, SEEDS)
     if args.train_only:
         return
 
