@@ -82,14 +82,16 @@ LOSS_DELTA_SEEDS = {f"sweep-loss-delta-seed-{k}": [*LOSS_DELTA_ARM["sweep-loss-d
 # dropout, residual dropout 0.1 in every block (regularises the network, not the data); scale, the
 # network also reads each point's absolute model size and tokens per parameter (`model.scale_features`);
 # small, half the width (d_model 32, d_ff 64: about a quarter of the weights) to memorise less; sweep4,
-# twice the share of sweep episodes (p_sweep 0.4: reading the family's other runs, trained more).
+# twice the share of sweep episodes (p_sweep 0.4: reading the family's other runs, trained more);
+# short, 1,200 steps instead of 3,000 (fitted less closely to the training families); wd, weight decay 0.1.
 LOSS_DELTA_VARIANTS = {
     f"sweep-loss-delta-{name}": [*LOSS_DELTA_ARM["sweep-loss-delta"], *overrides]
     for name, overrides in (("noise3", ["data.noise_max=0.03"]), ("prior3", ["data.p_synthetic=0.3"]),
                             ("warp", ["data.p_warp=0.5", "data.warp_max=1.5"]),
                             ("ywarp", ["data.p_ywarp=0.5", "data.ywarp_max=1.5"]),
                             ("dropout", ["model.dropout=0.1"]), ("scale", ["model.scale_features=true"]),
-                            ("small", ["model.d_model=32", "model.d_ff=64"]), ("sweep4", ["data.p_sweep=0.4"]))
+                            ("small", ["model.d_model=32", "model.d_ff=64"]), ("sweep4", ["data.p_sweep=0.4"]),
+                            ("short", ["train.max_epochs=6"]), ("wd", ["train.weight_decay=0.1"]))
 }
 # Ensembles across those recipes (scripts/lofo_sweep.py --mixes; no training): checkpoints that exist,
 # quantiles averaged, calibrated again on the validation runs (assemble_ensemble.py --across-recipes);
