@@ -121,6 +121,18 @@ def backtest_medians(z, names) -> tuple[np.ndarray, np.ndarray]:
     return preds, np.concatenate([z[f"bt{k}_target"][z[f"bt{k}_mask"]] for k in ks])
 
 
+def simplex_weights(preds: np.ndarray, truth: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(C,) weights on the simplex minimising the weighted MAE of the blend of `preds` (C, P) (SLSQP)."""
+    def loss(v):
+        return float(np.abs(v @ preds - truth) @ w)
+
+    x0 = np.full(len(preds), 1 / len(preds))
+    res = minimize(loss, x0, method="SLSQP", bounds=[(0, 1)] * len(preds),
+                   constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1}])
+    g = np.clip(res.x, 0, None)
+    return g / g.sum()
+
+
 GAIN_GRID = np.round(np.arange(0, 3.0001, 0.05), 2)  # the `gain` rule's factors
 
 
@@ -142,16 +154,7 @@ def rule_weights(rule: str, z) -> np.ndarray:
         g = np.zeros(len(names))
         g[0], g[names.index("persistence")] = k, 1 - k
     elif rule == "stack":
-        preds, truth = backtest_medians(z, names)
-
-        def loss(v):
-            return float(np.abs(v @ preds - truth) @ w)
-
-        x0 = np.full(len(names), 1 / len(names))
-        res = minimize(loss, x0, method="SLSQP", bounds=[(0, 1)] * len(names),
-                       constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1}])
-        g = np.clip(res.x, 0, None)
-        g = g / g.sum()
+        g = simplex_weights(*backtest_medians(z, names), w)
     else:
         raise ValueError(rule)
     s = n / (n + BLEND_PRIOR)
@@ -181,6 +184,19 @@ def episode_choice(z, shrink: float) -> np.ndarray:
     return np.where(count > 0, np.argmin(shrunk, 1), 0)
 
 
+def best_baseline(family: str, ratio: float, z) -> tuple[str, float]:
+    """(name, MAE in points) of the best baseline of results/lofo-<family>/ at `ratio`, after checking
+    that its persistence scored the cached queries (else they differ)."""
+    board = pd.read_csv(ROOT / "results" / f"lofo-{family}" / "leaderboard.csv")
+    board = board[np.isclose(board["ratio"], ratio) & ~board["method"].str.startswith("neuneu")]
+    persistence = board.loc[board["method"] == "persistence", "mae"].item() * 100
+    here = traj_mae(z["persistence"], z["target"], z["mask"]).mean() * 100
+    if not np.isclose(persistence, here, atol=1e-6):
+        raise SystemExit(f"{family} {ratio}: persistence {here:.4f} here, {persistence:.4f} in results/")
+    law = board.loc[board["mae"].idxmin()]
+    return law["method"], law["mae"] * 100
+
+
 def table(kind: str) -> pd.DataFrame:
     names = ("neuneu", *CANDIDATES)
     rows = []
@@ -192,16 +208,8 @@ def table(kind: str) -> pd.DataFrame:
             z = np.load(path)
             target, mask = z["target"], z["mask"]
             stack = np.stack([z[c] for c in names])  # (C, E, Q)
-            mae = {c: traj_mae(z[c], target, mask).mean() * 100 for c in names}
-            board = pd.read_csv(ROOT / "results" / f"lofo-{family}" / "leaderboard.csv")
-            board = board[np.isclose(board["ratio"], ratio) & ~board["method"].str.startswith("neuneu")]
-            persistence = board.loc[board["method"] == "persistence", "mae"].item() * 100
-            if not np.isclose(persistence, mae["persistence"], atol=1e-6):  # else the queries differ
-                raise SystemExit(f"{family} {ratio}: persistence {mae['persistence']:.4f} here, {persistence:.4f} in results/")
-            law = board.loc[board["mae"].idxmin()]
-            best = law["mae"] * 100
-            row = {"family": family, "ratio": ratio, "trajectories": len(target),
-                   "best baseline": f"{law['method']} {best:.2f}"}
+            law, best = best_baseline(family, ratio, z)
+            row = {"family": family, "ratio": ratio, "trajectories": len(target), "best baseline": f"{law} {best:.2f}"}
             e, w, _ = backtest_errors(z)
             row["back-test MAE: " + " / ".join(names)] = " / ".join(f"{v * 100:.2f}" for v in e @ w)
             for rule in RULES:

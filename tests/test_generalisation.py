@@ -549,3 +549,28 @@ def test_calibration_study_no_narrowing_candidate_is_the_context_one_within_the_
     assert (new[~inside][:, 4] - new[~inside][:, 0] >= validation[~inside][:, 4] - validation[~inside][:, 0] - 1e-12).all()
     assert (context[~inside][:, 4] - context[~inside][:, 0] < validation[~inside][:, 4] - validation[~inside][:, 0]).all()
     np.testing.assert_allclose(new[..., 2], raw[..., 2], atol=1e-12)  # the median never moves
+
+
+def test_headroom_bounds_find_the_factor_of_each_task_and_are_ordered():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.gate_study import CANDIDATES
+    from scripts.headroom import bounds
+
+    rng = np.random.default_rng(2)
+    E, Q = 40, 5
+    task = np.repeat(["a", "b"], E // 2)
+    last = rng.uniform(0.3, 0.6, (E, 1)) * np.ones((E, Q))
+    gain = rng.uniform(0.01, 0.08, (E, Q))
+    factor = np.where(task == "a", 0.5, 2.0)[:, None]  # task a climbs half the network's gain, task b twice it
+    mask = np.ones((E, Q), bool)
+    mask[0, 3:] = False  # ragged queries: padding must not count
+    z = {"target": np.where(mask, last + factor * gain, np.nan), "mask": mask, "neuneu": last + gain}
+    for name in CANDIDATES:
+        z[name] = last + (0.0 if name == "persistence" else 0.03)
+    b = bounds(z, task)
+    assert b["network"] == pytest.approx(np.mean([np.abs(g[m] * (f - 1)).mean() for g, f, m in zip(gain, factor, mask)]))
+    assert b["one gain per task"] == pytest.approx(0.0, abs=1e-12) and b["gain per trajectory"] == pytest.approx(0.0, abs=1e-12)
+    assert 0 < b["one gain per row"] < b["network"]  # one factor cannot serve both tasks
+    assert b["choice per trajectory"] <= b["network"] and b["one blend per row"] <= b["network"] + 1e-9

@@ -1,0 +1,111 @@
+"""How far could any per-family correction of the network by the laws go? Bounds that read the truth (issue 10).
+
+    python scripts/headroom.py          # from scripts/gate_study.py's cache (run `gate_study.py --compute --kind ...` first)
+
+Every rule tried so far to correct the leave-one-family-out network from the user's file (the
+back-test gates of scripts/gate_study.py: select, stack, gain) or at training time moved the 15
+rows by about a seed's spread, and scripts/gain_bias.py found a bias in how far each family's
+curves still climb. Had a rule known that bias exactly, how far would it get? Each column below is
+the best a class of corrections can do, its one free choice fitted **on the held-out family's real
+queries** (their truth): a bound on the class, not a method, and nothing is chosen by it.
+
+- `network`: the network alone (the 3-seed ensemble that never saw the family, own context);
+- `one gain per row`: persistence + k·(network − persistence), one k per family and ratio
+  (gate_study's GAIN_GRID, 0–3): a family's climb bias known exactly;
+- `one blend per row`: the simplex weights on the network and gate_study's four laws (CANDIDATES)
+  minimising the row's MAE: the best fixed blend for that family;
+- `one gain per task`: one k per task and metric of the row (every run of the family on it): a
+  task's climb known exactly, what the user's other runs on the same task could at best tell
+  (lucie has one run, so there it is one k per trajectory);
+- `gain per trajectory`: one k per trajectory: each curve's remaining climb known up to the shape
+  the network gives it;
+- `choice per trajectory`: each trajectory takes whichever of the network and the four laws does
+  best on it: a perfect per-curve selector among them.
+
+MAE ÷ the best baseline's MAE (every baseline of results/lofo-<family>/), the targets' unit.
+Writes results/headroom-<kind>.md and its docs block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neuneu.data import load_source
+from neuneu.episodes import checkpoint_episodes
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from scripts.gate_study import (CACHE, CANDIDATES, FAMILIES, GAIN_GRID, RATIOS, best_baseline, simplex_weights,  # noqa: E402
+                                traj_mae)
+from scripts.make_results import publish, stamp  # noqa: E402
+
+COLUMNS = ("network", "one gain per row", "one blend per row", "one gain per task", "gain per trajectory",
+           "choice per trajectory")
+
+
+def bounds(z, task: np.ndarray) -> dict[str, float]:
+    """MAE in points of the network and of each oracle correction (module docstring) on one row;
+    `task` (E,) each trajectory's task and metric."""
+    names = ("neuneu", *CANDIDATES)
+    target, mask = z["target"], z["mask"]
+    stack = np.stack([z[c] for c in names])  # (C, E, Q)
+    net, per = stack[0], stack[names.index("persistence")]
+    # (K, E) each trajectory's MAE under each gain factor
+    by_k = np.stack([traj_mae(per + k * (net - per), target, mask) for k in GAIN_GRID])
+    per_query = np.broadcast_to(1.0 / np.maximum(mask.sum(1, keepdims=True), 1), mask.shape)[mask] / len(target)
+    blend = simplex_weights(stack[:, mask], target[mask], per_query)
+    return {
+        "network": traj_mae(net, target, mask).mean(),
+        "one gain per row": by_k.mean(1).min(),
+        "one blend per row": traj_mae(np.tensordot(blend, stack, axes=1), target, mask).mean(),
+        "one gain per task": pd.DataFrame(by_k.T).groupby(task).sum().min(1).sum() / len(target),
+        "gain per trajectory": by_k.min(0).mean(),
+        "choice per trajectory": np.stack([traj_mae(p, target, mask) for p in stack]).min(0).mean(),
+    }
+
+
+def table(kind: str) -> pd.DataFrame:
+    rows = []
+    for family in FAMILIES:
+        for ratio in RATIOS:
+            path = CACHE / f"{family}-{kind}-{ratio}.npz"
+            if not path.exists():
+                raise SystemExit(f"{path} missing: run `python scripts/gate_study.py --compute --kind {kind}` first")
+            z = np.load(path)
+            eps = checkpoint_episodes(load_source(family), ratio, variant="forecast")  # gate_study.compute's
+            if not np.array_equal(eps.target, z["target"], equal_nan=True):
+                raise SystemExit(f"{path}: the cached queries are not those of {family} at ratio {ratio}")
+            task = (eps.meta["task"] + "|" + eps.meta["metric"]).to_numpy()
+            law, best = best_baseline(family, ratio, z)
+            row = {"family": family, "ratio": ratio, "trajectories": len(z["target"]), "best baseline": f"{law} {best:.2f}"}
+            row.update({c: 100 * v / best for c, v in bounds(z, task).items()})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown(frame: pd.DataFrame, kind: str) -> str:
+    head = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    body = ["| " + " | ".join(f"{v:.2f}" if k in COLUMNS else f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
+                              for k, v in row.items()) + " |" for row in frame.to_dict("records")]
+    summary = [f"- {c}: mean {frame[c].mean():.3f}, worst {frame[c].max():.2f}, ≤ 0.85 on {(frame[c] <= 0.85).sum()} "
+               f"of {len(frame)}" for c in COLUMNS]
+    return "\n".join([f"MAE ÷ the best baseline's of `{kind}` (own context) and of oracle corrections fitted on the "
+                      "held-out family's truth: bounds, not methods (`python scripts/headroom.py`; issue 10 targets: "
+                      "every row ≤ 0.85, mean ≤ 0.75).", "", *head, *body, "", *summary, "", *stamp(), ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", default="sweep-loss-delta-ens3", help="the gate_study cache's models (default: the shipped recipe's)")
+    parser.add_argument("--no-readme", action="store_true", help="do not paste into docs/")
+    args = parser.parse_args()
+    publish(f"headroom-{args.kind}", markdown(table(args.kind), args.kind), readme=not args.no_readme)
+
+
+if __name__ == "__main__":
+    main()
