@@ -33,6 +33,21 @@ the file's back-test MAE (weighted as the other rules) on the grid 0, 0.05, …,
 1 like the others. Rule: with `--kind sweep-loss-delta-ens3` (the shipped recipe's models), adopt it
 as `neuneu predict`'s default only if its mean over the 15 rows is ≤ 0.97 × the network's and no
 row is worse by more than 0.03 (in units of the best baseline's MAE); otherwise report it here.
+
+Rule `task gain (m)`, pre-registered 2026-12-06 07:36 UTC, before any per-task prediction was
+scored, after scripts/headroom.py's bounds (oracles on the real queries' truth): one gain factor per
+family and ratio known exactly would take the 15 rows' mean from 0.952 to 0.932 of the best
+baseline, one per task and metric to 0.804. The family's other runs on the same task are in the
+file; their back-test may say how far that task climbs. Per task and metric t of the file: k_t, the
+grid factor minimising the back-test MAE of that task's back-tested contexts (weighted as above),
+pulled toward the file's factor k_F (the `gain` rule's, before its shrinkage) by n_t / (n_t + m),
+n_t the task's back-tested contexts (k_F where it has none); then shrunk toward 1 by the file's
+n / (n + 50) as `gain` is. m in TASK_PRIORS (2, 5, 20 contexts), fixed before scoring; which m a
+family gets is the one with the lowest mean on the other four families' rows (no row of the family
+itself chooses). Rule: adopt as `neuneu predict`'s default only if that nested choice's mean over
+the 15 rows is <= 0.97 x the network's and no row is worse than the network's by more than 0.03
+(with `--kind sweep-loss-delta-ens3`); otherwise report it here. Like every rule here it reads
+the contexts of the file's other trajectories (their back-test), never a real query's truth.
 """
 
 from __future__ import annotations
