@@ -149,6 +149,38 @@ def simplex_weights(preds: np.ndarray, truth: np.ndarray, w: np.ndarray) -> np.n
 
 
 GAIN_GRID = np.round(np.arange(0, 3.0001, 0.05), 2)  # the `gain` rule's factors
+TASK_PRIORS = (2, 5, 20)  # `task gain (m)`: back-tested contexts a task's own factor counts as
+
+
+def backtest_gain_errors(z) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """(K, P) absolute errors on the file's pseudo-queries of persistence + k·(network −
+    persistence) for each k of GAIN_GRID, their weights (P,) as in `backtest_errors`, n contexts,
+    and the episode (P,) each pseudo-query belongs to."""
+    names = ("neuneu", *CANDIDATES)
+    _, w, n = backtest_errors(z)
+    preds, truth = backtest_medians(z, names)
+    net, per = preds[0], preds[names.index("persistence")]
+    err = np.abs(per + GAIN_GRID[:, None] * (net - per) - truth)
+    episode = np.concatenate([np.broadcast_to(z["bt_index"][:, None], z[f"bt{k}_mask"].shape)[z[f"bt{k}_mask"]]
+                              for k in range(len(BACKTEST_RATIOS))])
+    return err, w, n, episode
+
+
+def task_gain(z, task: np.ndarray, prior: float) -> np.ndarray:
+    """(E,) the `task gain (m)` rule's factor of each trajectory (`task` (E,): its task and
+    metric): its task's back-test factor pulled toward the file's by n_t / (n_t + prior), then
+    shrunk toward 1 by n / (n + BLEND_PRIOR) like `gain`."""
+    err, w, n, episode = backtest_gain_errors(z)
+    k_file = GAIN_GRID[np.argmin(err @ w)]
+    k = np.full(len(task), k_file, dtype=float)
+    tested = task[episode]
+    for name in np.unique(tested):
+        on = tested == name
+        n_t = len(np.unique(episode[on]))
+        v = n_t / (n_t + prior)
+        k[task == name] = v * GAIN_GRID[np.argmin(err[:, on] @ w[on])] + (1 - v) * k_file
+    s = n / (n + BLEND_PRIOR)
+    return s * k + (1 - s)
 
 
 def rule_weights(rule: str, z) -> np.ndarray:
@@ -163,9 +195,8 @@ def rule_weights(rule: str, z) -> np.ndarray:
         g = 1 / np.maximum(mae, 1e-6) ** 2
         g = g / g.sum()
     elif rule == "gain":
-        preds, truth = backtest_medians(z, names)
-        net, per = preds[0], preds[names.index("persistence")]
-        k = GAIN_GRID[np.argmin([np.abs(per + k * (net - per) - truth) @ w for k in GAIN_GRID])]
+        err, *_ = backtest_gain_errors(z)
+        k = GAIN_GRID[np.argmin(err @ w)]
         g = np.zeros(len(names))
         g[0], g[names.index("persistence")] = k, 1 - k
     elif rule == "stack":
@@ -212,15 +243,26 @@ def best_baseline(family: str, ratio: float, z) -> tuple[str, float]:
     return law["method"], law["mae"] * 100
 
 
+def cached_row(family: str, kind: str, ratio: float):
+    """(the cache of `compute`, each trajectory's task and metric (E,)), None if not computed."""
+    path = CACHE / f"{family}-{kind}-{ratio}.npz"
+    if not path.exists():
+        return None
+    z = np.load(path)
+    eps = checkpoint_episodes(load_source(family), ratio, variant="forecast")  # as `compute` made them
+    if not np.array_equal(eps.target, z["target"], equal_nan=True):
+        raise SystemExit(f"{path}: the cached queries are not those of {family} at ratio {ratio}")
+    return z, (eps.meta["task"] + "|" + eps.meta["metric"]).to_numpy()
+
+
 def table(kind: str) -> pd.DataFrame:
     names = ("neuneu", *CANDIDATES)
     rows = []
     for family in FAMILIES:
         for ratio in RATIOS:
-            path = CACHE / f"{family}-{kind}-{ratio}.npz"
-            if not path.exists():
+            if (cached := cached_row(family, kind, ratio)) is None:
                 continue
-            z = np.load(path)
+            z, task = cached
             target, mask = z["target"], z["mask"]
             stack = np.stack([z[c] for c in names])  # (C, E, Q)
             law, best = best_baseline(family, ratio, z)
@@ -235,6 +277,10 @@ def table(kind: str) -> pd.DataFrame:
                     row["stack weights"] = " / ".join(f"{v:.2f}" for v in g)
                 if rule == "gain":
                     row["gain k (shrunk)"] = f"{g[0]:.2f}"
+            net, per = z["neuneu"], z["persistence"]
+            for prior in TASK_PRIORS:
+                pred = per + task_gain(z, task, prior)[:, None] * (net - per)
+                row[f"task gain ({prior:g})"] = traj_mae(pred, target, mask).mean() * 100 / best
             for shrink in EPISODE_SHRINK:
                 choice = episode_choice(z, shrink)
                 pred = stack[choice, np.arange(len(choice))]
@@ -244,7 +290,7 @@ def table(kind: str) -> pd.DataFrame:
 
 
 def markdown(frame: pd.DataFrame, kind: str) -> str:
-    ratio_cols = [c for c in frame.columns if c in RULES or c.startswith("per trajectory")]
+    ratio_cols = [c for c in frame.columns if c in RULES or c.startswith(("per trajectory", "task gain"))]
     head = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     body = ["| " + " | ".join(f"{v:.2f}" if k in ratio_cols else f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
                               for k, v in row.items()) + " |" for row in frame.to_dict("records")]
@@ -257,6 +303,16 @@ def markdown(frame: pd.DataFrame, kind: str) -> str:
     choice = ", ".join(f"{f}: {r}" for f, r in dict.fromkeys((f, r) for f, r, _ in nested))
     means += (f"\n- each family under the rule with the lowest mean on the other four families' rows ({choice}): "
               f"mean {np.mean(values):.3f}, worst {max(values):.2f}, ≤ 0.85 on {sum(v <= 0.85 for v in values)} of {len(values)}")
+    task_cols = [c for c in ratio_cols if c.startswith("task gain")]
+    nested = []  # the task gain rule's pre-registered choice of m: the lowest mean on the other families' rows
+    for family, rows in frame.groupby("family", sort=False):
+        col = frame.loc[frame["family"] != family, task_cols].mean().idxmin()
+        nested += [(family, col, v, n) for v, n in zip(rows[col], rows["network"])]
+    values, network = np.array([v for *_, v, _ in nested]), np.array([n for *_, n in nested])
+    choice = ", ".join(f"{f}: {c}" for f, c in dict.fromkeys((f, c) for f, c, *_ in nested))
+    means += (f"\n- task gain, m chosen on the other four families' rows ({choice}): mean {values.mean():.3f} "
+              f"(× {values.mean() / network.mean():.3f} the network's), worst {values.max():.2f}, most above the "
+              f"network {np.max(values - network):+.2f}, ≤ 0.85 on {(values <= 0.85).sum()} of {len(values)}")
     return "\n".join([f"MAE ÷ the best baseline's (every baseline of results/lofo-<family>/) of `{kind}` models "
                       "gated by the back-test of each file's own contexts (`python scripts/gate_study.py`).", "",
                       *head, *body, "", f"- mean over the {len(frame)} rows: {means}.", "", *stamp(), ""])

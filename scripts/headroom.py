@@ -35,12 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuneu.data import load_source
-from neuneu.episodes import checkpoint_episodes
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.gate_study import (CACHE, CANDIDATES, FAMILIES, GAIN_GRID, RATIOS, best_baseline, simplex_weights,  # noqa: E402
+from scripts.gate_study import (CANDIDATES, FAMILIES, GAIN_GRID, RATIOS, best_baseline, cached_row, simplex_weights,  # noqa: E402
                                 traj_mae)
 from scripts.make_results import publish, stamp  # noqa: E402
 
@@ -73,14 +70,9 @@ def table(kind: str) -> pd.DataFrame:
     rows = []
     for family in FAMILIES:
         for ratio in RATIOS:
-            path = CACHE / f"{family}-{kind}-{ratio}.npz"
-            if not path.exists():
-                raise SystemExit(f"{path} missing: run `python scripts/gate_study.py --compute --kind {kind}` first")
-            z = np.load(path)
-            eps = checkpoint_episodes(load_source(family), ratio, variant="forecast")  # gate_study.compute's
-            if not np.array_equal(eps.target, z["target"], equal_nan=True):
-                raise SystemExit(f"{path}: the cached queries are not those of {family} at ratio {ratio}")
-            task = (eps.meta["task"] + "|" + eps.meta["metric"]).to_numpy()
+            if (cached := cached_row(family, kind, ratio)) is None:
+                raise SystemExit(f"no cache for {family} {ratio}: run `python scripts/gate_study.py --compute --kind {kind}` first")
+            z, task = cached
             law, best = best_baseline(family, ratio, z)
             row = {"family": family, "ratio": ratio, "trajectories": len(z["target"]), "best baseline": f"{law} {best:.2f}"}
             row.update({c: 100 * v / best for c, v in bounds(z, task).items()})

@@ -574,3 +574,32 @@ def test_headroom_bounds_find_the_factor_of_each_task_and_are_ordered():
     assert b["one gain per task"] == pytest.approx(0.0, abs=1e-12) and b["gain per trajectory"] == pytest.approx(0.0, abs=1e-12)
     assert 0 < b["one gain per row"] < b["network"]  # one factor cannot serve both tasks
     assert b["choice per trajectory"] <= b["network"] and b["one blend per row"] <= b["network"] + 1e-9
+
+
+def test_gate_study_task_gain_pulls_each_task_toward_its_own_backtest_factor():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.gate_study import CANDIDATES, task_gain
+
+    from neuneu.neural import BLEND_PRIOR
+
+    names = ("neuneu", *CANDIDATES)
+    rng = np.random.default_rng(3)
+    E, n = 40, 30  # 30 of 40 back-tested: task a's 15 damp the network's gain to 0.5, task b's 15 amplify it to 2
+    task = np.array(["a"] * 15 + ["b"] * 15 + ["a"] * 5 + ["c"] * 5)  # task c never back-tested
+    z = {"target": rng.uniform(0.3, 0.7, (E, 4)), "mask": np.ones((E, 4), bool), "bt_index": np.arange(n)}
+    for k in range(2):
+        last, gain = rng.uniform(0.3, 0.6, (n, 3)), rng.uniform(0.01, 0.08, (n, 3))
+        factor = np.where(task[:n] == "a", 0.5, 2.0)[:, None]
+        z[f"bt{k}_target"], z[f"bt{k}_mask"] = last + factor * gain, np.ones((n, 3), bool)
+        for name in names:
+            z[f"bt{k}_{name}"] = last + gain if name == "neuneu" else last + (0.0 if name == "persistence" else 0.2)
+    prior, s = 5.0, n / (n + BLEND_PRIOR)
+    k = task_gain(z, task, prior)
+    k_file = (k[task == "c"][0] - (1 - s)) / s  # untested tasks keep the file's factor (an MAE fit: one of the two)
+    assert min(abs(k_file - 0.5), abs(k_file - 2.0)) < 1e-9 and np.allclose(k[task == "c"], k[-1])
+    v = 15 / (15 + prior)
+    assert np.allclose(k[task == "a"], s * (v * 0.5 + (1 - v) * k_file) + 1 - s)
+    assert np.allclose(k[task == "b"], s * (v * 2.0 + (1 - v) * k_file) + 1 - s)
+    assert (task_gain(z, task, 1e9)[:n] == pytest.approx(k[task == "c"][0]))  # an endless prior: the file's factor
