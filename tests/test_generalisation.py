@@ -603,3 +603,14 @@ def test_gate_study_task_gain_pulls_each_task_toward_its_own_backtest_factor():
     assert np.allclose(k[task == "a"], s * (v * 0.5 + (1 - v) * k_file) + 1 - s)
     assert np.allclose(k[task == "b"], s * (v * 2.0 + (1 - v) * k_file) + 1 - s)
     assert (task_gain(z, task, 1e9)[:n] == pytest.approx(k[task == "c"][0]))  # an endless prior: the file's factor
+
+
+def test_every_further_lofo_arm_has_a_label_and_a_written_rule():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    import scripts.lofo_sweep as lofo_sweep
+
+    for arm in lofo_sweep.EXTRA_ARMS:  # --arm NAME: its table needs a label, and its rule must be on record
+        assert arm in lofo_sweep.LABELS, arm
+        assert f"`{arm}`" in lofo_sweep.__doc__, f"{arm}: no pre-registration in scripts/lofo_sweep.py's docstring"
