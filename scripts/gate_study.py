@@ -289,27 +289,27 @@ def table(kind: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def nested_choice(frame: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, str]:
+    """Each row's value under the column of `cols` with the lowest mean on the other families' rows
+    (no row of a family chooses its own), in `frame`'s order, and which column each family took."""
+    values, taken = np.empty(len(frame)), {}
+    for family, rows in frame.groupby("family", sort=False):
+        taken[family] = frame.loc[frame["family"] != family, cols].mean().idxmin()
+        values[frame.index.get_indexer(rows.index)] = rows[taken[family]]
+    return values, ", ".join(f"{f}: {c}" for f, c in taken.items())
+
+
 def markdown(frame: pd.DataFrame, kind: str) -> str:
     ratio_cols = [c for c in frame.columns if c in RULES or c.startswith(("per trajectory", "task gain"))]
     head = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     body = ["| " + " | ".join(f"{v:.2f}" if k in ratio_cols else f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
                               for k, v in row.items()) + " |" for row in frame.to_dict("records")]
     means = ", ".join(f"{c} {frame[c].mean():.3f} (worst {frame[c].max():.2f})" for c in ratio_cols)
-    nested = []  # each family's rows under the rule with the lowest mean on the other families' rows
-    for family, rows in frame.groupby("family", sort=False):
-        rule = frame.loc[frame["family"] != family, ratio_cols].mean().idxmin()
-        nested += [(family, rule, v) for v in rows[rule]]
-    values = [v for *_, v in nested]
-    choice = ", ".join(f"{f}: {r}" for f, r in dict.fromkeys((f, r) for f, r, _ in nested))
+    values, choice = nested_choice(frame, ratio_cols)
     means += (f"\n- each family under the rule with the lowest mean on the other four families' rows ({choice}): "
               f"mean {np.mean(values):.3f}, worst {max(values):.2f}, ≤ 0.85 on {sum(v <= 0.85 for v in values)} of {len(values)}")
-    task_cols = [c for c in ratio_cols if c.startswith("task gain")]
-    nested = []  # the task gain rule's pre-registered choice of m: the lowest mean on the other families' rows
-    for family, rows in frame.groupby("family", sort=False):
-        col = frame.loc[frame["family"] != family, task_cols].mean().idxmin()
-        nested += [(family, col, v, n) for v, n in zip(rows[col], rows["network"])]
-    values, network = np.array([v for *_, v, _ in nested]), np.array([n for *_, n in nested])
-    choice = ", ".join(f"{f}: {c}" for f, c in dict.fromkeys((f, c) for f, c, *_ in nested))
+    values, choice = nested_choice(frame, [c for c in ratio_cols if c.startswith("task gain")])  # the choice of m
+    network = frame["network"].to_numpy()
     means += (f"\n- task gain, m chosen on the other four families' rows ({choice}): mean {values.mean():.3f} "
               f"(× {values.mean() / network.mean():.3f} the network's), worst {values.max():.2f}, most above the "
               f"network {np.max(values - network):+.2f}, ≤ 0.85 on {(values <= 0.85).sum()} of {len(values)}")

@@ -614,3 +614,16 @@ def test_every_further_lofo_arm_has_a_label_and_a_written_rule():
     for arm in lofo_sweep.EXTRA_ARMS:  # --arm NAME: its table needs a label, and its rule must be on record
         assert arm in lofo_sweep.LABELS, arm
         assert f"`{arm}`" in lofo_sweep.__doc__, f"{arm}: no pre-registration in scripts/lofo_sweep.py's docstring"
+
+
+def test_gate_study_nested_choice_never_lets_a_family_choose_by_its_own_rows():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.gate_study import nested_choice
+
+    # a is better on f2 and f3, b only on f1, by far: f1's own rows must not pull it to b
+    frame = pd.DataFrame({"family": ["f1", "f1", "f2", "f3"], "a": [0.9, 0.9, 0.8, 0.8], "b": [0.1, 0.1, 0.9, 0.9]})
+    values, choice = nested_choice(frame, ["a", "b"])
+    assert choice == "f1: a, f2: b, f3: b"  # f2 and f3 see f1's rows, where b wins by far
+    assert values.tolist() == [0.9, 0.9, 0.9, 0.9]
