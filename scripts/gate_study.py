@@ -289,6 +289,13 @@ def table(kind: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def markdown_rows(frame: pd.DataFrame, ratio_cols) -> list[str]:
+    """`frame` as Markdown table lines: `ratio_cols` to two decimals, counts with thousands commas."""
+    head = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    return head + ["| " + " | ".join(f"{v:.2f}" if k in ratio_cols else f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
+                                     for k, v in row.items()) + " |" for row in frame.to_dict("records")]
+
+
 def nested_choice(frame: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, str]:
     """Each row's value under the column of `cols` with the lowest mean on the other families' rows
     (no row of a family chooses its own), in `frame`'s order, and which column each family took."""
@@ -301,9 +308,6 @@ def nested_choice(frame: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, str
 
 def markdown(frame: pd.DataFrame, kind: str) -> str:
     ratio_cols = [c for c in frame.columns if c in RULES or c.startswith(("per trajectory", "task gain"))]
-    head = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    body = ["| " + " | ".join(f"{v:.2f}" if k in ratio_cols else f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
-                              for k, v in row.items()) + " |" for row in frame.to_dict("records")]
     means = ", ".join(f"{c} {frame[c].mean():.3f} (worst {frame[c].max():.2f})" for c in ratio_cols)
     values, choice = nested_choice(frame, ratio_cols)
     means += (f"\n- each family under the rule with the lowest mean on the other four families' rows ({choice}): "
@@ -315,7 +319,7 @@ def markdown(frame: pd.DataFrame, kind: str) -> str:
               f"network {np.max(values - network):+.2f}, ≤ 0.85 on {(values <= 0.85).sum()} of {len(values)}")
     return "\n".join([f"MAE ÷ the best baseline's (every baseline of results/lofo-<family>/) of `{kind}` models "
                       "gated by the back-test of each file's own contexts (`python scripts/gate_study.py`).", "",
-                      *head, *body, "", f"- mean over the {len(frame)} rows: {means}.", "", *stamp(), ""])
+                      *markdown_rows(frame, ratio_cols), "", f"- mean over the {len(frame)} rows: {means}.", "", *stamp(), ""])
 
 
 def main() -> None:

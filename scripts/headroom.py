@@ -37,8 +37,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.gate_study import (CANDIDATES, FAMILIES, GAIN_GRID, RATIOS, best_baseline, cached_row, simplex_weights,  # noqa: E402
-                                traj_mae)
+from scripts.gate_study import (CANDIDATES, FAMILIES, GAIN_GRID, RATIOS, best_baseline, cached_row, markdown_rows,  # noqa: E402
+                                simplex_weights, traj_mae)
 from scripts.make_results import publish, stamp  # noqa: E402
 
 COLUMNS = ("network", "one gain per row", "one blend per row", "one gain per task", "gain per trajectory",
@@ -81,14 +81,11 @@ def table(kind: str) -> pd.DataFrame:
 
 
 def markdown(frame: pd.DataFrame, kind: str) -> str:
-    head = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    body = ["| " + " | ".join(f"{v:.2f}" if k in COLUMNS else f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
-                              for k, v in row.items()) + " |" for row in frame.to_dict("records")]
     summary = [f"- {c}: mean {frame[c].mean():.3f}, worst {frame[c].max():.2f}, ≤ 0.85 on {(frame[c] <= 0.85).sum()} "
                f"of {len(frame)}" for c in COLUMNS]
     return "\n".join([f"MAE ÷ the best baseline's of `{kind}` (own context) and of oracle corrections fitted on the "
                       "held-out family's truth: bounds, not methods (`python scripts/headroom.py`; issue 10 targets: "
-                      "every row ≤ 0.85, mean ≤ 0.75).", "", *head, *body, "", *summary, "", *stamp(), ""])
+                      "every row ≤ 0.85, mean ≤ 0.75).", "", *markdown_rows(frame, COLUMNS), "", *summary, "", *stamp(), ""])
 
 
 def main() -> None:
