@@ -1,6 +1,8 @@
 """How far could any per-family correction of the network by the laws go? Bounds that read the truth (issue 10).
 
-    python scripts/headroom.py          # from scripts/gate_study.py's cache (run `gate_study.py --compute --kind ...` first)
+    python scripts/headroom.py          # from scripts/gate_study.py's cache: run first
+    python scripts/gate_study.py --compute --kind sweep-loss-delta-ens3   # (~12 min; its models come from
+                                        # `python scripts/lofo_sweep.py --recipe loss-delta --train`)
 
 Every rule tried so far to correct the leave-one-family-out network from the user's file (the
 back-test gates of scripts/gate_study.py: select, stack, gain) or at training time moved the 15
