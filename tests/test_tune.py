@@ -127,8 +127,13 @@ def test_killed_worker_resumes_the_study(procs, tmp_path, data_dir):
             break
         time.sleep(0.2)
     assert killed is not None, "the first worker never reached its second trial:\n" + first.log_path.read_text()[-3000:]
+    # read it again now that its worker is dead: the snapshot above may predate its parameters (the
+    # storage reads a trial's params and user attrs in separate queries, the worker writes in between;
+    # CI once saw `worker` set and params empty), and the worker set `worker` only after suggesting them
+    killed = trials_of(storage, study)[killed.number]
+    assert killed.params and killed.state == TrialState.RUNNING
     before = {t.number: t.value for t in trials_of(storage, study) if t.state == TrialState.COMPLETE}
-    assert len(before) == 1 and trials_of(storage, study)[killed.number].state == TrialState.RUNNING
+    assert len(before) == 1
 
     out = finish(start_worker(procs, tmp_path, storage, study, trials=3, tag="second"))
     trials = trials_of(storage, study)
