@@ -26,6 +26,21 @@ queries** (their truth): a bound on the class, not a method, and nothing is chos
 
 MAE ÷ the best baseline's MAE (every baseline of results/lofo-<family>/), the targets' unit.
 Writes results/headroom-<kind>.md and its docs block.
+
+Second table, the ladder (fixed 2026-12-06 08:56 UTC, before it was scored): how much of the
+per-task bound do *finished smaller runs* deliver? In a ladder a user has trained the smaller
+sizes to the end, so their later accuracies are inputs, not truth to be predicted. For each family
+with sizes (olmo_ladder, pythia, tucano; bigscience_tr3's runs are all one size, lucie is one run)
+and ratio, the targets are the runs of the family's largest size, the ladder every smaller run,
+each read at the same ratio (the same cache). Per task and metric t: k_t, the grid factor
+minimising the MAE of persistence + k·(network − persistence) on the smaller runs' real queries
+(each trajectory weighing 1), pulled toward the one factor of all smaller runs by n_t / (n_t + 5)
+(n_t: the task's smaller-run trajectories; 5 fixed a priori, the middle of gate_study's
+TASK_PRIORS); then applied to the largest runs' forecasts. Scored on the largest runs only, ÷ the
+best of the cached laws (persistence, log_linear, power_law, damped_trend) on those trajectories;
+beside it the network, the one factor of the smaller runs, and the per-task oracle on the targets
+themselves (the bound). A study, not adopted: `neuneu predict` would need a rule of its own,
+written down before a ladder-protocol table is scored.
 """
 
 from __future__ import annotations
