@@ -244,7 +244,7 @@ def best_baseline(family: str, ratio: float, z) -> tuple[str, float]:
 
 
 def cached_row(family: str, kind: str, ratio: float):
-    """(the cache of `compute`, each trajectory's task and metric (E,)), None if not computed."""
+    """(the cache of `compute`, its episodes' meta: run, task, metric, …), None if not computed."""
     path = CACHE / f"{family}-{kind}-{ratio}.npz"
     if not path.exists():
         return None
@@ -252,7 +252,12 @@ def cached_row(family: str, kind: str, ratio: float):
     eps = checkpoint_episodes(load_source(family), ratio, variant="forecast")  # as `compute` made them
     if not np.array_equal(eps.target, z["target"], equal_nan=True):
         raise SystemExit(f"{path}: the cached queries are not those of {family} at ratio {ratio}")
-    return z, (eps.meta["task"] + "|" + eps.meta["metric"]).to_numpy()
+    return z, eps.meta
+
+
+def task_of(meta: pd.DataFrame) -> np.ndarray:
+    """(E,) each trajectory's task and metric, one label."""
+    return (meta["task"] + "|" + meta["metric"]).to_numpy()
 
 
 def table(kind: str) -> pd.DataFrame:
@@ -262,8 +267,8 @@ def table(kind: str) -> pd.DataFrame:
         for ratio in RATIOS:
             if (cached := cached_row(family, kind, ratio)) is None:
                 continue
-            z, task = cached
-            target, mask = z["target"], z["mask"]
+            z, meta = cached
+            task, target, mask = task_of(meta), z["target"], z["mask"]
             stack = np.stack([z[c] for c in names])  # (C, E, Q)
             law, best = best_baseline(family, ratio, z)
             row = {"family": family, "ratio": ratio, "trajectories": len(target), "best baseline": f"{law} {best:.2f}"}

@@ -52,14 +52,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neuneu.data import load_source
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from scripts.gate_study import (CANDIDATES, FAMILIES, GAIN_GRID, RATIOS, best_baseline, cached_row, markdown_rows,  # noqa: E402
-                                simplex_weights, traj_mae)
+                                simplex_weights, task_of, traj_mae)
 from scripts.make_results import publish, stamp  # noqa: E402
 
 COLUMNS = ("network", "one gain per row", "one blend per row", "one gain per task", "gain per trajectory",
            "choice per trajectory")
+
+
+LADDER_FAMILIES = ("olmo_ladder", "pythia", "tucano")  # families with sizes (module docstring)
+LADDER_PRIOR = 5  # smaller-run trajectories a task's own factor counts as, fixed a priori
+
+
+def gain_by_k(z) -> np.ndarray:
+    """(K, E) each trajectory's MAE under persistence + k·(network − persistence), k in GAIN_GRID."""
+    net, per = z["neuneu"], z["persistence"]
+    return np.stack([traj_mae(per + k * (net - per), z["target"], z["mask"]) for k in GAIN_GRID])
 
 
 def bounds(z, task: np.ndarray) -> dict[str, float]:
@@ -68,9 +80,8 @@ def bounds(z, task: np.ndarray) -> dict[str, float]:
     names = ("neuneu", *CANDIDATES)
     target, mask = z["target"], z["mask"]
     stack = np.stack([z[c] for c in names])  # (C, E, Q)
-    net, per = stack[0], stack[names.index("persistence")]
-    # (K, E) each trajectory's MAE under each gain factor
-    by_k = np.stack([traj_mae(per + k * (net - per), target, mask) for k in GAIN_GRID])
+    net = stack[0]
+    by_k = gain_by_k(z)
     per_query = np.broadcast_to(1.0 / np.maximum(mask.sum(1, keepdims=True), 1), mask.shape)[mask] / len(target)
     blend = simplex_weights(stack[:, mask], target[mask], per_query)
     return {
@@ -89,11 +100,57 @@ def table(kind: str) -> pd.DataFrame:
         for ratio in RATIOS:
             if (cached := cached_row(family, kind, ratio)) is None:
                 raise SystemExit(f"no cache for {family} {ratio}: run `python scripts/gate_study.py --compute --kind {kind}` first")
-            z, task = cached
+            z, meta = cached
             law, best = best_baseline(family, ratio, z)
             row = {"family": family, "ratio": ratio, "trajectories": len(z["target"]), "best baseline": f"{law} {best:.2f}"}
-            row.update({c: 100 * v / best for c, v in bounds(z, task).items()})
+            row.update({c: 100 * v / best for c, v in bounds(z, task_of(meta)).items()})
             rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def task_factors(by_k: np.ndarray, task: np.ndarray, prior: float) -> tuple[float, dict]:
+    """The one factor of these trajectories (lowest mean MAE) and each task's, pulled toward it by
+    n_t / (n_t + prior); `by_k` (K, E) as `gain_by_k` gives it."""
+    k_all = float(GAIN_GRID[np.argmin(by_k.mean(1))])
+    per_task = pd.DataFrame(by_k.T).groupby(task)
+    sums, counts = per_task.sum().to_numpy(), per_task.size()
+    k_t = GAIN_GRID[np.argmin(sums, axis=1)]
+    v = counts.to_numpy() / (counts.to_numpy() + prior)
+    return k_all, dict(zip(counts.index, v * k_t + (1 - v) * k_all))
+
+
+def ladder_row(z, meta: pd.DataFrame, params: pd.Series) -> dict:
+    """The ladder table's figures (module docstring) of one family and ratio, in points."""
+    task, size = task_of(meta), meta["run"].map(params).to_numpy()
+    largest = size == size.max()
+    by_k = gain_by_k(z)
+    k_all, k_task = task_factors(by_k[:, ~largest], task[~largest], LADDER_PRIOR)
+    k = np.array([k_task.get(t, k_all) for t in task[largest]])
+    net, per, target, mask = (z[c][largest] for c in ("neuneu", "persistence", "target", "mask"))
+    laws = {c: traj_mae(z[c][largest], target, mask).mean() for c in CANDIDATES}
+    law = min(laws, key=laws.get)
+    return {"largest runs": ", ".join(sorted(meta.loc[largest, "run"].unique())), "trajectories": int(largest.sum()),
+            "smaller runs": meta.loc[~largest, "run"].nunique(), "best law": law, "best law MAE": laws[law],
+            "network": traj_mae(net, target, mask).mean(),
+            "one gain, smaller runs": by_k[np.flatnonzero(GAIN_GRID == k_all)[0], largest].mean(),
+            "gain per task, smaller runs": traj_mae(per + k[:, None] * (net - per), target, mask).mean(),
+            "gain per task, oracle": pd.DataFrame(by_k[:, largest].T).groupby(task[largest]).sum().min(1).sum() / largest.sum()}
+
+
+LADDER_COLUMNS = ("network", "one gain, smaller runs", "gain per task, smaller runs", "gain per task, oracle")
+
+
+def ladder_table(kind: str) -> pd.DataFrame:
+    rows = []
+    for family in LADDER_FAMILIES:
+        params = load_source(family).groupby("run")["params"].first()
+        for ratio in RATIOS:
+            if (cached := cached_row(family, kind, ratio)) is None:
+                raise SystemExit(f"no cache for {family} {ratio}: run `python scripts/gate_study.py --compute --kind {kind}` first")
+            row = ladder_row(*cached, params)
+            best = row.pop("best law MAE")
+            rows.append({"family": family, "ratio": ratio, **row, "best law": f"{row['best law']} {100 * best:.2f}",
+                         **{c: row[c] / best for c in LADDER_COLUMNS}})
     return pd.DataFrame(rows)
 
 
@@ -105,12 +162,23 @@ def markdown(frame: pd.DataFrame, kind: str) -> str:
                       "every row ≤ 0.85, mean ≤ 0.75).", "", *markdown_rows(frame, COLUMNS), "", *summary, "", *stamp(), ""])
 
 
+def ladder_markdown(frame: pd.DataFrame) -> str:
+    summary = [f"- {c}: mean {frame[c].mean():.3f}, worst {frame[c].max():.2f}" for c in LADDER_COLUMNS]
+    return "\n".join(["The ladder: the largest runs of each family with sizes, their per-task gain factor taken from the "
+                      "finished smaller runs (m = 5, fixed before scoring), MAE ÷ the best of the cached laws on the same "
+                      "trajectories; the oracle reads the largest runs' own truth (a bound).", "",
+                      *markdown_rows(frame, LADDER_COLUMNS), "", *summary])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", default="sweep-loss-delta-ens3", help="the gate_study cache's models (default: the shipped recipe's)")
     parser.add_argument("--no-readme", action="store_true", help="do not paste into docs/")
     args = parser.parse_args()
-    publish(f"headroom-{args.kind}", markdown(table(args.kind), args.kind), readme=not args.no_readme)
+    body = markdown(table(args.kind), args.kind)
+    stamp_at = body.index("\n- date:")  # the ladder table before the provenance lines
+    body = body[:stamp_at] + "\n" + ladder_markdown(ladder_table(args.kind)) + "\n" + body[stamp_at:]
+    publish(f"headroom-{args.kind}", body, readme=not args.no_readme)
 
 
 if __name__ == "__main__":

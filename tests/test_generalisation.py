@@ -627,3 +627,33 @@ def test_gate_study_nested_choice_never_lets_a_family_choose_by_its_own_rows():
     values, choice = nested_choice(frame, ["a", "b"])
     assert choice == "f1: a, f2: b, f3: b"  # f2 and f3 see f1's rows, where b wins by far
     assert values.tolist() == [0.9, 0.9, 0.9, 0.9]
+
+
+def test_headroom_ladder_fits_each_task_on_the_smaller_runs_only():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.gate_study import CANDIDATES
+    from scripts.headroom import LADDER_PRIOR, ladder_row
+
+    rng = np.random.default_rng(4)
+    runs = np.array(["s1", "s2", "s3", "big"] * 2)  # three smaller runs and the largest, on two tasks
+    task = np.repeat(["a", "b"], 4)
+    meta = pd.DataFrame({"run": runs, "task": task, "metric": "acc"})
+    params = pd.Series({"s1": 1e8, "s2": 3e8, "s3": 1e9, "big": 7e9})
+    E, Q = len(runs), 3
+    last, gain = rng.uniform(0.3, 0.6, (E, 1)) * np.ones((E, Q)), rng.uniform(0.01, 0.08, (E, Q))
+    factor = np.where(runs == "big", 1.0, np.where(task == "a", 0.5, 2.0))[:, None]  # the network is right on big only
+    z = {"target": last + factor * gain, "mask": np.ones((E, Q), bool), "neuneu": last + gain, "persistence": last}
+    for name in CANDIDATES[1:]:
+        z[name] = last + 0.03
+    row = ladder_row(z, meta, params)
+    assert row["largest runs"] == "big" and row["trajectories"] == 2 and row["smaller runs"] == 3
+    assert row["network"] == pytest.approx(0.0, abs=1e-12) and row["gain per task, oracle"] == pytest.approx(0.0, abs=1e-12)
+    v = 3 / (3 + LADDER_PRIOR)
+    k_all = [k for k in (0.5, 2.0) if np.isclose(row["one gain, smaller runs"],
+                                                 np.mean(abs(k - 1) * gain[runs == "big"].mean(1)))]
+    assert len(k_all) == 1  # an MAE fit on the smaller runs: one of their two factors, never the big run's 1
+    k = {t: v * f + (1 - v) * k_all[0] for t, f in (("a", 0.5), ("b", 2.0))}
+    expected = np.mean([abs(k[t] - 1) * gain[i].mean() for i, t in enumerate(task) if runs[i] == "big"])
+    assert row["gain per task, smaller runs"] == pytest.approx(expected)
