@@ -243,13 +243,15 @@ def best_baseline(family: str, ratio: float, z) -> tuple[str, float]:
     return law["method"], law["mae"] * 100
 
 
-def cached_row(family: str, kind: str, ratio: float):
-    """(the cache of `compute`, its episodes' meta: run, task, metric, …), None if not computed."""
+def cached_row(family: str, kind: str, ratio: float, points: pd.DataFrame | None = None):
+    """(the cache of `compute`, its episodes' meta: run, task, metric, …), None if not computed;
+    `points`: the family's (load_source), to read it once for several ratios."""
     path = CACHE / f"{family}-{kind}-{ratio}.npz"
     if not path.exists():
         return None
     z = np.load(path)
-    eps = checkpoint_episodes(load_source(family), ratio, variant="forecast")  # as `compute` made them
+    points = load_source(family) if points is None else points
+    eps = checkpoint_episodes(points, ratio, variant="forecast")  # as `compute` made them
     if not np.array_equal(eps.target, z["target"], equal_nan=True):
         raise SystemExit(f"{path}: the cached queries are not those of {family} at ratio {ratio}")
     return z, eps.meta
@@ -264,8 +266,9 @@ def table(kind: str) -> pd.DataFrame:
     names = ("neuneu", *CANDIDATES)
     rows = []
     for family in FAMILIES:
+        points = load_source(family)
         for ratio in RATIOS:
-            if (cached := cached_row(family, kind, ratio)) is None:
+            if (cached := cached_row(family, kind, ratio, points)) is None:
                 continue
             z, meta = cached
             task, target, mask = task_of(meta), z["target"], z["mask"]
