@@ -111,6 +111,14 @@ tried (dropout and half width were). Against the loss-delta arm's seed 0, each u
 the arms above (on the run's own context, mean ÷ the loss-delta arm < 1 and lower in >= 10 of the
 15 rows; then the shipped recipe's validation checks above). Written 2026-12-06 07:31 UTC before
 either was trained.
+`sweep-loss-delta-wide` (LOSS_DELTA_VARIANTS: the loss-delta arm at twice the width,
+`model.d_model=128 model.d_ff=256`, about four times the weights). Motivation, fixed before
+training: half the width changed nothing beyond a seed's spread (1.005 on the own context), so
+capacity was not too large; this asks the other side, whether it is too small to hold what four
+families and the prior teach. If neither direction moves the held-out families, capacity is not
+what limits them. Against the loss-delta arm's seed 0, under the rule of the arms above (on the
+run's own context, mean ÷ the loss-delta arm < 1 and lower in >= 10 of the 15 rows; then the
+shipped recipe's validation checks above). Written 2026-12-06 09:17 UTC before it was trained.
 
 `--mixes` scores ensembles across those recipes (make_generalisation.MIXES; no training: the
 checkpoints above, assembled by `assemble_ensemble.py --across-recipes`) next to the loss-delta
@@ -170,7 +178,8 @@ LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differ
           "sweep-loss-delta-warp": "time warp", "sweep-loss-delta-ywarp": "accuracy stretch",
           "sweep-loss-delta-dropout": "dropout 0.1", "sweep-loss-delta-scale": "absolute scale",
           "sweep-loss-delta-small": "half width", "sweep-loss-delta-sweep4": "twice the sweep episodes",
-          "sweep-loss-delta-short": "1,200 steps", "sweep-loss-delta-wd": "weight decay 0.1"}
+          "sweep-loss-delta-short": "1,200 steps", "sweep-loss-delta-wd": "weight decay 0.1",
+          "sweep-loss-delta-wide": "double width"}
 # --arm's reference, seed 0 of the recipe it varies (the sweep arm unless named here), and that reference's label
 REFERENCES = {arm: "sweep-loss-delta" for arm in LOSS_DELTA_VARIANTS}
 REFERENCE_LABELS = {ARMS[0]: "sweep arm", "sweep-loss-delta": "loss-delta arm"}
