@@ -657,3 +657,22 @@ def test_headroom_ladder_fits_each_task_on_the_smaller_runs_only():
     k = {t: v * f + (1 - v) * k_all[0] for t, f in (("a", 0.5), ("b", 2.0))}
     expected = np.mean([abs(k[t] - 1) * gain[i].mean() for i, t in enumerate(task) if runs[i] == "big"])
     assert row["gain per task, smaller runs"] == pytest.approx(expected)
+
+
+def test_loss_oracle_pairs_the_same_queries_with_and_without_their_true_loss():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from scripts.loss_oracle import paired
+
+    points = make_points(n_runs=3, n_tasks=2, n_points=12)
+    points.loc[(points["run"] == "run1") & (points["step"] == 12), "loss"] = np.nan  # one query without a loss
+    given, forecast = paired(points, 0.4)
+    assert set(given.meta["run"]) == {"run0", "run2"}  # run1's trajectories have a query without a loss: left out
+    assert given.variant == "loss-given" and forecast.variant == "forecast"
+    m = given.query.mask
+    assert np.isfinite(given.query.loss[m]).all() and np.isnan(forecast.query.loss).all()
+    np.testing.assert_array_equal(given.target, forecast.target)
+    np.testing.assert_array_equal(given.context.accuracy, forecast.context.accuracy)
+    rows = given.query.row[m]
+    np.testing.assert_allclose(given.query.loss[m], points.loc[rows, "loss"].to_numpy())  # the true loss, at its row
