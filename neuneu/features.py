@@ -72,16 +72,19 @@ BASE_INPUTS = tuple(i for i, name in enumerate(FEATURES)
                     if name != "gap" and not any(name in group for group in OPTIONAL.values()))
 
 
-def input_columns(loss_level: bool = True, **flags: bool) -> tuple[int, ...]:
+def input_columns(loss_level: bool = True, acc_level: bool = True, **flags: bool) -> tuple[int, ...]:
     """Feature indices the neuneu layout reads: the base features, then every optional group
     whose flag is set (in `OPTIONAL`'s order, so a checkpoint's columns never move).
     `loss_level` False drops the absolute loss (`loss`), keeping its differences (`loss_delta`):
     families measure their loss on different tokenizers and texts (validation or training), so
-    only its changes compare across families."""
+    only its changes compare across families. `acc_level` False likewise drops the absolute
+    accuracy (`acc`), keeping its differences from the anchor (`acc_delta`)."""
     unknown = sorted(set(flags) - set(OPTIONAL))
     if unknown:
         raise ValueError(f"unknown feature group(s) {unknown}; known: {sorted(OPTIONAL)}")
-    cols = BASE_INPUTS if loss_level else tuple(i for i in BASE_INPUTS if i != F["loss"])
+    dropped = {F["loss"]} if not loss_level else set()
+    dropped |= {F["acc"]} if not acc_level else set()
+    cols = tuple(i for i in BASE_INPUTS if i not in dropped)
     for flag, group in OPTIONAL.items():
         if flags.get(flag):
             cols = cols + tuple(F[n] for n in group)

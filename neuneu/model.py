@@ -49,6 +49,7 @@ class ModelConfig:
     own_run: bool = False  # neuneu layout: also read which run each context point is of (ladder episodes)
     schedule_features: bool = False  # neuneu layout: also read the planned-lr features (`neuneu.schedule`)
     loss_level: bool = True  # neuneu layout: read the absolute loss too (False: only its differences)
+    acc_level: bool = True  # neuneu layout: read the absolute accuracy too (False: only its differences)
     scale_features: bool = False  # neuneu layout: also read the absolute model size and tokens per parameter
     max_context: int = 64  # ref layout: size of the position table (neuneu layout: unused)
 
@@ -59,7 +60,7 @@ class ModelConfig:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
         # the neuneu layout's input options, at anything but their defaults, need that layout
         for flag, default in (("law_features", False), ("own_run", False), ("schedule_features", False),
-                              ("scale_features", False), ("loss_level", True)):
+                              ("scale_features", False), ("loss_level", True), ("acc_level", True)):
             if getattr(self, flag) != default and self.layout != "neuneu":
                 raise ValueError(f"model.{flag}: {str(getattr(self, flag)).lower()} needs model.layout: neuneu")
 
@@ -146,7 +147,7 @@ class NeuneuTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("inputs", torch.tensor(input_columns(cfg.loss_level, law_features=cfg.law_features,
+        self.register_buffer("inputs", torch.tensor(input_columns(cfg.loss_level, cfg.acc_level, law_features=cfg.law_features,
                                                                  own_run=cfg.own_run,
                                                                  schedule_features=cfg.schedule_features,
                                                                  scale_features=cfg.scale_features)), persistent=False)

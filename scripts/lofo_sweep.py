@@ -119,6 +119,19 @@ families and the prior teach. If neither direction moves the held-out families, 
 what limits them. Against the loss-delta arm's seed 0, under the rule of the arms above (on the
 run's own context, mean ÷ the loss-delta arm < 1 and lower in >= 10 of the 15 rows; then the
 shipped recipe's validation checks above). Written 2026-12-06 09:17 UTC before it was trained.
+`sweep-loss-delta-accdelta` (LOSS_DELTA_VARIANTS: the loss-delta arm reading accuracy differences
+only, `model.acc_level=false`: the absolute accuracy `acc` dropped from the inputs, its change from
+the anchor `acc_delta` and the law features, all differences already, kept). Motivation, fixed
+before training: dropping the loss level was the one input change adopted (0.97 of the error, 13
+of 15 rows lower), because a level that differs between families let the network tell its
+training families apart. The accuracy level does the same for tasks: where a task sits (its chance
+level, its ceiling, this family's prompt format) names it, and the headroom bounds say the error
+left is which task climbs, which the network can only have learnt per task from its training
+families. Without the level it must read the climb from the curve's shape. It may lose where the
+level matters (a curve near its ceiling or at chance). Against the loss-delta arm's seed 0, under
+the rule of the arms above (on the run's own context, mean ÷ the loss-delta arm < 1 and lower in
+>= 10 of the 15 rows; then the shipped recipe's validation checks above). Written 2026-12-06 09:24
+UTC before it was trained.
 
 `--mixes` scores ensembles across those recipes (make_generalisation.MIXES; no training: the
 checkpoints above, assembled by `assemble_ensemble.py --across-recipes`) next to the loss-delta
@@ -179,7 +192,8 @@ LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differ
           "sweep-loss-delta-dropout": "dropout 0.1", "sweep-loss-delta-scale": "absolute scale",
           "sweep-loss-delta-small": "half width", "sweep-loss-delta-sweep4": "twice the sweep episodes",
           "sweep-loss-delta-short": "1,200 steps", "sweep-loss-delta-wd": "weight decay 0.1",
-          "sweep-loss-delta-wide": "double width"}
+          "sweep-loss-delta-wide": "double width",
+          "sweep-loss-delta-accdelta": "accuracy differences only"}
 # --arm's reference, seed 0 of the recipe it varies (the sweep arm unless named here), and that reference's label
 REFERENCES = {arm: "sweep-loss-delta" for arm in LOSS_DELTA_VARIANTS}
 REFERENCE_LABELS = {ARMS[0]: "sweep arm", "sweep-loss-delta": "loss-delta arm"}

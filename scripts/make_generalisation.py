@@ -92,7 +92,8 @@ LOSS_DELTA_VARIANTS = {
                             ("dropout", ["model.dropout=0.1"]), ("scale", ["model.scale_features=true"]),
                             ("small", ["model.d_model=32", "model.d_ff=64"]), ("sweep4", ["data.p_sweep=0.4"]),
                             ("short", ["train.max_epochs=6"]), ("wd", ["train.weight_decay=0.1"]),
-                            ("wide", ["model.d_model=128", "model.d_ff=256"]))
+                            ("wide", ["model.d_model=128", "model.d_ff=256"]),
+                            ("accdelta", ["model.acc_level=false"]))
 }
 # Ensembles across those recipes (scripts/lofo_sweep.py --mixes; no training): checkpoints that exist,
 # quantiles averaged, calibrated again on the validation runs (assemble_ensemble.py --across-recipes);

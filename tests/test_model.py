@@ -160,6 +160,25 @@ def test_without_the_loss_level_the_network_sees_only_loss_differences():
         ModelConfig(layout="ref", loss_level=False)
 
 
+def test_without_the_accuracy_level_every_quantile_moves_with_the_accuracies():
+    """model.acc_level=false: accuracies all 0.05 higher (a task with another chance level) give
+    the same forecast 0.05 higher; the default network reads the level and answers otherwise."""
+    from neuneu.neural import predict_quantiles
+
+    points = make_points(n_runs=2, n_tasks=2, n_points=12)
+    a = checkpoint_episodes(points, 0.4)
+    b = checkpoint_episodes(points.assign(accuracy=points["accuracy"] + 0.05), 0.4)
+    assert points["accuracy"].max() + 0.05 < 0.9  # no clipping at 1 in the shifted forecasts' range
+    for level in (False, True):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(d_model=16, n_heads=2, d_ff=32, n_layers=2, acc_level=level)).eval()
+        qa, qb = (predict_quantiles(model, e.context, e.query, 64) for e in (a, b))
+        off = np.nanmax(np.abs(qb - qa - 0.05))
+        assert (off > 1e-4) if level else (off < 1e-6)
+    with pytest.raises(ValueError, match="acc_level"):
+        ModelConfig(layout="ref", acc_level=False)
+
+
 def test_query_targets_never_reach_the_features():
     points = make_points(n_runs=2, n_tasks=2, n_points=15)
     episodes = checkpoint_episodes(points, 0.2)
