@@ -39,7 +39,7 @@ from neuneu.neural import DEFAULT_CHECKPOINT, load_checkpoint, predict_quantiles
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scripts.make_results import replace_block, stamp  # noqa: E402
+from scripts.make_results import publish, stamp  # noqa: E402
 
 FAMILIES = ("olmo_ladder", "tucano", "lucie")  # the multi-checkpoint families that report a loss
 RATIOS = (0.1, 0.2, 0.4)
@@ -108,12 +108,7 @@ def main() -> None:
         print(lines[-1], flush=True)
     lines += ["", f"- never-seen families: the network's MAE with the true loss ÷ without it, over the {len(ratios)} rows: "
               f"mean {np.mean(ratios):.3f}, range {min(ratios):.3f}–{max(ratios):.3f}.", "", *stamp()]
-    text = "\n".join(lines) + "\n"
-    out = ROOT / "results" / "loss-oracle.md"
-    out.write_text(text)
-    print(text)
-    if not args.no_readme:
-        replace_block("loss-oracle", text)
+    publish("loss-oracle", "\n".join(lines) + "\n", readme=not args.no_readme)
 
 
 if __name__ == "__main__":
