@@ -147,10 +147,9 @@ class NeuneuTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("inputs", torch.tensor(input_columns(cfg.loss_level, cfg.acc_level, law_features=cfg.law_features,
-                                                                 own_run=cfg.own_run,
-                                                                 schedule_features=cfg.schedule_features,
-                                                                 scale_features=cfg.scale_features)), persistent=False)
+        columns = input_columns(cfg.loss_level, cfg.acc_level, law_features=cfg.law_features, own_run=cfg.own_run,
+                                schedule_features=cfg.schedule_features, scale_features=cfg.scale_features)
+        self.register_buffer("inputs", torch.tensor(columns), persistent=False)
         self.embed = nn.Sequential(nn.Linear(len(self.inputs), cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
