@@ -39,6 +39,7 @@ from neuneu.neural import DEFAULT_CHECKPOINT, load_checkpoint, predict_quantiles
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from scripts.make_generalisation import checkpoint  # noqa: E402
 from scripts.make_results import publish, stamp  # noqa: E402
 
 FAMILIES = ("olmo_ladder", "tucano", "lucie")  # the multi-checkpoint families that report a loss
@@ -87,7 +88,7 @@ def main() -> None:
              "| two_stage: loss given | ÷ |", "|---|---|---|---|---|---|---|---|---|"]
     moved = []  # the network's MAE with the true loss ÷ without it, per never-seen row
     for family in FAMILIES:
-        path = ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{args.kind}.pt"
+        path = checkpoint(family, args.kind)
         if not path.is_file():
             raise SystemExit(f"missing {path.relative_to(ROOT)}; see this script's docstring")
         model, payload = load_checkpoint(path)
