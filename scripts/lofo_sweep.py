@@ -132,6 +132,16 @@ level matters (a curve near its ceiling or at chance). Against the loss-delta ar
 the rule of the arms above (on the run's own context, mean ÷ the loss-delta arm < 1 and lower in
 >= 10 of the 15 rows; then the shipped recipe's validation checks above). Written 2026-12-06 09:24
 UTC before it was trained.
+`sweep-loss-delta-long` (LOSS_DELTA_VARIANTS: the loss-delta arm trained for 6,000 steps instead of
+3,000, `train.max_epochs=30`, its cosine schedule over those steps, early stopping as before).
+Motivation, fixed before training: 1,200 steps (`short`) was worse than 3,000 on the families never
+seen (1.018 on the own context, 1.052 with the other runs), so the step axis had not stopped
+mattering at 3,000, and the shipped recipe's training takes 6.5 of issue 10's 20 minutes: twice the
+steps fits the budget. As with half and double width, this asks the other side of an axis whose
+one side lost. Against the loss-delta arm's seed 0, under the rule of the arms above (on the run's
+own context, mean ÷ the loss-delta arm < 1 and lower in >= 10 of the 15 rows; then the shipped
+recipe's validation checks above, with train.py's wall time stated). Written 2026-12-06 11:03 UTC
+before it was trained.
 
 `--mixes` scores ensembles across those recipes (make_generalisation.MIXES; no training: the
 checkpoints above, assembled by `assemble_ensemble.py --across-recipes`) next to the loss-delta
@@ -193,7 +203,7 @@ LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differ
           "sweep-loss-delta-small": "half width", "sweep-loss-delta-sweep4": "twice the sweep episodes",
           "sweep-loss-delta-short": "1,200 steps", "sweep-loss-delta-wd": "weight decay 0.1",
           "sweep-loss-delta-wide": "double width",
-          "sweep-loss-delta-accdelta": "accuracy differences only"}
+          "sweep-loss-delta-accdelta": "accuracy differences only", "sweep-loss-delta-long": "6,000 steps"}
 # --arm's reference, seed 0 of the recipe it varies (the sweep arm unless named here), and that reference's label
 REFERENCES = {arm: "sweep-loss-delta" for arm in LOSS_DELTA_VARIANTS}
 REFERENCE_LABELS = {ARMS[0]: "sweep arm", "sweep-loss-delta": "loss-delta arm"}
