@@ -58,6 +58,7 @@ from neuneu.features import featurize  # noqa: E402
 from neuneu.model import pinball_loss  # noqa: E402
 from neuneu.neural import NeuralPredictor, backtest_splits, predict_quantiles, to_batch, width_groups  # noqa: E402
 from scripts.gate_study import FAMILIES, RATIOS, load_lofo, traj_mae  # noqa: E402
+from scripts.make_generalisation import checkpoint  # noqa: E402
 from scripts.make_results import publish, stamp  # noqa: E402
 
 
@@ -230,7 +231,7 @@ def compute_crossfit(family: str, selftuned: bool = False) -> None:
     runs it (context calibration); or, `selftuned`, arm D (pre-registered, module doc): cross-fitted
     with each fold's steps chosen by early stopping on its own back-test (`SELF_TUNED`)."""
     model, _, max_context, points = load_lofo(family, KIND)
-    predictor = NeuralPredictor(ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{KIND}.pt")
+    predictor = NeuralPredictor(checkpoint(family, KIND))
     for ratio in RATIOS:
         out = CACHE / f"{family}-{ratio}-{'selftuned' if selftuned else 'crossfit'}.npz"
         if out.exists():

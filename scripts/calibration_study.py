@@ -43,6 +43,7 @@ from neuneu.neural import (BLEND_PRIOR, BlendedCalibration, backtest_points, cal
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from scripts.make_generalisation import checkpoint  # noqa: E402
 from scripts.make_results import replace_block, stamp  # noqa: E402
 
 FAMILIES = ("olmo_ladder", "pythia", "bigscience_tr3", "tucano", "lucie")
@@ -52,7 +53,7 @@ BAND = (0.75, 0.85)
 
 def family_points(family: str, kind: str) -> dict:
     """{ratio: (episodes, raw quantiles, horizon, backtest points)} of the model without `family`."""
-    model, payload = load_checkpoint(ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{kind}.pt")
+    model, payload = load_checkpoint(checkpoint(family, kind))
     max_context = int(payload["features"]["max_context"])
     out = {"validation": load_calibration(payload)}
     points = load_source(family)

@@ -68,6 +68,7 @@ from neuneu.episodes import checkpoint_episodes  # noqa: E402
 from neuneu.neural import (BACKTEST_RATIOS, BLEND_PRIOR, backtest_contexts, backtest_splits, load_checkpoint,  # noqa: E402
                            predict_quantiles)
 from neuneu.registry import get_predictor  # noqa: E402
+from scripts.make_generalisation import checkpoint  # noqa: E402
 from scripts.make_results import publish, stamp  # noqa: E402
 
 FAMILIES = ("olmo_ladder", "pythia", "bigscience_tr3", "tucano", "lucie")
@@ -86,7 +87,7 @@ def load_lofo(family: str, kind: str):
     """(network, checkpoint dict, max_context, the family's points) of the leave-one-family-out
     model `runs/ablations/neuneu-without-<family>-<kind>.pt`, torch on one thread."""
     torch.set_num_threads(1)
-    model, payload = load_checkpoint(ROOT / "runs" / "ablations" / f"neuneu-without-{family}-{kind}.pt")
+    model, payload = load_checkpoint(checkpoint(family, kind))
     return model, payload, int(payload["features"]["max_context"]), load_source(family)
 
 
