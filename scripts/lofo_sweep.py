@@ -142,6 +142,12 @@ one side lost. Against the loss-delta arm's seed 0, under the rule of the arms a
 own context, mean ÷ the loss-delta arm < 1 and lower in >= 10 of the 15 rows; then the shipped
 recipe's validation checks above, with train.py's wall time stated). Written 2026-12-06 11:03 UTC
 before it was trained.
+`sweep-loss-delta-long-full` (LOSS_DELTA_VARIANTS: `long` without early stopping, `train.patience=30`,
+so every training runs its 6,000 steps). Written 2026-12-06 11:16 UTC, after the first two `long`
+trainings had stopped early (olmo_ladder at 2,600 steps, pythia at 1,600: with the cosine over
+6,000 steps the rate stays high, the validation MAE wanders and patience 5 ends the run) and
+before any of `long`'s scores was seen: `long` therefore asks "a slower schedule", not "twice the
+steps", and this arm asks the question written above. Same motivation and rule as `long`.
 
 `--mixes` scores ensembles across those recipes (make_generalisation.MIXES; no training: the
 checkpoints above, assembled by `assemble_ensemble.py --across-recipes`) next to the loss-delta
@@ -203,7 +209,8 @@ LABELS = {"sweep-shift": "with sibling shifts", "sweep-loss-delta": "loss differ
           "sweep-loss-delta-small": "half width", "sweep-loss-delta-sweep4": "twice the sweep episodes",
           "sweep-loss-delta-short": "1,200 steps", "sweep-loss-delta-wd": "weight decay 0.1",
           "sweep-loss-delta-wide": "double width",
-          "sweep-loss-delta-accdelta": "accuracy differences only", "sweep-loss-delta-long": "6,000 steps"}
+          "sweep-loss-delta-accdelta": "accuracy differences only", "sweep-loss-delta-long": "cosine over 6,000 steps",
+          "sweep-loss-delta-long-full": "6,000 steps"}
 # --arm's reference, seed 0 of the recipe it varies (the sweep arm unless named here), and that reference's label
 REFERENCES = {arm: "sweep-loss-delta" for arm in LOSS_DELTA_VARIANTS}
 REFERENCE_LABELS = {ARMS[0]: "sweep arm", "sweep-loss-delta": "loss-delta arm"}

@@ -84,7 +84,8 @@ LOSS_DELTA_SEEDS = {f"sweep-loss-delta-seed-{k}": [*LOSS_DELTA_ARM["sweep-loss-d
 # small, half the width (d_model 32, d_ff 64: about a quarter of the weights) to memorise less; sweep4,
 # twice the share of sweep episodes (p_sweep 0.4: reading the family's other runs, trained more);
 # short, 1,200 steps instead of 3,000 (fitted less closely to the training families); wd, weight decay 0.1;
-# wide, twice the width; accdelta, accuracy differences only; long, 6,000 steps instead of 3,000.
+# wide, twice the width; accdelta, accuracy differences only; long, a cosine over 6,000 steps instead of
+# 3,000 (early stopping as before); long-full, the same without early stopping.
 LOSS_DELTA_VARIANTS = {
     f"sweep-loss-delta-{name}": [*LOSS_DELTA_ARM["sweep-loss-delta"], *overrides]
     for name, overrides in (("noise3", ["data.noise_max=0.03"]), ("prior3", ["data.p_synthetic=0.3"]),
@@ -94,7 +95,8 @@ LOSS_DELTA_VARIANTS = {
                             ("small", ["model.d_model=32", "model.d_ff=64"]), ("sweep4", ["data.p_sweep=0.4"]),
                             ("short", ["train.max_epochs=6"]), ("wd", ["train.weight_decay=0.1"]),
                             ("wide", ["model.d_model=128", "model.d_ff=256"]),
-                            ("accdelta", ["model.acc_level=false"]), ("long", ["train.max_epochs=30"]))
+                            ("accdelta", ["model.acc_level=false"]), ("long", ["train.max_epochs=30"]),
+                            ("long-full", ["train.max_epochs=30", "train.patience=30"]))
 }
 # Ensembles across those recipes (scripts/lofo_sweep.py --mixes; no training): checkpoints that exist,
 # quantiles averaged, calibrated again on the validation runs (assemble_ensemble.py --across-recipes);
