@@ -82,8 +82,7 @@ def input_columns(loss_level: bool = True, acc_level: bool = True, **flags: bool
     unknown = sorted(set(flags) - set(OPTIONAL))
     if unknown:
         raise ValueError(f"unknown feature group(s) {unknown}; known: {sorted(OPTIONAL)}")
-    dropped = {F["loss"]} if not loss_level else set()
-    dropped |= {F["acc"]} if not acc_level else set()
+    dropped = {F[name] for name, keep in (("loss", loss_level), ("acc", acc_level)) if not keep}
     cols = tuple(i for i in BASE_INPUTS if i not in dropped)
     for flag, group in OPTIONAL.items():
         if flags.get(flag):

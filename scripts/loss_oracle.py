@@ -39,6 +39,7 @@ from neuneu.neural import DEFAULT_CHECKPOINT, load_checkpoint, predict_quantiles
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from scripts.gate_study import load_lofo  # noqa: E402
 from scripts.make_generalisation import checkpoint  # noqa: E402
 from scripts.make_results import publish, stamp  # noqa: E402
 
@@ -91,11 +92,10 @@ def main() -> None:
         path = checkpoint(family, args.kind)
         if not path.is_file():
             raise SystemExit(f"missing {path.relative_to(ROOT)}; see this script's docstring")
-        model, payload = load_checkpoint(path)
-        points = load_source(family)
+        model, _, max_context, points = load_lofo(family, args.kind)
         for ratio in RATIOS:
             given, forecast = paired(points, ratio)
-            s = scores(model, int(payload["features"]["max_context"]), given, forecast)
+            s = scores(model, max_context, given, forecast)
             moved.append(s[1] / s[0])
             lines.append(row(family, ratio, len(given), s))
             print(lines[-1], flush=True)
