@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuneu.data import InputError, _read_csv, validate_runs
+from neuneu.data import InputError, _read_csv_lines, validate_runs
 
 RUNS_ORDER = ("family", "run", "task", "metric", "params", "tokens", "step", "loss", "accuracy")
 
@@ -44,7 +44,9 @@ WIDE_RULE = (
     "Other columns are skipped (and listed) unless --columns selects them."
 )
 
-_STEP_IN_NAME = re.compile(r"(?:^|[^a-z])(?:global_step|step|checkpoint|ckpt|iter)[_-]?(\d+)", re.IGNORECASE)
+# step1000, checkpoint-1000, global_step_1000, iter1k (k/M: thousands/millions); a number followed by
+# another letter or digit (step1000x) is not a step.
+_STEP_IN_NAME = re.compile(r"(?:^|[^a-z])(?:global_step|step|checkpoint|ckpt|iter)[_-]?(\d+)([km]?)(?![a-z0-9])", re.IGNORECASE)
 
 
 def parse_count(text: str | float | int | None, what: str) -> float | None:
@@ -68,7 +70,10 @@ def parse_count(text: str | float | int | None, what: str) -> float | None:
 
 def _step_from_text(text: str) -> int | None:
     hits = _STEP_IN_NAME.findall(text)
-    return int(hits[-1]) if hits else None
+    if not hits:
+        return None
+    digits, unit = hits[-1]
+    return int(digits) * {"": 1, "k": 1_000, "m": 1_000_000}[unit.lower()]
 
 
 def _model_args(config: dict) -> dict:
@@ -155,12 +160,17 @@ def read_lm_eval(
     files = sorted(p for p in folder.rglob("*.json") if p.is_file())
     if not files:
         raise InputError(f"{folder}: no .json result files in this folder or below")
-    records = []
+    records, empty_files = [], []
+    dropped: dict[str, int] = {}
+    not_numbers = 0
     for order, path in enumerate(files):
         payload = _load_json(path)
         step = _file_step(path, folder, payload)
+        if not payload["results"]:
+            empty_files.append(str(path))
         for task, values in payload["results"].items():
             if not isinstance(values, dict):
+                not_numbers += 1
                 continue
             shots = _shots(payload, task)
             name = task
@@ -173,6 +183,7 @@ def read_lm_eval(
                 if metric.endswith("_stderr") or metric == "alias":
                     continue
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                    not_numbers += 1
                     continue
                 if filt and filt != "none":
                     metric = f"{metric}/{filt}"
@@ -180,7 +191,8 @@ def read_lm_eval(
     frame = pd.DataFrame(records, columns=["task", "metric", "step", "accuracy", "_shots", "_order", "_file"])
     if frame.empty:
         raise InputError(f"{folder}: the result files hold no numeric metric")
-    dropped: dict[str, int] = {}
+    if not_numbers:
+        dropped["not a number: NaN, text, or a result that is not a task's table of metrics"] = not_numbers
     frame = _select_metrics(frame, folder, metrics, dropped)
     frame = _latest_per_step(frame, folder, dropped)
     frame["run"] = run
@@ -194,32 +206,42 @@ def read_lm_eval(
     out = out.reset_index(drop=True)
     out.attrs["dropped"] = dropped
     out.attrs["files"] = len(files)
+    out.attrs["empty_files"] = empty_files
     return out
 
 
 def _select_metrics(frame: pd.DataFrame, folder: Path, metrics, dropped: dict) -> pd.DataFrame:
-    outside = frame.groupby("metric")["accuracy"].agg(lambda v: bool(((v < 0) | (v > 1)).any()))
+    """The accuracies to import. A task's metric with any value outside [0, 1] (a percentage, a
+    correlation, a corrupt value) is left out whole, that task's only: one scale per task and metric."""
+    outside = frame.groupby(["task", "metric"])["accuracy"].transform(lambda v: bool(((v < 0) | (v > 1)).any()))
+    outside = outside.to_numpy(bool)
     if metrics:
         unknown = sorted(set(metrics) - set(frame["metric"]))
         if unknown:
             raise InputError(f"{folder}: no metric {', '.join(unknown)} in the files; they hold: {', '.join(sorted(frame['metric'].unique()))}")
-        bad = [m for m in metrics if outside.get(m, False)]
-        if bad:
-            raise InputError(f"{folder}: metric {', '.join(bad)} has values outside [0, 1]; it is not an accuracy")
         keep = frame["metric"].isin(metrics).to_numpy()
         if (~keep).any():
             dropped["metrics not selected by --metric"] = int((~keep).sum())
-        return frame[keep]
+        if not (keep & ~outside).any():
+            raise InputError(f"{folder}: metric {', '.join(metrics)} has values outside [0, 1] in every task; it is not an accuracy")
+        _drop_out_of_range(frame, keep & outside, dropped)
+        return frame[keep & ~outside]
     base = frame["metric"].str.split("/").str[0]
     not_acc = base.isin(NOT_ACCURACY).to_numpy()
-    out_of_range = frame["metric"].map(outside).to_numpy(bool) & ~not_acc
     if not_acc.any():
         names = ", ".join(sorted(frame.loc[not_acc, "metric"].unique()))
         dropped[f"not accuracies: {names}"] = int(not_acc.sum())
+    _drop_out_of_range(frame, outside & ~not_acc, dropped)
+    return frame[~(not_acc | outside)]
+
+
+def _drop_out_of_range(frame: pd.DataFrame, out_of_range: np.ndarray, dropped: dict) -> None:
+    """Count (in `dropped`) the values of the task-metric pairs left out for a value outside [0, 1]."""
     if out_of_range.any():
-        names = ", ".join(sorted(frame.loc[out_of_range, "metric"].unique()))
-        dropped[f"values outside [0, 1]: {names}"] = int(out_of_range.sum())
-    return frame[~(not_acc | out_of_range)]
+        pairs = frame.loc[out_of_range, ["task", "metric"]].drop_duplicates().sort_values(["task", "metric"])
+        names = [f"{t} {m}" for t, m in pairs.itertuples(index=False)]
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        dropped[f"a value outside [0, 1] in the task's metric: {shown}"] = int(out_of_range.sum())
 
 
 def _latest_per_step(frame: pd.DataFrame, folder: Path, dropped: dict) -> pd.DataFrame:
@@ -282,16 +304,23 @@ def read_wide(
     columns neither chosen nor recognised.
     """
     path = Path(path)
-    raw = _read_csv(path, dtype=str, keep_default_na=False)
+    raw, lines = _read_csv_lines(path, dtype=str, keep_default_na=False)
     if len(raw) == 0:
         raise InputError(f"{path}: has a header but no rows")
-    lines = np.arange(len(raw)) + 2
+    if tokens_column is not None and tokens_per_step is not None:
+        raise InputError(f"{path}: --tokens-column and --tokens-per-step both give the tokens; pass one")
     for col, flag in ((step_column, "--step-column"), (tokens_column, "--tokens-column"), (loss_column, "--loss-column")):
         if col is not None and col not in raw:
             hint = " (W&B exports call it '_step')" if col == "step" and "_step" in raw else ""
             raise InputError(f"{path}: no column '{col}' ({flag}){hint}; columns are: {', '.join(raw.columns)}")
     special = {c for c in (step_column, tokens_column, loss_column) if c}
     chosen, skipped = _metric_columns(path, raw, special, columns)
+    # a row with no metric and no loss (a training-step row of a W&B export) carries nothing to
+    # import: its step or tokens may be blank
+    carries = ~np.logical_and.reduce([_blank(raw[c]) for c in [col for col, _, _ in chosen] + [loss_column] if c])
+    raw, lines = raw[carries].reset_index(drop=True), lines[carries]
+    if len(raw) == 0:
+        raise InputError(f"{path}: every metric cell is blank")
 
     def numbers(col: str, allow_blank: bool) -> np.ndarray:
         return _wide_numbers(path, raw, col, lines, allow_blank)
@@ -299,6 +328,13 @@ def read_wide(
     step = numbers(step_column, allow_blank=False)
     tokens = numbers(tokens_column, allow_blank=False) if tokens_column else None
     loss = numbers(loss_column, allow_blank=True) if loss_column else None
+    checks = [(step_column, step < 0, "negative step"), (loss_column, loss <= 0 if loss is not None else None, "non-positive loss")]
+    if tokens is not None:
+        checks.append((tokens_column, (tokens < 0) | ((tokens == 0) & (step > 0)), "negative tokens, or 0 tokens after step 0"))
+    for col, bad, what in checks:
+        if bad is not None and bad.any():
+            raise InputError(f"{path}: column '{col}': {what} on line(s) {', '.join(map(str, lines[bad][:5]))} "
+                             f"(e.g. {raw[col].iloc[np.flatnonzero(bad)[0]]!r})")
     parts = []
     for col, task, metric in chosen:
         value = _wide_accuracy(path, raw, col, numbers(col, allow_blank=True), lines, percent)
@@ -328,9 +364,10 @@ def read_wide(
         frame["tokens"] = frame["step"] * tokens_per_step
     if (frame["metric"] == "").all():
         frame = frame.drop(columns=["metric"])
-    out = frame[[c for c in RUNS_ORDER if c in frame]].sort_values([c for c in key if c in frame], kind="stable")
+    out = frame[[c for c in (*RUNS_ORDER, "_line") if c in frame]].sort_values([c for c in key if c in frame], kind="stable")
     out = out.reset_index(drop=True)
     out.attrs["skipped_columns"] = skipped
+    out.attrs["chose_columns"] = bool(columns)
     out.attrs["dropped"] = {}
     return out
 
@@ -358,10 +395,16 @@ def _metric_columns(path: Path, raw: pd.DataFrame, special: set, columns: list[s
     return chosen, skipped
 
 
+def _blank(cells: pd.Series) -> np.ndarray:
+    """Which cells of a text column are blank: empty, nan, none or null."""
+    text = cells.str.strip()
+    return ((text == "") | text.str.lower().isin(["nan", "none", "null"])).to_numpy()
+
+
 def _wide_numbers(path: Path, raw: pd.DataFrame, col: str, lines: np.ndarray, allow_blank: bool) -> np.ndarray:
     """Column `col` as floats; blank, nan, none and null cells are NaN (refused unless `allow_blank`)."""
     text = raw[col].str.strip()
-    blank = (text == "") | text.str.lower().isin(["nan", "none", "null"])
+    blank = pd.Series(_blank(raw[col]), index=raw.index)
     values = pd.to_numeric(text.where(~blank), errors="coerce").to_numpy(float)
     bad = (~blank.to_numpy() & ~np.isfinite(values)) | (blank.to_numpy() & (not allow_blank))
     if bad.any():
@@ -379,6 +422,8 @@ def _wide_accuracy(path: Path, raw: pd.DataFrame, col: str, value: np.ndarray, l
     outside = np.isfinite(value) & ((value < 0) | (value > 1))
     if outside.any():
         hint = "; if these are percentages, pass --percent" if not percent and np.nanmax(value) <= 100 else ""
+        if any(word in col.lower() for word in ("loss", "perplexity", "ppl")):
+            hint = "; a loss is not an accuracy: pass it as --loss-column, or narrow --columns"
         raise InputError(f"{path}: column '{col}': accuracy outside [0, 1] on line(s) "
                          f"{', '.join(map(str, lines[outside][:5]))} (e.g. {raw[col].iloc[np.flatnonzero(outside)[0]]!r}){hint}")
     return value
@@ -412,15 +457,17 @@ def finish(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
     if bad.any():
         dropped["at step 0: no positive step or tokens, so not a point"] = int(bad.sum())
     out = frame[~bad].reset_index(drop=True)
+    lines = out.pop("_line").to_numpy() if "_line" in out else None  # the wide file's lines, for messages
     for col in ("params", "tokens", "step"):  # counts stay integers in the written file
         if col in out and out[col].dtype.kind == "f" and (out[col] == np.round(out[col])).all() and (out[col] < 2**62).all():
             out[col] = out[col].astype(np.int64)
     if out.empty:
-        raise InputError(f"{source}: no row left to write (every row is at step 0)")
+        why = "; ".join(f"{count:,} {reason}" for reason, count in dropped.items())
+        raise InputError(f"{source}: no row left to write (left out: {why})")
     try:
-        validate_runs(out, name=str(source))
+        validate_runs(out, name=str(source), lines=lines)
     except InputError as err:  # an importer bug or an odd file: say which
-        raise InputError(f"{source}: the imported rows break the RUNS.csv contract: {err}") from None
+        raise InputError(f"{err} (the imported rows break the RUNS.csv contract)") from None
     out.attrs["dropped"] = dropped
     return out
 
@@ -478,7 +525,7 @@ def add_import_parser(data_sub) -> None:
 
 
 def _write(frame: pd.DataFrame, source, output: str, what: str) -> int:
-    from neuneu.io import write_csv_atomic
+    from neuneu.io import STDOUT, write_csv_atomic
 
     frame = finish(frame, source)
     write_csv_atomic({output: frame})
@@ -489,7 +536,9 @@ def _write(frame: pd.DataFrame, source, output: str, what: str) -> int:
           f"at {steps:,} step{'' if steps == 1 else 's'} {what}", file=sys.stderr)
     for reason, count in frame.attrs["dropped"].items():
         print(f"neuneu: skipped {count:,} value{'' if count == 1 else 's'} ({reason})", file=sys.stderr)
-    print(f"next: add rows with a blank accuracy at the steps/tokens to forecast, then: neuneu predict {output}", file=sys.stderr)
+    target = "FILE" if output == STDOUT else output
+    print(f"next: neuneu predict {target} --at step=… (or tokens=…), or add rows with a blank accuracy "
+          f"where you want a forecast and run neuneu predict {target}", file=sys.stderr)
     return 0
 
 
@@ -497,6 +546,9 @@ def cmd_import_lm_eval(args) -> int:
     frame = read_lm_eval(args.folder, args.run, tokens_per_step=args.tokens_per_step, params=args.params,
                          family=args.family, metrics=args.metric, shot_suffix=args.shot_suffix)
     files = frame.attrs["files"]
+    if empty := frame.attrs["empty_files"]:
+        shown = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+        print(f"neuneu: {len(empty):,} result file{'' if len(empty) == 1 else 's'} with an empty 'results': {shown}", file=sys.stderr)
     return _write(frame, args.folder, args.output, f"from {files:,} result file{'' if files == 1 else 's'}")
 
 
@@ -507,5 +559,8 @@ def cmd_import_wide(args) -> int:
     skipped = frame.attrs["skipped_columns"]
     if skipped:
         shown = ", ".join(skipped[:8]) + (f" and {len(skipped) - 8} more" if len(skipped) > 8 else "")
-        print(f"neuneu: not metric columns, skipped: {shown} (choose with --columns)", file=sys.stderr)
+        if frame.attrs["chose_columns"]:
+            print(f"neuneu: columns not matched by --columns, skipped: {shown}", file=sys.stderr)
+        else:
+            print(f"neuneu: not metric columns, skipped: {shown} (choose with --columns)", file=sys.stderr)
     return _write(frame, args.file, args.output, f"from {args.file}")

@@ -120,6 +120,45 @@ def test_bad_lm_eval_files_exit_2_naming_the_file_and_write_nothing(tmp_path, ca
     assert not out.exists() and not list(tmp_path.glob(".runs.csv.*"))
 
 
+def test_a_value_outside_0_1_leaves_out_that_tasks_metric_only_and_odd_values_are_counted(tmp_path):
+    folder = tmp_path / "evals"
+    results = {"wsc": {"acc": 1.5, "acc_norm": 0.6}, "piqa": {"acc": 0.6}, "squad2": {"f1": 50.0}, "drop": {"f1": 0.21},
+               "odd": {"acc": "0.5"}, "notdict": 0.3}
+    _results_file(folder / "step1000.json", None, results, model_args="pretrained=x")
+    _results_file(folder / "step2000.json", None, {"wsc": {"acc": 0.5, "acc_norm": 0.6}, "piqa": {"acc": 0.7}},
+                  model_args="pretrained=x")
+    frame = read_lm_eval(folder, "r")
+    kept = set(zip(frame["task"], frame["metric"]))
+    assert kept == {("wsc", "acc_norm"), ("piqa", "acc"), ("drop", "f1")}  # wsc acc (1.5) and squad2 f1 (50) out
+    dropped = frame.attrs["dropped"]
+    assert dropped["a value outside [0, 1] in the task's metric: squad2 f1, wsc acc"] == 3
+    assert dropped["not a number: NaN, text, or a result that is not a task's table of metrics"] == 2
+    assert read_lm_eval(folder, "r", metrics=["f1"])["task"].tolist() == ["drop"]
+    with pytest.raises(InputError, match="outside \\[0, 1\\] in every task"):
+        read_lm_eval(_only(tmp_path, {"squad2": {"f1": 50.0}}), "r", metrics=["f1"])
+
+
+def _only(tmp_path, results):
+    folder = tmp_path / "only"
+    _results_file(folder / "step10.json", None, results, model_args="pretrained=x")
+    return folder
+
+
+@pytest.mark.parametrize("name, step", [("run_step1k", 1000), ("iter2K_seed1", 2000), ("global_step_30", 30),
+                                        ("checkpoint-1000", 1000), ("step3m", 3_000_000)])
+def test_step_suffixes_in_file_names(tmp_path, name, step):
+    folder = tmp_path / name
+    _results_file(folder / f"{name}.json", None, {"piqa": {"acc": 0.6}}, model_args="pretrained=x")
+    assert read_lm_eval(folder, "r")["step"].tolist() == [step]
+
+
+def test_a_number_glued_to_letters_is_not_a_step(tmp_path):
+    folder = tmp_path / "evals"
+    _results_file(folder / "step1000x.json", None, {"piqa": {"acc": 0.6}}, model_args="pretrained=x")
+    with pytest.raises(InputError, match="no training step found"):
+        read_lm_eval(folder, "r")
+
+
 def test_empty_folder_and_missing_folder(tmp_path):
     with pytest.raises(InputError, match="no .json result files"):
         read_lm_eval(tmp_path, "r")
@@ -202,6 +241,43 @@ def test_bad_wide_csv_exits_2_naming_the_file_and_writes_nothing(tmp_path, capsy
     err = capsys.readouterr().err
     assert message in err and str(path) in err
     assert not out.exists()
+
+
+def test_wide_rows_without_metrics_need_no_time_and_messages_name_the_files_lines(tmp_path, capsys):
+    path = tmp_path / "log.csv"
+    # training-step rows (no eval) with blank tokens are skipped; blank lines count in line numbers
+    path.write_text("step,tokens,loss,hellaswag_acc\n1,,4.0,\n10,100,3.0,0.3\n\n\n20,200,2.5,0.35\n")
+    frame = read_wide(path, "r", tokens_column="tokens")
+    assert frame["step"].tolist() == [10, 20]
+    path.write_text("step,hellaswag_acc\n10,0.3\n\n\n20,abc\n")
+    with pytest.raises(InputError, match="non-numeric value on line\\(s\\) 5"):
+        read_wide(path, "r")
+    # the contract check names the wide file's lines, not positions in the sorted output
+    path.write_text("step,tokens,hellaswag_acc,arc_easy_acc\n10,100,0.3,0.4\n20,100,0.35,0.45\n")
+    out = tmp_path / "runs.csv"
+    assert main(["data", "import", "wide", str(path), "--run", "r", "--tokens-column", "tokens", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "on line(s) 2, 3" in err and err.count(str(path)) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "content, extra, message",
+    [
+        ("step,hellaswag_acc\n-10,0.3\n10,0.4\n", [], "column 'step': negative step on line(s) 2"),
+        ("step,tokens,hellaswag_acc\n10,100,0.3\n20,0,0.4\n", ["--tokens-column", "tokens"],
+         "column 'tokens': negative tokens, or 0 tokens after step 0 on line(s) 3"),
+        ("step,loss,hellaswag_acc\n10,3,0.3\n20,0,0.4\n", ["--loss-column", "loss"], "non-positive loss on line(s) 3"),
+        ("step,tokens,hellaswag_acc\n10,100,0.3\n", ["--tokens-column", "tokens", "--tokens-per-step", "4M"],
+         "--tokens-column and --tokens-per-step both give the tokens"),
+        ("step,eval/loss,eval/piqa/acc\n10,3.1,0.3\n", ["--columns", "eval/*"], "a loss is not an accuracy: pass it as --loss-column"),
+    ],
+)
+def test_bad_times_and_options_in_a_wide_csv(tmp_path, capsys, content, extra, message):
+    path = tmp_path / "log.csv"
+    path.write_text(content)
+    out = tmp_path / "runs.csv"
+    assert main(["data", "import", "wide", str(path), "--run", "r", "-o", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
 
 
 def test_bad_number_option_is_a_usage_error(tmp_path, capsys):
