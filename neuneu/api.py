@@ -69,8 +69,6 @@ def predict_df(
 
     original_index = frame.index if isinstance(frame, pd.DataFrame) else None
     points = validate_runs(frame, episode=episode)
-    if "flops" in points and "flops" not in {str(c).strip() for c in frame.columns}:  # computed, not asked for
-        points.attrs["derived_columns"] = [*points.attrs.get("derived_columns", ()), "flops"]
     # one path for a name and an instance alike: chunked, with the fallback/calibration columns
     table, _, _ = predict_runs(points, method, checkpoint=None if checkpoint is None else str(checkpoint), episode=episode)
     # every blank row is a query, and each method's block lists them in input order

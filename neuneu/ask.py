@@ -404,19 +404,21 @@ def rank_note(ranks: pd.DataFrame) -> str:
 
 def read_truth(path) -> pd.DataFrame:
     """A truth CSV (`neuneu data episodes --truth`): run, task, [metric], a time coordinate and
-    accuracy (or value). InputError when it is missing or lacks those columns."""
+    accuracy (or value), every accuracy known; checked as a RUNS.csv is (`neuneu.data.read_runs`:
+    numbers, accuracies in [0, 1], no conflicting duplicates). InputError naming the file otherwise."""
+    from neuneu.data import read_runs
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such truth file (--truth)")
     try:
-        table = pd.read_csv(path, dtype={"run": str, "task": str, "metric": str, "family": str})
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read the truth file ({err})") from None
-    table = table.rename(columns={"value": "accuracy"})
-    if not {"run", "accuracy"} <= set(table) or not any(c in table for c in TIME_COORDS):
-        raise InputError(f"{path}: a truth file needs columns run, task, accuracy and tokens, flops or step; "
-                         f"it has {', '.join(table.columns)}")
-    table.attrs["path"] = str(path)
+        table = read_runs(path)
+    except InputError as err:
+        raise InputError(f"{err} (the truth file, --truth)") from None
+    blank = table["accuracy"].isna().to_numpy()
+    if blank.any():
+        raise InputError(f"{path}: column 'accuracy': blank on line(s) {', '.join(map(str, table['_line'][blank][:5]))} "
+                         "(the truth file, --truth, holds known accuracies only)")
     return table
 
 
@@ -448,6 +450,7 @@ def truth_summary(frame: pd.DataFrame, episodes, quantiles: dict, truth: pd.Data
     reference when it was not asked for. InputError when no query matches the truth.
     """
     from neuneu.metrics import leaderboard, trajectory_scores
+    from neuneu.predict import as_run
     from neuneu.registry import get_predictor
 
     mask = episodes.query.mask
@@ -460,8 +463,9 @@ def truth_summary(frame: pd.DataFrame, episodes, quantiles: dict, truth: pd.Data
                          "(matched on run, task, metric and the time coordinate)")
     scored = dataclasses.replace(episodes, target=target)
     quantiles = dict(quantiles)
-    if "persistence" not in quantiles:
-        quantiles["persistence"] = get_predictor("persistence").fit(episodes.context).predict(episodes.query)
+    if "persistence" not in quantiles:  # the reference, read as the methods asked for were
+        reference = as_run(get_predictor("persistence"), episodes.protocol)
+        quantiles["persistence"] = reference.fit(episodes.context).predict(episodes.query)
     scores = pd.concat([trajectory_scores(scored, q).assign(method=m) for m, q in quantiles.items()], ignore_index=True)
     board = leaderboard(scores, n_boot=n_boot)
     n_traj = int(board["n_trajectories"].max())
@@ -493,15 +497,6 @@ def check_modes(args) -> None:
         args.horizon = 100.0
 
 
-def mark_derived_columns(frame: pd.DataFrame, path) -> None:
-    """Record in `frame.attrs["derived_columns"]` the columns neuneu added (e.g. flops from params
-    and tokens), so the output has only the file's own columns (`neuneu.io.predictions_frame`)."""
-    columns = input_columns(path)
-    if columns is not None:
-        frame.attrs["derived_columns"] = [c for c in frame.columns
-                                          if c not in columns and not c.startswith("_") and c != "accuracy"]
-
-
 
 def describe_methods() -> pd.DataFrame:
     """Every registered method: name, kind, variants, and the first line of its class docstring."""
@@ -525,22 +520,16 @@ def describe_methods() -> pd.DataFrame:
 
 
 def _header(path) -> list[str] | None:
-    """The first line of a CSV (gzip or plain) as fields, or None when unreadable."""
+    """The first non-blank line of a CSV (gzip or plain) as fields, or None when unreadable."""
     try:
         raw = Path(path).read_bytes()[:1 << 20]
         if raw[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=io.BytesIO(Path(path).read_bytes())) as fh:
                 raw = fh.readline()
-        line = raw.decode("utf-8", errors="replace").splitlines()[0] if raw else ""
-        return next(csv.reader([line])) if line else []
+        lines = [line for line in raw.decode("utf-8-sig", errors="replace").splitlines() if line.strip()]
+        return next(csv.reader(lines[:1])) if lines else []
     except (OSError, EOFError, IndexError):
         return None
-
-
-def input_columns(path) -> list[str] | None:
-    """The columns as written in the file (so derived ones, e.g. flops, are not written back)."""
-    header = _header(path)
-    return None if header is None else [c.strip() for c in header]
 
 
 def sibling_note(frame: pd.DataFrame) -> str | None:
@@ -591,5 +580,5 @@ def input_hint(err: InputError, path, episode: str) -> InputError:
 __all__ = [
     "plural", "parse_at", "at_rows", "target_frame", "target_table", "quantile_samples", "prob_above",
     "rank_table", "rank_note", "read_truth", "truth_at", "truth_summary", "describe_methods",
-    "input_columns", "input_hint", "check_modes", "mark_derived_columns",
+    "input_hint", "check_modes",
 ]

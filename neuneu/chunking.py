@@ -126,6 +126,8 @@ def point_chunks(points: pd.DataFrame, group, is_query, *, protocol: str, varian
     n_ctx = np.bincount(gid[~is_query], minlength=len(labels))
     n_qry = np.bincount(gid[is_query], minlength=len(labels))
     keep = (n_ctx >= 1) & (n_qry >= 1)
+    if not keep.any():
+        return 0, []
     eid = np.full(len(labels), -1)
     eid[keep] = np.arange(int(keep.sum()))
     chunks = plan_chunks(n_ctx[keep], n_qry[keep], max_cells)

@@ -17,10 +17,26 @@ def _load(spec: str, data: str | None, episode: str = "run") -> pd.DataFrame:
     """A source name of the shared data, or a path to a RUNS.csv (read for `--episode episode`)."""
     from neuneu.data import load_source, read_runs
 
-    path = Path(spec)
-    if path.suffix in (".csv", ".gz") or path.is_file():
-        return read_runs(path, episode=episode)
+    if _is_runs_file(spec):
+        return read_runs(Path(spec), episode=episode)
     return load_source(spec, data)
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type: an integer >= 1 (`--plot-n`)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _is_runs_file(spec: str) -> bool:
+    """Whether a `source` argument names a RUNS.csv path rather than a source of the shared data."""
+    path = Path(spec)
+    return path.suffix in (".csv", ".gz") or path.is_file()
 
 
 def _plural(n: int, word: str) -> str:
@@ -58,6 +74,15 @@ def cmd_data_episodes(args) -> int:
     from neuneu.io import STDOUT, check_outputs, episodes_to_runs, write_csv_atomic
 
     check_outputs([args.output, args.truth])  # before any work: nothing is written when one cannot be
+    if not 0 <= args.ratio < 1:
+        raise InputError(f"--ratio must be in [0, 1), got {args.ratio}")
+    if _is_runs_file(args.source) and args.protocol == "scale":
+        raise InputError(f"{args.source}: --protocol scale takes its size thresholds from a source's entry in "
+                         "neuneu/splits.yaml, so it needs a source name; for your own runs, add the larger runs' "
+                         f"rows with a blank accuracy and run `neuneu predict {args.source} --episode family`")
+    if _is_runs_file(args.source) and args.split != "all":
+        raise InputError(f"{args.source}: --split {args.split}: a RUNS.csv has no splits (they are the shared "
+                         "sources', neuneu/splits.yaml); leave --split out")
     points = _load(args.source, args.data, episode="family" if args.protocol == "scale" else "run")
     _report_dropped(points, args.source)
     if args.protocol == "checkpoint":
@@ -113,7 +138,6 @@ def cmd_predict(args) -> int:
         frame = read_runs(args.runs, episode=args.episode)
     except InputError as err:
         raise ask.input_hint(err, args.runs, args.episode) from None
-    ask.mark_derived_columns(frame, args.runs)
     _report_dropped(frame, str(args.runs))
     if args.episode == "run" and (note := ask.sibling_note(frame)):
         print(note, file=sys.stderr)
@@ -211,7 +235,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pred.add_argument("--episode", choices=("run", "family"), default="run", help="run: one trajectory per episode; family: each trajectory with blank rows "
                            "plus every other run of its family, task and metric (a partial run predicted from its ladder)")
     pred.add_argument("--plot", metavar="DIR", help="write a fan chart per trajectory to DIR")
-    pred.add_argument("--plot-n", type=int, default=12, help="how many trajectories to plot, taken in turn from each run (default 12)")
+    pred.add_argument("--plot-n", type=_at_least_one, default=12, help="how many trajectories to plot, taken in turn from each run (default 12)")
     pred.add_argument("--plot-run", action="append", help="plot only these runs (repeatable)")
     pred.add_argument("--truth", help="a truth CSV (from `neuneu data episodes --truth`): print MAE, 80%% coverage and "
                                       "skill vs persistence at the rows it matches, and draw it on the fan charts")

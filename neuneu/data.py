@@ -224,21 +224,29 @@ def read_runs(path: str | os.PathLike, *, episode: str = "run") -> pd.DataFrame:
     return _validate_runs(raw, path, episode, lines=lines)
 
 
-def validate_runs(table: pd.DataFrame, *, episode: str = "run", name: str = "input frame") -> pd.DataFrame:
+def validate_runs(table: pd.DataFrame, *, episode: str = "run", name: str = "input frame",
+                  lines: np.ndarray | None = None) -> pd.DataFrame:
     """The RUNS.csv contract of `read_runs`, for a DataFrame in memory (`neuneu.predict_df`).
 
     Blank = NaN, None or ""; numbers may be numeric or text. Messages name `name` and the
-    offending rows by position (0-based); columns outside the contract keep their values.
+    offending rows by position (0-based), or by `lines` (each row's line in the file it came from:
+    the importers); columns outside the contract keep their values.
     """
     if not isinstance(table, pd.DataFrame):
         raise InputError(f"{name}: expected a pandas DataFrame, got {type(table).__name__}")
     table = table.reset_index(drop=True)
     as_text = {str(c).strip(): table[c].astype(object).where(table[c].notna(), "").map(str) for c in table.columns}
-    frame = _validate_runs(pd.DataFrame(as_text, index=table.index), name, episode, first_line=0, unit="row")
+    as_text = pd.DataFrame(as_text, index=table.index)
+    if lines is None:
+        frame = _validate_runs(as_text, name, episode, first_line=0, unit="row")
+        position = frame["_line"].to_numpy()
+    else:  # several rows may share a line: their positions travel in a column of their own
+        frame = _validate_runs(as_text.assign(_position=np.arange(len(table)).astype(str)), name, episode, unit="line", lines=lines)
+        position = frame.pop("_position").astype(np.int64).to_numpy()
     keys = set(NUMERIC) | {"run", "task", "metric", "family", "_line"}
     for col, original in zip(as_text, table.columns):
         if col in frame and col not in keys:
-            frame[col] = table[original].to_numpy()[frame["_line"].to_numpy()]
+            frame[col] = table[original].to_numpy()[position]
     return frame
 
 
@@ -258,12 +266,15 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
 
     frame = _parse_cells(raw, fail)
     _check_values(frame, raw, episode, time_col, fail)
+    derived = []
     if "flops" not in frame and {"params", "tokens"} <= set(frame):
         frame["flops"] = 6.0 * frame["params"] * frame["tokens"]
+        derived.append("flops")
     frame["_line"] = lines
     frame = _drop_duplicates(frame, [k for k in TRAJECTORY_KEY if k in frame] + [time_col], fail)
     _check_every_episode_has_context(path, frame, episode, unit)
     frame.attrs["path"] = str(path)
+    frame.attrs["derived_columns"] = derived  # computed here, not the input's: not written back (neuneu.io)
     return frame
 
 
@@ -340,19 +351,19 @@ def _check_values(frame: pd.DataFrame, raw: pd.DataFrame, episode: str, time_col
 
 
 def _drop_duplicates(frame: pd.DataFrame, key: list[str], fail) -> pd.DataFrame:
-    """Rows repeating a point (same `key`): conflicting values fail; exact copies are dropped
-    and counted in `attrs["dropped"]`."""
+    """Rows repeating a point (same `key`): different accuracies or losses fail, naming the column
+    that differs; copies are dropped (the first kept) and counted in `attrs["dropped"]`."""
     dup = frame.duplicated(key, keep=False).to_numpy()
     if dup.any():
-        cols = [c for c in ("accuracy", "loss") if c in frame]
-        conflict = frame[dup].groupby(key, dropna=False)[cols].nunique(dropna=False).gt(1).any(axis=1)
-        if conflict.any():
-            bad_keys = conflict[conflict].index
-            rows = frame.set_index(key).index.isin(bad_keys)
-            fail("accuracy", rows, f"conflicting duplicates (same {', '.join(key)}, different values)")
+        for col in [c for c in ("accuracy", "loss") if c in frame]:
+            conflict = frame[dup].groupby(key, dropna=False)[col].nunique(dropna=False).gt(1)
+            if conflict.any():
+                rows = frame.set_index(key).index.isin(conflict[conflict].index)
+                fail(col, rows, f"conflicting duplicates (same {', '.join(key)}, different {col})")
     exact = frame.duplicated(key, keep="first").to_numpy()
     out = frame[~exact]
-    out.attrs["dropped"] = {"exact duplicate rows": int(exact.sum())} if exact.any() else {}
+    reason = f"repeated rows: same {', '.join(key)}, accuracy and loss as an earlier row, which is kept"
+    out.attrs["dropped"] = {reason: int(exact.sum())} if exact.any() else {}
     return out
 
 

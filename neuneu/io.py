@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import stat
 import sys
@@ -146,8 +148,14 @@ def write_csv_atomic(frames: dict[str | os.PathLike, pd.DataFrame]) -> None:
                 except FileNotFoundError:
                     mode = 0o666 & ~_umask()
                 os.fchmod(fd, mode)
-                with os.fdopen(fd, "w", newline="") as fh:
-                    frame.to_csv(fh, index=False)
+                with os.fdopen(fd, "wb") as fh:
+                    packed = gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) if out.path.suffix == ".gz" else None
+                    text = io.TextIOWrapper(packed or fh, encoding="utf-8", newline="")
+                    frame.to_csv(text, index=False)  # gzip when the name says so, as the readers expect
+                    text.flush()
+                    text.detach()  # leaves `fh` open for the fsync
+                    if packed is not None:
+                        packed.close()  # the gzip trailer; `fh` stays open
                     fh.flush()
                     os.fsync(fh.fileno())
             except OSError as err:

@@ -110,11 +110,14 @@ def plot_fan_charts(fan: pd.DataFrame, title: str = "", colors: dict | None = No
             ax.plot(truth["x"], 100 * truth["accuracy"], "o", ms=3, mfc="none", color="black", alpha=0.6, label="truth")
         for i, (method, g) in enumerate(here[here["role"] == "prediction"].groupby("method", sort=True)):
             g = g.sort_values("x")
-            ax.plot(g["x"], 100 * g["q50"], "-", lw=1.3, color=colors[method], label=f"{method} q50")
+            single = len(g) == 1  # one query (`--at tokens=X`): a point and error bars, not a line and bands
+            ax.plot(g["x"], 100 * g["q50"], "o" if single else "-", ms=4, lw=1.3, color=colors[method], label=f"{method} q50")
             if i < max_methods_with_bands:
-                ax.fill_between(g["x"], 100 * g["q10"], 100 * g["q90"], color=colors[method], alpha=0.12, lw=0)
-                if {"q25", "q75"} <= set(g):
-                    ax.fill_between(g["x"], 100 * g["q25"], 100 * g["q75"], color=colors[method], alpha=0.25, lw=0)
+                for lo, hi, alpha, width in (("q10", "q90", 0.12, 1.0), ("q25", "q75", 0.25, 3.0)):
+                    if {lo, hi} <= set(g) and single:
+                        ax.vlines(g["x"], 100 * g[lo], 100 * g[hi], color=colors[method], alpha=3 * alpha, lw=width)
+                    elif {lo, hi} <= set(g):
+                        ax.fill_between(g["x"], 100 * g[lo], 100 * g[hi], color=colors[method], alpha=alpha, lw=0)
                 banded.append(method)
         if target is not None:
             ax.axhline(100 * target, ls="--", lw=1, color="0.4", label=f"target {100 * target:g}%")

@@ -71,6 +71,17 @@ def _methods(method: str) -> list[str]:
     return wanted
 
 
+def as_run(predictor: Predictor, protocol: str) -> Predictor:
+    """`predictor` as `predict_runs` runs it on episodes of `protocol`: in a ladder episode (the
+    file's other runs beside the run's own points) a method that cannot tell the run's own points
+    from its siblings' reads the run's own context, as in the benchmark's ladder protocol."""
+    if protocol == "ladder" and "ladder" not in getattr(predictor, "protocols", ()):
+        from neuneu.ladder import OwnContext
+
+        return OwnContext(predictor)
+    return predictor
+
+
 def predict_runs(
     frame: pd.DataFrame,
     method: str | Predictor = DEFAULT_METHOD,
@@ -93,24 +104,22 @@ def predict_runs(
     """
     rows_in, group, is_query, protocol = episode_rows(frame, episode)
     n_episodes, chunks = point_chunks(rows_in, group, is_query, protocol=protocol, variant="loss-given", max_cells=max_cells)
-    if n_episodes == 0:
-        raise InputError(f"{frame.attrs.get('path', 'input')}: column 'accuracy': no blank row, nothing to predict")
+    if n_episodes == 0:  # the reader refused blank rows without a context: there is no blank row
+        raise InputError(f"{frame.attrs.get('path', 'input')}: column 'accuracy': no blank row, nothing to predict "
+                         "(add rows with a blank accuracy where you want a forecast, or ask with `neuneu predict "
+                         "--at` / `--target`)")
     rows = np.concatenate([eps.query.row[eps.query.mask] for _, eps in chunks])  # every query, chunk by chunk
     no_loss = np.sort(rows[~np.isfinite(frame.loc[rows, "loss"].to_numpy(float))]) if "loss" in frame else np.sort(rows)
     names = [method] if isinstance(method, Predictor) else _methods(method)
     tables, per_row = [], {}
     for name in names:
-        predictor = name if isinstance(name, Predictor) else _make_predictor(name, checkpoint)
-        if protocol == "ladder" and "ladder" not in getattr(predictor, "protocols", ()):
-            # as in the benchmark's ladder protocol: a method that cannot tell a run's own points
-            # from its siblings' reads the run's own context (the whole one for a run without any)
-            from neuneu.ladder import OwnContext
-
-            predictor = OwnContext(predictor)
+        predictor = as_run(name if isinstance(name, Predictor) else _make_predictor(name, checkpoint), protocol)
         name = predictor.name
         if "forecast" not in predictor.variants and len(no_loss):
-            lines = frame.loc[no_loss, "_line"].to_numpy()[:5] if "_line" in frame else no_loss[:5]
-            msg = f"method {name!r} needs the loss at every row to predict (column 'loss' blank on line(s) {', '.join(map(str, lines))})"
+            lines = frame.loc[no_loss, "_line"].to_numpy() if "_line" in frame else no_loss
+            where = (f"column 'loss' blank on line(s) {', '.join(map(str, lines[lines > 0][:5]))}" if (lines > 0).any()
+                     else "the rows --at or --target adds have none")  # generated rows have line 0
+            msg = f"method {name!r} needs the loss at every row to predict ({where})"
             if method == "all":
                 print(f"neuneu: skipping {msg}", file=sys.stderr)
                 continue

@@ -46,6 +46,31 @@ def test_data_episodes_writes_a_predictable_file_and_the_truth(data_dir, tmp_pat
     assert one.loc[one["accuracy"].notna(), "tokens"].max() < one.loc[one["accuracy"].isna(), "tokens"].min()
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--ratio", "1"], "--ratio must be in [0, 1), got 1.0"),
+        (["--split", "test"], "a RUNS.csv has no splits"),
+        (["--protocol", "scale"], "--protocol scale takes its size thresholds from a source's entry"),
+    ],
+)
+def test_data_episodes_refuses_what_a_runs_file_cannot_give(tmp_path, capsys, argv, message):
+    runs = tmp_path / "runs.csv"
+    make_points(n_runs=2, n_tasks=1, n_points=8).drop(columns=["source"]).to_csv(runs, index=False)
+    out = tmp_path / "q.csv"
+    assert main(["data", "episodes", str(runs), "-o", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not out.exists()
+
+
+def test_predict_says_so_when_there_is_no_blank_row(tmp_path, capsys):
+    points = make_points(n_runs=2, n_tasks=1, n_points=8).drop(columns=["source"])
+    runs, out = tmp_path / "runs.csv", tmp_path / "pred.csv"
+    points.to_csv(runs, index=False)  # an importer's output: every accuracy known
+    assert main(["predict", str(runs), "--method", "persistence", "-o", str(out)]) == 2
+    assert "no blank row, nothing to predict" in capsys.readouterr().err and not out.exists()
+
+
 def test_predict_persistence_round_trip_matches_the_last_context_value(tmp_path):
     points = make_points(n_runs=2, n_tasks=2, n_points=10)
     points["accuracy"] = points["accuracy"].where(points["step"] <= 3)

@@ -86,6 +86,56 @@ def test_a_flops_column_of_the_file_is_kept(tmp_path):
     assert "flops" in pd.read_csv(out)
 
 
+@pytest.mark.parametrize("prefix", [b"\xef\xbb\xbf", b"\n\n"], ids=["utf8-bom", "blank-lines"])
+def test_every_column_of_the_file_is_written_back_whatever_precedes_the_header(tmp_path, prefix):
+    path, _, points, _ = _runs_file(tmp_path)
+    path.write_bytes(prefix + path.read_bytes())  # Excel's byte-order mark; blank lines before the header
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(path), "--method", "persistence", "-o", str(out)]) == 0
+    assert list(pd.read_csv(out).columns[:len(points.columns) - 1]) == [c for c in points.columns if c != "accuracy"]
+
+
+def test_the_persistence_reference_reads_the_run_s_own_context_as_when_asked_for(tmp_path, capsys):
+    path, truth_path, points, _ = _runs_file(tmp_path)
+    assert points["family"].nunique() == 1  # a family episode holds the other run too
+    lines = []
+    for method in ("ladder_power_law", "ladder_power_law,persistence"):
+        assert main(["predict", str(path), "--episode", "family", "--method", method, "--truth", str(truth_path),
+                     "-o", str(tmp_path / "pred.csv")]) == 0
+        lines.append(next(x for x in capsys.readouterr().err.splitlines() if x.strip().startswith("persistence")))
+    assert lines[0] == lines[1]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("abc", "column 'accuracy': non-numeric value on line(s) 2"),
+    ("65.0", "column 'accuracy': accuracy outside [0, 1] on line(s) 2"),
+])
+def test_a_bad_truth_file_is_an_error_naming_its_line_before_anything_is_written(tmp_path, capsys, bad, message):
+    path, truth_path, _, truth = _runs_file(tmp_path)
+    truth.astype({"accuracy": object}).assign(accuracy=[bad] + list(truth["accuracy"][1:])).to_csv(truth_path, index=False)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(path), "--method", "persistence", "--truth", str(truth_path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "--truth" in err and "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("n", ["0", "-1", "two"])
+def test_plot_n_must_be_a_positive_count(tmp_path, capsys, n):
+    path, _, _, _ = _runs_file(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", str(path), "--plot", str(tmp_path / "p"), "--plot-n", n, "-o", str(tmp_path / "o.csv")])
+    assert exit_.value.code == 2 and "--plot-n" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()
+
+
+def test_an_output_named_gz_is_gzip(tmp_path):
+    path, _, _, _ = _runs_file(tmp_path)
+    plain, packed = tmp_path / "pred.csv", tmp_path / "pred.csv.gz"
+    for out in (plain, packed):
+        assert main(["predict", str(path), "--method", "persistence", "-o", str(out)]) == 0
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"  # the gzip magic number
+    pd.testing.assert_frame_equal(pd.read_csv(packed), pd.read_csv(plain))
+
+
 # ----------------------------------------------------------------------------- listing and help
 
 
@@ -177,6 +227,14 @@ def test_fan_charts_take_runs_in_turn_and_title_without_metric(tmp_path):
     assert labels == ["context", "persistence q50", "q25–q75", "q10–q90"]  # no truth given: none listed
     bands = [c for c in fig.axes[0].collections]
     assert len(bands) == 2  # q10–q90 and q25–q75
+
+    # one query (`--at tokens=X`): the median as a point and the ranges as bars, not invisible bands
+    fan = fan_frame(episodes, quantiles, trajectories(episodes)[:1])
+    fan = fan[(fan["role"] != "prediction") | (fan["x"] == fan.loc[fan["role"] == "prediction", "x"].min())]
+    ax = plot_fan_charts(fan).axes[0]
+    assert [line.get_marker() for line in ax.lines][-1] == "o"  # the q50 point after the context dots
+    spans = [c.get_segments()[0] for c in ax.collections]
+    assert len(spans) == 2 and all(s[0][0] == s[1][0] and s[1][1] > s[0][1] for s in spans)  # vertical, q_lo < q_hi
 
 
 # ----------------------------------------------------------------------------- progress
