@@ -248,7 +248,8 @@ def _sig(v: float, digits: int = 3) -> float:
 def target_table(qframe: pd.DataFrame, info: dict, table: pd.DataFrame, target: float) -> pd.DataFrame:
     """One row per trajectory and method: when q50 first reaches `target` on the grid of
     `target_frame`, with the 80% range [q90 crossing, q10 crossing]. Numbers are blank where the
-    crossing is not within the horizon; `status` and `answer` say so in words."""
+    crossing is not within the horizon; `status` and `answer` say so in words. Crossings are
+    rounded to 3 significant figures: interpolated on a log grid, they are no more precise."""
     if not 0 < target < 1:
         raise InputError(f"--target must be an accuracy in (0, 1), e.g. 0.6 for 60%, got {target:g}")
     time, trajectories = info["time"], info["trajectories"]
@@ -493,6 +494,9 @@ def check_modes(args) -> None:
             raise InputError(f"--target must be an accuracy in (0, 1), e.g. 0.6 for 60%, got {args.target:g}")
     elif getattr(args, "horizon", None) is not None:
         raise InputError("--horizon only applies with --target")
+    for flag, given in (("--plot-n", getattr(args, "plot_n", None)), ("--plot-run", getattr(args, "plot_run", None))):
+        if given is not None and not getattr(args, "plot", None):
+            raise InputError(f"{flag} only applies with --plot DIR")
     if getattr(args, "target", None) is not None and args.horizon is None:
         args.horizon = 100.0
 

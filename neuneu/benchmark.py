@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from neuneu.chunking import fit_predict
-from neuneu.data import REPO_ROOT, SPLITS, InputError, data_fingerprint, load_source, resolve_data_dir
+from neuneu.data import REPO_ROOT, SPLITS, InputError, data_fingerprint, list_sources, load_source, resolve_data_dir
 from neuneu.episodes import (PROTOCOLS, SIBLING_PROTOCOLS, VARIANTS, checkpoint_episodes, ladder_episodes, scale_episodes,
                              sweep_episodes)
 from neuneu.metrics import GROUP_KEYS, horizon_errors, horizon_table, leaderboard, trajectory_scores
@@ -510,6 +510,8 @@ def main(args) -> int:
     ratios = args.ratio or [0.2]
     sources, split, family = args.sources, args.split or "test", args.holdout_family
     if family is not None:
+        if family not in (known := list_sources(resolve_data_dir(args.data))):
+            raise InputError(f"--holdout-family {family!r}: no such source; the sources are: {', '.join(known)}")
         sources, split = family, args.split or "all"
     if args.out is None:
         args.out = str(Path("runs") / "benchmark" / f"{(family or sources).replace(',', '+')}-{args.protocol}-{args.variant}")

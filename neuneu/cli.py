@@ -85,6 +85,10 @@ def cmd_data_episodes(args) -> int:
                          "sources', neuneu/splits.yaml); leave --split out")
     points = _load(args.source, args.data, episode="family" if args.protocol == "scale" else "run")
     _report_dropped(points, args.source)
+    if (blank := points["accuracy"].isna().to_numpy()).any():  # a RUNS.csv's own queries: nothing to hold back
+        print(f"neuneu: {args.source}: left out {_plural(int(blank.sum()), 'row')} with a blank accuracy "
+              "(the episodes split known checkpoints only)", file=sys.stderr)
+        points = points[~blank]
     if args.protocol == "checkpoint":
         episodes = checkpoint_episodes(points, args.ratio, variant=args.variant)
     else:
@@ -139,6 +143,8 @@ def cmd_predict(args) -> int:
     except InputError as err:
         raise ask.input_hint(err, args.runs, args.episode) from None
     _report_dropped(frame, str(args.runs))
+    if args.plot_run and (unknown := sorted(set(args.plot_run) - set(frame["run"].astype(str)))):
+        raise InputError(f"--plot-run: no run {', '.join(map(repr, unknown))} in {args.runs}")
     if args.episode == "run" and (note := ask.sibling_note(frame)):
         print(note, file=sys.stderr)
     if args.at:
@@ -169,8 +175,9 @@ def cmd_predict(args) -> int:
     if args.plot:
         from neuneu.plotting import save_fan_charts
 
-        paths = save_fan_charts(frame, episodes, quantiles, args.plot, limit=args.plot_n, runs=args.plot_run,
-                                truth=truth, target=args.target)
+        limit = {"limit": args.plot_n} if args.plot_n else {}  # else save_fan_charts' default
+        paths = save_fan_charts(frame, episodes, quantiles, args.plot, runs=args.plot_run, truth=truth,
+                                target=args.target, **limit)
         print(f"wrote {plural(len(paths), 'fan chart')} to {args.plot}", file=sys.stderr)
     return 0
 
@@ -235,7 +242,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pred.add_argument("--episode", choices=("run", "family"), default="run", help="run: one trajectory per episode; family: each trajectory with blank rows "
                            "plus every other run of its family, task and metric (a partial run predicted from its ladder)")
     pred.add_argument("--plot", metavar="DIR", help="write a fan chart per trajectory to DIR")
-    pred.add_argument("--plot-n", type=_at_least_one, default=12, help="how many trajectories to plot, taken in turn from each run (default 12)")
+    pred.add_argument("--plot-n", type=_at_least_one, help="how many trajectories to plot, taken in turn from each run (default 12)")
     pred.add_argument("--plot-run", action="append", help="plot only these runs (repeatable)")
     pred.add_argument("--truth", help="a truth CSV (from `neuneu data episodes --truth`): print MAE, 80%% coverage and "
                                       "skill vs persistence at the rows it matches, and draw it on the fan charts")

@@ -192,6 +192,11 @@ def _parse_csv(path: Path, raw: bytes, **kwargs) -> pd.DataFrame:
         first = str(err).splitlines()[0]
         raise InputError(f"{path}: not a readable CSV file ({first})") from None
     header = next(csv.reader(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", errors="replace", newline="")), [])
+    if not isinstance(frame.index, pd.RangeIndex) and "index_col" not in kwargs:
+        # pandas reads a first row longer than the header as "the first fields are an index" and
+        # shifts every column: refuse instead
+        raise InputError(f"{path}: the first row has more fields than the header's {len(header)} columns; "
+                         "give every row one field per column (a trailing comma adds one)")
     names = [name.strip() for name in header]
     twice = sorted({n for n in names if n and names.count(n) > 1})
     if twice:
@@ -316,7 +321,7 @@ def _parse_cells(raw: pd.DataFrame, fail) -> pd.DataFrame:
         else:
             # A blank metric is a metric of its own (one trajectory per run and task); a blank
             # run, task or family is refused where it is a key.
-            frame[col] = text.replace("", np.nan) if col in ("run", "task", "family") else text if col == "metric" else raw[col]
+            frame[col] = text.where(text != "") if col in ("run", "task", "family") else text if col == "metric" else raw[col]
     return frame
 
 

@@ -225,7 +225,8 @@ def episodes_to_runs(points: pd.DataFrame, episodes: Episodes) -> tuple[pd.DataF
     qry_rows = episodes.query.row[episodes.query.mask]
     rows = np.concatenate([ctx_rows, qry_rows])
     is_query = np.r_[np.zeros(len(ctx_rows), bool), np.ones(len(qry_rows), bool)]
-    out = points.loc[rows][[c for c in RUNS_COLUMNS if c in points]].copy()
+    derived = set(points.attrs.get("derived_columns") or ())  # e.g. flops the reader computed: not the file's
+    out = points.loc[rows][[c for c in RUNS_COLUMNS if c in points and c not in derived]].copy()
     if episodes.protocol == "scale" and "ladder" in episodes.meta:
         ladder = np.repeat(episodes.meta["ladder"].to_numpy(), episodes.query.mask.sum(1))
         ladder_ctx = np.repeat(episodes.meta["ladder"].to_numpy(), episodes.context.mask.sum(1))
@@ -237,7 +238,19 @@ def episodes_to_runs(points: pd.DataFrame, episodes: Episodes) -> tuple[pd.DataF
     if episodes.variant == "forecast" and "loss" in out:
         out.loc[out["_query"], "loss"] = np.nan
     truth = truth[[c for c in ("family", "run", "task", "metric", "tokens", "step", "accuracy") if c in truth]]
-    return out.drop(columns=["_query"]), truth
+    return whole_numbers(out.drop(columns=["_query"])), whole_numbers(truth)
+
+
+def whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each coordinate column (params, tokens, step, flops) that holds whole numbers
+    below 2^53 as integers (blank where unknown), so a written file says 1200000000, not 1.2e9 or
+    1200000000.0."""
+    for col in ("params", "tokens", "step", "flops"):
+        values = frame[col].to_numpy(float) if col in frame and pd.api.types.is_float_dtype(frame[col]) else None
+        known = values[np.isfinite(values)] if values is not None else None
+        if known is not None and len(known) and np.all(known == np.round(known)) and np.abs(known).max() < 2**53:
+            frame[col] = frame[col].astype("Int64")
+    return frame
 
 
 def predictions_frame(points: pd.DataFrame, episodes: Episodes, quantiles: np.ndarray, method: str) -> pd.DataFrame:
@@ -252,11 +265,7 @@ def predictions_frame(points: pd.DataFrame, episodes: Episodes, quantiles: np.nd
     derived = set(points.attrs.get("derived_columns") or ())
     keep = [c for c in points.columns if not c.startswith("_") and c != "accuracy" and c not in derived]
     out = points.loc[rows][keep].copy()
-    for col in ("params", "tokens", "step", "flops"):
-        values = out[col].to_numpy(float) if col in out and pd.api.types.is_float_dtype(out[col]) else None
-        known = values[np.isfinite(values)] if values is not None else None
-        if known is not None and len(known) and np.all(known == np.round(known)) and np.abs(known).max() < 2**53:
-            out[col] = out[col].astype("Int64")
+    out = whole_numbers(out)
     out["method"] = method
     q = quantiles[mask]  # (N, 5)
     for i, name in enumerate(QUANTILE_COLUMNS):

@@ -326,7 +326,7 @@ class NeuralPredictor(Predictor):
     def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT, device: str = "cpu", batch_size: int = 512,
                  threads: int | None = 1, calibration: str = "context", name: str | None = None):
         self.checkpoint = Path(checkpoint)
-        if not self.checkpoint.is_absolute() and not self.checkpoint.exists():
+        if not self.checkpoint.is_absolute() and not self.checkpoint.exists() and (REPO_ROOT / self.checkpoint).exists():
             self.checkpoint = REPO_ROOT / self.checkpoint  # relative to the repository, like the default
         self.device = device
         self.batch_size = batch_size

@@ -64,7 +64,11 @@ def _methods(method: str) -> list[str]:
     names = list_predictors()
     if method == "all":
         return names
-    wanted = [m.strip() for m in method.split(",") if m.strip()]
+    wanted = [m.strip() for m in method.split(",")]
+    if not all(wanted):
+        raise InputError(f"--method {method!r}: an empty name; give a comma list of methods (`neuneu methods`), or all")
+    if twice := sorted({m for m in wanted if wanted.count(m) > 1}):
+        raise InputError(f"--method {method!r}: {', '.join(twice)} given twice")
     unknown = [m for m in wanted if m not in names]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(names)}, all")

@@ -95,13 +95,15 @@ def parse_schedule(spec: str) -> Schedule:
     kind = kind.strip().lower()
     if kind not in KINDS:
         raise InputError(f"--schedule {spec!r}: unknown kind {kind!r}; expected one of {', '.join(KINDS)} (e.g. cosine:total=143000,warmup=1430,final=0.1)")
-    keys = {"total", "warmup", "peak", "axis"} | ({"final"} if kind != "constant" else set()) | ({"decay", "shape"} if kind == "wsd" else set())
+    keys = {"warmup", "peak", "axis"} | ({"total", "final"} if kind != "constant" else set()) | ({"decay", "shape"} if kind == "wsd" else set())
     values: dict = {}
     for item in filter(None, (p.strip() for p in re.split(r"[,\s]+", rest))):
         key, eq, value = item.partition("=")
         key = key.strip().lower()
         if not eq or key not in keys:
             raise InputError(f"--schedule {spec!r}: unknown or malformed item {item!r}; {kind} takes {', '.join(sorted(keys))} as key=value")
+        if key in values:
+            raise InputError(f"--schedule {spec!r}: {key} given twice")
         if key == "axis":
             if value.strip().lower() not in AXES:
                 raise InputError(f"--schedule {spec!r}: axis={value!r}; expected step or tokens")
@@ -122,6 +124,7 @@ def parse_schedule(spec: str) -> Schedule:
         ("decay", 0 < values.get("decay", 0.2) <= 1, "must be in (0, 1] (a share of total)"),
     ]
     if "total" in values:
+        checks.append(("total", values["total"] > 0, "must be > 0"))
         checks.append(("total", values["total"] > values.get("warmup", 0.0), "must be larger than warmup"))
     for key, ok, why in checks:
         if not ok:

@@ -63,6 +63,21 @@ def test_data_episodes_refuses_what_a_runs_file_cannot_give(tmp_path, capsys, ar
     assert message in err and "Traceback" not in err and not out.exists()
 
 
+def test_data_episodes_of_a_runs_file_split_its_known_rows_and_write_them_as_given(tmp_path, capsys):
+    points = make_points(n_runs=2, n_tasks=1, n_points=10).drop(columns=["source", "flops"], errors="ignore")
+    points["params"] = points["params"].astype(int)
+    points.loc[points["step"] > 8, "accuracy"] = np.nan  # the file's own queries
+    runs, out, truth = tmp_path / "runs.csv", tmp_path / "q.csv", tmp_path / "truth.csv"
+    points.to_csv(runs, index=False)
+    assert main(["data", "episodes", str(runs), "--ratio", "0.2", "-o", str(out), "--truth", str(truth)]) == 0
+    assert "left out 4 rows with a blank accuracy" in capsys.readouterr().err
+    held = pd.read_csv(truth)
+    assert held["accuracy"].notna().all() and len(held) == 2 * (8 - 2)  # floor(0.2·8) + 1 = 2 context points
+    written = pd.read_csv(out, dtype=str)
+    assert set(written.columns) == set(points.columns)  # no flops the reader computed
+    assert written["params"].str.isdigit().all() and written["step"].str.isdigit().all()
+
+
 def test_predict_says_so_when_there_is_no_blank_row(tmp_path, capsys):
     points = make_points(n_runs=2, n_tasks=1, n_points=8).drop(columns=["source"])
     runs, out = tmp_path / "runs.csv", tmp_path / "pred.csv"

@@ -30,6 +30,7 @@ BAD_INPUTS = {
     "blank_time_coordinate": (HEADER + "a,t,0.5,100\na,t,,\n", "tokens", "blank value", "3"),
     "no_time_column": ("run,task,accuracy\na,t,0.5\n", None, "tokens, flops, step", None),
     "blank_run": (HEADER + "a,t,0.5,100\n,t,,200\n", "run", "blank value", "3"),
+    "trailing_commas": (HEADER + "a,t,0.5,100,\na,t,,200,\n", None, "more fields than the header's 4 columns", None),
 }
 
 

@@ -223,6 +223,8 @@ def test_holdout_cli_without_its_checkpoint_is_a_clear_error(tmp_path, capsys):
     code = cli_main(["benchmark", "--holdout-family", "pythia", "--checkpoint", str(missing), "--out", str(tmp_path)])
     assert code == 2
     assert f"no checkpoint at {missing}" in capsys.readouterr().err
+    assert cli_main(["benchmark", "--holdout-family", "nosuch", "--out", str(tmp_path)]) == 2
+    assert "--holdout-family 'nosuch': no such source" in capsys.readouterr().err
 
 
 LOFO_FAMILIES = [("olmo_ladder", {"OLMo-2-ladder", "OLMo-2-main"}), ("pythia", {"pythia-v0", "pythia-v1"}),

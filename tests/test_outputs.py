@@ -127,6 +127,23 @@ def test_plot_n_must_be_a_positive_count(tmp_path, capsys, n):
     assert exit_.value.code == 2 and "--plot-n" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()
 
 
+def test_plot_options_need_plot_and_name_runs_of_the_file(tmp_path, capsys):
+    path, _, _, _ = _runs_file(tmp_path)
+    out = tmp_path / "o.csv"
+    assert main(["predict", str(path), "--plot-run", "run0", "-o", str(out)]) == 2
+    assert "--plot-run only applies with --plot DIR" in capsys.readouterr().err
+    assert main(["predict", str(path), "--plot", str(tmp_path / "p"), "--plot-run", "nope", "-o", str(out)]) == 2
+    assert "--plot-run: no run 'nope'" in capsys.readouterr().err and not out.exists()
+
+
+def test_method_lists_without_repeats_or_empty_names(tmp_path, capsys):
+    path, _, _, _ = _runs_file(tmp_path)
+    for method, message in (("persistence,persistence", "persistence given twice"), ("", "an empty name"),
+                            ("power_law,,persistence", "an empty name")):
+        assert main(["predict", str(path), "--method", method, "-o", str(tmp_path / "o.csv")]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_an_output_named_gz_is_gzip(tmp_path):
     path, _, _, _ = _runs_file(tmp_path)
     plain, packed = tmp_path / "pred.csv", tmp_path / "pred.csv.gz"

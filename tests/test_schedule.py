@@ -39,6 +39,9 @@ def test_wsd_is_flat_until_the_decay_then_linear_or_sqrt():
     ("cosine:total=10,axis=epochs", "axis"),
     ("constant:final=0.1", "unknown or malformed"),
     ("wsd:total=10,shape=cubic", "shape"),
+    ("cosine:total=143000,total=5", "total given twice"),
+    ("constant:total=5", "unknown or malformed"),  # a constant lr has no end of decay
+    ("cosine:total=-5", "total must be > 0"),
 ])
 def test_bad_specs_name_the_key(spec, match):
     with pytest.raises(InputError, match=match):
