@@ -14,6 +14,7 @@ before anything is written. Rows at step 0 (no positive time coordinate) are dro
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import json
 import re
@@ -150,7 +151,8 @@ def read_lm_eval(
     """Every accuracy of every result file under `folder` as RUNS rows (step 0 included).
 
     `metrics`: keep only these metric names (after the `,none` suffix is dropped); by default
-    every metric but `*_stderr`, those in `NOT_ACCURACY` and any with a value outside [0, 1].
+    every metric but `*_stderr` and those in `NOT_ACCURACY`. Either way a task's metric with any
+    value outside [0, 1] is left out (`_select_metrics`).
     `shot_suffix`: task names get `|<k>shot` (k = the file's num_fewshot), as in the tidy pythia
     source. `frame.attrs["dropped"]`: reason → rows left out.
     """
@@ -260,7 +262,11 @@ def _latest_per_step(frame: pd.DataFrame, folder: Path, dropped: dict) -> pd.Dat
             f"{' and '.join(sorted(set(files)))}; pass --shot-suffix to keep them apart as '{task}|<k>shot'"
         )
     later = frame.sort_values("_order", kind="stable").duplicated(key, keep="last")
-    dropped["values at a step a later file also has (the file that sorts last kept)"] = int(later.sum())
+    differ = int((frame[dup].groupby(key)["accuracy"].nunique() > 1).sum())
+    files = sorted(set(frame.loc[dup, "_file"]))
+    shown = ", ".join(files[:4]) + (f" and {len(files) - 4} more" if len(files) > 4 else "")
+    dropped[f"values at a step a later file also has, the file that sorts last kept; {differ:,} with another "
+            f"value; files: {shown}"] = int(later.sum())
     return frame.loc[~later.reindex(frame.index).to_numpy()]
 
 
@@ -311,7 +317,8 @@ def read_wide(
         raise InputError(f"{path}: --tokens-column and --tokens-per-step both give the tokens; pass one")
     for col, flag in ((step_column, "--step-column"), (tokens_column, "--tokens-column"), (loss_column, "--loss-column")):
         if col is not None and col not in raw:
-            hint = " (W&B exports call it '_step')" if col == "step" and "_step" in raw else ""
+            near = [c for c in raw.columns if c.strip().lower() == col.lower() or (col == "step" and c == "_step")]
+            hint = f" (did you mean '{near[0]}'? pass {flag} {near[0]})" if near else ""
             raise InputError(f"{path}: no column '{col}' ({flag}){hint}; columns are: {', '.join(raw.columns)}")
     special = {c for c in (step_column, tokens_column, loss_column) if c}
     chosen, skipped = _metric_columns(path, raw, special, columns)
@@ -418,6 +425,9 @@ def _wide_accuracy(path: Path, raw: pd.DataFrame, col: str, value: np.ndarray, l
                    percent: bool) -> np.ndarray:
     """A metric column's values as accuracies in [0, 1] (`percent`: divided by 100), else an error."""
     if percent:
+        if np.isfinite(value).any() and np.nanmax(np.abs(value)) <= 1:
+            raise InputError(f"{path}: column '{col}': --percent, but every value is within [0, 1] "
+                             f"(e.g. {raw[col].iloc[np.flatnonzero(np.isfinite(value))[0]]!r}): these look like fractions; drop --percent")
         value = value / 100.0
     outside = np.isfinite(value) & ((value < 0) | (value > 1))
     if outside.any():
@@ -474,14 +484,26 @@ def finish(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
 
 def _count_arg(what: str):
     def parse(text: str) -> float:
-        return parse_count(text, what)
+        try:
+            return parse_count(text, what)
+        except InputError as err:  # argparse shows an ArgumentTypeError's own message
+            raise argparse.ArgumentTypeError(str(err).removeprefix(f"{what}: ")) from None
 
-    parse.__name__ = "number"  # argparse: "invalid number value: 'abc'"
+    return parse
+
+
+def _name(flag: str):
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{flag} must not be blank")
+        return text.strip()
+
+    parse.__name__ = "name"
     return parse
 
 
 def _common_arguments(parser) -> None:
-    parser.add_argument("--run", required=True, help="the run's name in the RUNS.csv (e.g. my-1b)")
+    parser.add_argument("--run", required=True, type=_name("--run"), help="the run's name in the RUNS.csv (e.g. my-1b)")
     parser.add_argument("--tokens-per-step", type=_count_arg("--tokens-per-step"), metavar="N",
                         help="tokens = step × N (e.g. 2097152 or 2.1M); without it the time axis is the step")
     parser.add_argument("--params", type=_count_arg("--params"), metavar="P", help="the model's parameter count (e.g. 1.2e9 or 160M)")
@@ -500,7 +522,8 @@ def add_import_parser(data_sub) -> None:
         description="Import a folder of lm-evaluation-harness result JSON files (one per checkpoint of one run; "
         "old layout results → task → acc, or new results_*.json with 'acc,none') into a RUNS.csv. The step "
         "comes from the file name (step1000, checkpoint-1000, …) or from config.model_args (revision=step1000). "
-        "Stderr entries, non-accuracies (perplexities, bias scores) and metrics outside [0, 1] are skipped.",
+        "Stderr entries, non-accuracies (perplexities, bias scores) and a task's metric with any value outside [0, 1] "
+        "(a percentage, a correlation) are skipped and counted.",
     )
     lm.add_argument("folder", metavar="DIR", help="folder of result .json files (searched recursively)")
     _common_arguments(lm)

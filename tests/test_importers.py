@@ -85,6 +85,9 @@ def test_new_layout_steps_from_the_revision_and_the_newest_rerun_wins(tmp_path):
     acc = frame[(frame["task"] == "arc_easy") & (frame["metric"] == "acc")].set_index("step")["accuracy"]
     assert acc.to_dict() == {1000: 0.5, 2000: 0.6}
     assert any("not accuracies: bits_per_byte, word_perplexity" in reason for reason in frame.attrs["dropped"])
+    rerun = next(reason for reason in frame.attrs["dropped"] if reason.startswith("values at a step a later file"))
+    assert "1 with another value" in rerun and "results_2024-05-03T10-00-00.json" in rerun  # arc_easy acc 0.5 → 0.6
+    assert frame.attrs["dropped"][rerun] == 4  # the first step-2000 file's acc, acc_norm and two exact_match
     assert read_lm_eval(folder, "mine", metrics=["acc"])["metric"].unique().tolist() == ["acc"]
 
 
@@ -226,7 +229,8 @@ def test_wide_csv_columns_and_percent(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("_step,hellaswag_acc\n1,0.3\n", "no column 'step' (--step-column) (W&B exports call it '_step')"),
+        ("_step,hellaswag_acc\n1,0.3\n", "no column 'step' (--step-column) (did you mean '_step'? pass --step-column _step)"),
+        ("Step,hellaswag_acc\n1,0.3\n", "(did you mean 'Step'? pass --step-column Step)"),
         ("step,hellaswag_acc\n1,0.3\n2,abc\n", "column 'hellaswag_acc': non-numeric value on line(s) 3"),
         ("step,hellaswag_acc\n1,0.3\n,0.4\n", "column 'step': blank value on line(s) 3"),
         ("step,hellaswag_acc\n1,0.3\n1,0.4\n", "hellaswag acc at step 1 has different values on lines 2, 3"),
@@ -270,6 +274,7 @@ def test_wide_rows_without_metrics_need_no_time_and_messages_name_the_files_line
         ("step,tokens,hellaswag_acc\n10,100,0.3\n", ["--tokens-column", "tokens", "--tokens-per-step", "4M"],
          "--tokens-column and --tokens-per-step both give the tokens"),
         ("step,eval/loss,eval/piqa/acc\n10,3.1,0.3\n", ["--columns", "eval/*"], "a loss is not an accuracy: pass it as --loss-column"),
+        ("step,hellaswag_acc\n10,0.3\n20,0.33\n", ["--percent"], "these look like fractions; drop --percent"),
     ],
 )
 def test_bad_times_and_options_in_a_wide_csv(tmp_path, capsys, content, extra, message):
@@ -280,7 +285,16 @@ def test_bad_times_and_options_in_a_wide_csv(tmp_path, capsys, content, extra, m
     assert message in capsys.readouterr().err and not out.exists()
 
 
+def test_a_blank_run_name_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "import", "wide", str(tmp_path / "x.csv"), "--run", " ", "-o", "o.csv"])
+    assert exit_.value.code == 2 and "--run must not be blank" in capsys.readouterr().err
+
+
 def test_bad_number_option_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["data", "import", "wide", str(tmp_path / "x.csv"), "--run", "r", "--params", "lots", "-o", "o.csv"])
-    assert exit_.value.code == 2 and "invalid number value: 'lots'" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "expected a positive number such as 2097152, 2.1e6 or 160M, got 'lots'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "import", "wide", str(tmp_path / "x.csv"), "--run", "r", "--tokens-per-step", "0", "-o", "o.csv"])
+    assert exit_.value.code == 2 and "argument --tokens-per-step: expected a positive number, got '0'" in capsys.readouterr().err
