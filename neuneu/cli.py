@@ -179,6 +179,9 @@ def cmd_predict(args) -> int:
         paths = save_fan_charts(frame, episodes, quantiles, args.plot, runs=args.plot_run, truth=truth,
                                 target=args.target, **limit)
         print(f"wrote {plural(len(paths), 'fan chart')} to {args.plot}", file=sys.stderr)
+        if stale := set(Path(args.plot).glob("[0-9][0-9][0-9]_*.png")) - set(paths):
+            print(f"neuneu: {args.plot} also holds {plural(len(stale), 'fan chart')} of an earlier prediction "
+                  "(left as they were); plot into an empty folder to keep them apart", file=sys.stderr)
     return 0
 
 

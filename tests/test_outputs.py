@@ -136,6 +136,16 @@ def test_plot_options_need_plot_and_name_runs_of_the_file(tmp_path, capsys):
     assert "--plot-run: no run 'nope'" in capsys.readouterr().err and not out.exists()
 
 
+def test_a_plot_folder_with_older_charts_is_named(tmp_path, capsys):
+    path, _, _, _ = _runs_file(tmp_path)
+    plots = tmp_path / "p"
+    for n in ("4", "2"):
+        assert main(["predict", str(path), "--method", "persistence", "--plot", str(plots), "--plot-n", n,
+                     "-o", str(tmp_path / "o.csv")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("of an earlier prediction") == 1 and "also holds 2 fan charts" in err  # 000, 001 overwritten
+
+
 def test_method_lists_without_repeats_or_empty_names(tmp_path, capsys):
     path, _, _, _ = _runs_file(tmp_path)
     for method, message in (("persistence,persistence", "persistence given twice"), ("", "an empty name"),
