@@ -22,8 +22,8 @@ def _load(spec: str, data: str | None, episode: str = "run") -> pd.DataFrame:
     return load_source(spec, data)
 
 
-def _at_least_one(text: str) -> int:
-    """argparse type: an integer >= 1 (`--plot-n`)."""
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (`--plot-n`, `neuneu tune --trials`)."""
     try:
         value = int(text)
     except ValueError:
@@ -245,7 +245,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pred.add_argument("--episode", choices=("run", "family"), default="run", help="run: one trajectory per episode; family: each trajectory with blank rows "
                            "plus every other run of its family, task and metric (a partial run predicted from its ladder)")
     pred.add_argument("--plot", metavar="DIR", help="write a fan chart per trajectory to DIR")
-    pred.add_argument("--plot-n", type=_at_least_one, help="how many trajectories to plot, taken in turn from each run (default 12)")
+    pred.add_argument("--plot-n", type=positive_int, help="how many trajectories to plot, taken in turn from each run (default 12)")
     pred.add_argument("--plot-run", action="append", help="plot only these runs (repeatable)")
     pred.add_argument("--truth", help="a truth CSV (from `neuneu data episodes --truth`): print MAE, 80%% coverage and "
                                       "skill vs persistence at the rows it matches, and draw it on the fan charts")
@@ -284,8 +284,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    if argv[:1] == ["train"]:  # = python train.py, whose parser lets flags and overrides mix
+        from neuneu.train_cli import build_parser as train_parser
+        from neuneu.train_cli import main as train_main
+
+        args = train_parser(prog="neuneu train").parse_intermixed_args(argv[1:])
+        args.func = train_main
+    else:
+        args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args)
     except InputError as err:

@@ -8,6 +8,7 @@ types naming the key and the file, then applies dotted overrides such as `train.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class TrainConfig:
     out_dir: str | None = None  # None: the run's folder <runs_dir>/<name>/ (`--promote` copies it out)
     ensemble: int = 1  # members trained from seeds seed, seed+1, …; their quantiles are averaged
     workers: int = 1  # ensemble members trained at once, one process each
-    runs_dir: str = "runs"
+    runs_dir: str = "runs"  # relative: from the working directory
     baselines: list[str] = field(default_factory=lambda: ["persistence", "log_linear", "logistic", "power_law"])
 
 
@@ -64,6 +65,37 @@ class TrainerConfig:
     precision: str = "32-true"
     enable_progress_bar: bool = True
     log_every_n_steps: int = 50
+
+
+def _finite(lo: float, hi: float = math.inf, *, lo_open: bool = False, hi_open: bool = False):
+    """A test that a number lies in the interval (inclusive unless open) and is finite."""
+    return lambda v: math.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+
+
+# Values a training cannot run with, checked when a config is built (so before any training):
+# key -> (test, what it must be)
+RANGES = {
+    "train.lr": (_finite(0, lo_open=True), "> 0"),
+    "train.weight_decay": (_finite(0), ">= 0"),
+    "train.max_minutes": (_finite(0), ">= 0 (0: no cap)"),
+    "train.grad_clip": (_finite(0), ">= 0 (0: no clipping)"),
+    **{f"train.{k}": (_finite(1), ">= 1") for k in ("batch_size", "steps_per_epoch", "max_epochs", "patience",
+                                                   "val_batch_size", "ensemble", "workers")},
+    **{f"train.{k}": (_finite(0), ">= 0") for k in ("warmup_steps", "num_threads")},
+    "data.sources": (bool, "a non-empty list of sources"),
+    "data.min_points": (_finite(2), ">= 2 (a context point and a query)"),
+    "data.max_context": (_finite(2), ">= 2"),
+    "data.max_query": (_finite(1), ">= 1"),
+    "data.val_ratio": (_finite(0, 1, hi_open=True), "in [0, 1)"),
+    "data.pretrain_epochs": (_finite(0), ">= 0"),
+    "data.calibration_ratios": (lambda v: bool(v) and all(0 <= r < 1 for r in v), "a non-empty list of ratios in [0, 1)"),
+    "data.thin_min": (_finite(2), ">= 2"),
+    "data.context_dropout": (_finite(0, 1, hi_open=True), "in [0, 1)"),
+    **{f"data.{k}": (_finite(0), ">= 0") for k in ("noise_max", "sibling_shift")},
+    **{f"data.{f.name}": (_finite(0, 1), "in [0, 1]") for f in dataclasses.fields(DataConfig) if f.name.startswith("p_")},
+    **{f"model.{k}": (_finite(1), ">= 1") for k in ("d_model", "n_layers", "n_heads", "d_ff", "max_context")},
+    "model.dropout": (_finite(0, 1, hi_open=True), "in [0, 1)"),
+}
 
 
 @dataclass
@@ -81,6 +113,13 @@ class Config:
             )
         if not 0 < self.data.min_ratio <= self.data.max_ratio < 1:
             raise ValueError("need 0 < data.min_ratio <= data.max_ratio < 1")
+        for key, (ok, what) in RANGES.items():
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if not ok(value):
+                raise ValueError(f"{key} must be {what}, got {value!r}")
+        if self.data.thin_max < self.data.thin_min:
+            raise ValueError(f"data.thin_max ({self.data.thin_max}) must be >= data.thin_min ({self.data.thin_min})")
 
 
 class ConfigError(ValueError):
@@ -128,7 +167,8 @@ def _build(cls, values: dict, where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(names))})")
+        what = f"{where}: unknown key" if where else "unknown section"
+        raise ConfigError(f"{what} '{unknown[0]}' (known: {', '.join(sorted(names))})")
     kwargs = {}
     for name, value in values.items():
         tp = hints[name]
@@ -157,8 +197,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     source = "defaults"
     if path is not None:
         source = str(path)
-        with open(path) as fh:
-            values = yaml.safe_load(fh) or {}
+        try:
+            with open(path) as fh:
+                values = yaml.safe_load(fh) or {}
+        except IsADirectoryError:
+            raise ConfigError(f"{source}: is a folder, not a YAML config") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{source}: not valid YAML ({' '.join(str(err).split())})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: the top level must be a mapping of sections")
     for item in overrides:

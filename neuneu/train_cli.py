@@ -9,7 +9,8 @@ Examples:
 Writes everything under runs/<train.name>/ (the checkpoint runs/<name>/<name>.pt included) and
 prints validation MAE next to the best baseline's. `--promote` then copies the checkpoint where
 the project ships it (neuneu-default: the package's default, neuneu/checkpoints/; any other
-name: checkpoints/<name>.pt), or to `--promote PATH`. Nothing tracked is overwritten without it.
+name: checkpoints/<name>.pt); `--promote-to PATH` copies it to PATH. Nothing tracked is overwritten
+without one of them.
 
 The argument handling lives here once: `train.py` at the repository root and the `neuneu train`
 verb both call `main`. Torch and Lightning are imported only when a training starts, so
@@ -60,9 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML config (default: configs/default.yaml of the repository or the working directory)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-3 model.n_layers=2")
     parser.add_argument("--resume", action="store_true", help="continue from runs/<name>/last.ckpt")
-    parser.add_argument("--promote", nargs="?", const="", default=None, metavar="PATH",
-                        help="after training, copy the checkpoint to PATH (default: neuneu/checkpoints/neuneu-default.pt "
-                             "for train.name=neuneu-default, else checkpoints/<name>.pt); overwrites it")
+    parser.add_argument("--promote", action="store_true",
+                        help="after training, copy the checkpoint where the project ships it (neuneu/checkpoints/"
+                             "neuneu-default.pt for train.name=neuneu-default, else checkpoints/<name>.pt); overwrites it")
+    parser.add_argument("--promote-to", metavar="PATH", help="after training, copy the checkpoint to PATH; overwrites it")
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -74,8 +76,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
     """Parse (a list or None: sys.argv) or take parsed arguments, load the config, train. Returns the exit code."""
-    if not isinstance(args, argparse.Namespace):
-        args = build_parser().parse_args(args)
+    if not isinstance(args, argparse.Namespace):  # flags may come between the config and the overrides
+        args = build_parser().parse_intermixed_args(args)
     from neuneu.config import ConfigError, load_config
     from neuneu.training import train
 
@@ -88,9 +90,14 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         config = str(default_config())
     try:
         cfg = load_config(config, overrides)
+        promote_to = getattr(args, "promote_to", None)
+        if promote_to or getattr(args, "promote", False):
+            dest = Path(promote_to) if promote_to else promote_target(cfg.train.name)
+            if dest.is_dir():  # refused before the training, not after it
+                raise InputError(f"--promote-to {dest}: is a folder; give the checkpoint file's path")
         out = train(cfg, resume=args.resume)
-        if getattr(args, "promote", None) is not None:
-            print(f"promoted {out} -> {promote(out, cfg.train.name, args.promote or None)}")
+        if promote_to or getattr(args, "promote", False):
+            print(f"promoted {out} -> {promote(out, cfg.train.name, promote_to)}")
     except (ConfigError, InputError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
@@ -21,7 +22,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 import neuneu
 from neuneu.config import Config, config_from_dict, config_to_dict
-from neuneu.data import REPO_ROOT, InputError, data_fingerprint
+from neuneu.data import InputError, data_fingerprint
 from neuneu.features import ACC_SCALE, FEATURES, GAP_SCALE, LOSS_CENTER, LOSS_SCALE
 from neuneu.model import Ensemble
 from neuneu.lit import EpisodeDataModule, LitNeuneu, PointsProgressBar, quiet_lightning, validation_episodes
@@ -29,16 +30,17 @@ from neuneu.lit import EpisodeDataModule, LitNeuneu, PointsProgressBar, quiet_li
 from neuneu.neural import CHECKPOINT_FORMAT  # noqa: E402
 
 
-def _under_repo(path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else REPO_ROOT / p
+def run_dir(cfg: Config) -> Path:
+    """`<train.runs_dir>/<train.name>/`: the run's logs, `last.ckpt` and, by default, its checkpoint.
+    A relative `runs_dir` (or `out_dir`) is taken from the working directory, as every path given
+    on the command line is."""
+    return Path(cfg.train.runs_dir).absolute() / cfg.train.name
 
 
 def output_path(cfg: Config) -> Path:
     """Where `train` exports the slim checkpoint: `<train.out_dir>/<name>.pt`, by default under
     the run's own folder `runs/<name>/` (never a tracked file; `--promote` copies it out)."""
-    out_dir = cfg.train.out_dir or str(Path(cfg.train.runs_dir) / cfg.train.name)
-    return _under_repo(out_dir) / f"{cfg.train.name}.pt"
+    return (Path(cfg.train.out_dir).absolute() if cfg.train.out_dir else run_dir(cfg)) / f"{cfg.train.name}.pt"
 
 
 class BestWeights(Callback):
@@ -70,7 +72,7 @@ def _member_config(cfg: Config, k: int) -> Config:
     if cfg.train.ensemble == 1:
         return cfg
     train_cfg = dataclasses.replace(cfg.train, seed=cfg.train.seed + k,
-                                    runs_dir=str(Path(cfg.train.runs_dir) / cfg.train.name), name=f"member-{k}")
+                                    runs_dir=str(run_dir(cfg)), name=f"member-{k}")
     return dataclasses.replace(cfg, train=train_cfg)
 
 
@@ -84,13 +86,28 @@ def check_resumable(last: Path) -> None:
         raise InputError(f"{last}: cannot resume from it: not a plain checkpoint of this training ({first})") from None
 
 
+def _trainer(trainer_args: dict, cfg: Config, folder: Path, own: list, callbacks: list) -> L.Trainer:
+    """The Lightning Trainer of one member: the config's trainer section plus the training's own choices."""
+    return L.Trainer(
+        **trainer_args,
+        max_epochs=cfg.train.max_epochs,
+        max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes > 0 else None,
+        gradient_clip_val=cfg.train.grad_clip or None,
+        logger=CSVLogger(folder.parent, name=cfg.train.name),
+        callbacks=[*own, EarlyStopping("val/mae", patience=cfg.train.patience, mode="min"), *callbacks,
+                   *([PointsProgressBar()] if trainer_args.get("enable_progress_bar", True) else [])],
+        deterministic=True,
+        enable_model_summary=False,  # a 14-line table of a 0.1M-parameter model; the summary says what matters
+    )
+
+
 def fit_member(cfg: Config, data: EpisodeDataModule, *, resume: bool, callbacks: list | None, quiet: bool):
     """Fit one network; returns (its best-validation weights loaded, trainer)."""
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    run_dir = _under_repo(cfg.train.runs_dir) / cfg.train.name
-    last = run_dir / "last.ckpt"
+    folder = run_dir(cfg)
+    last = folder / "last.ckpt"
     if not resume:  # a fresh run must not be confused with a stale one (by --resume)
-        for stale in run_dir.glob("*.ckpt"):
+        for stale in folder.glob("*.ckpt"):
             stale.unlink()
     max_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
     module = LitNeuneu(
@@ -98,28 +115,27 @@ def fit_member(cfg: Config, data: EpisodeDataModule, *, resume: bool, callbacks:
         warmup_steps=cfg.train.warmup_steps, max_steps=max_steps,
     )
     best = BestWeights("val/mae")
-    keep_last = ModelCheckpoint(dirpath=run_dir, filename="last", save_last=False, save_top_k=1, monitor=None,
+    keep_last = ModelCheckpoint(dirpath=folder, filename="last", save_last=False, save_top_k=1, monitor=None,
                                 enable_version_counter=False)
     trainer_args = config_to_dict(cfg)["trainer"]
     if quiet:
         trainer_args["enable_progress_bar"] = False
     quiet_lightning()  # no adverts, no warnings about choices made on purpose
-    trainer = L.Trainer(
-        **trainer_args,
-        max_epochs=cfg.train.max_epochs,
-        max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes > 0 else None,
-        gradient_clip_val=cfg.train.grad_clip or None,
-        logger=CSVLogger(_under_repo(cfg.train.runs_dir), name=cfg.train.name),
-        callbacks=[best, keep_last, EarlyStopping("val/mae", patience=cfg.train.patience, mode="min"), *(callbacks or []),
-                   *([PointsProgressBar()] if trainer_args.get("enable_progress_bar", True) else [])],
-        deterministic=True,
-        enable_model_summary=False,  # a 14-line table of a 0.1M-parameter model; the summary says what matters
-    )
+    try:
+        trainer = _trainer(trainer_args, cfg, folder, [best, keep_last], callbacks or [])
+    except (MisconfigurationException, ValueError) as err:  # the trainer section, as Lightning reads it
+        raise InputError(f"trainer: {' '.join(str(err).split())}") from None
     resume_from = str(last) if resume and last.is_file() else None
     if resume_from:
         check_resumable(last)
     # weights_only=True explicitly: torch's default can be flipped by TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    except RuntimeError as err:
+        if resume_from and "loading state_dict" in str(err):  # another architecture than the checkpoint's
+            raise InputError(f"--resume: {last} holds a model of another shape than this config's (model section "
+                             "changed?); resume with the config it was trained with, or train afresh without --resume") from None
+        raise
     if best.weights is not None:
         module.load_state_dict(best.weights)
     return module, trainer
@@ -140,7 +156,7 @@ def _fit_member_job(values: dict, k: int, resume: bool) -> str:
                              cfg.train.val_batch_size, points=load_points(cfg.data, report=None),  # reported once, by the parent
                              laws=cfg.model.law_features)
     module, trainer = fit_member(member_cfg, data, resume=resume, callbacks=None, quiet=True)
-    path = _under_repo(member_cfg.train.runs_dir) / member_cfg.train.name / "weights.pt"
+    path = run_dir(member_cfg) / "weights.pt"
     torch.save({k: v.detach().cpu() for k, v in module.model.state_dict().items()}, path)
     return str(path), int(trainer.global_step)
 
@@ -156,7 +172,7 @@ def _fit_members_in_parallel(cfg: Config, resume: bool, quiet: bool) -> tuple[li
     workers = min(cfg.train.workers, cfg.train.ensemble)
     if not quiet:
         print(f"training {cfg.train.ensemble} members in {workers} processes (seeds {cfg.train.seed}…"
-              f"{cfg.train.seed + cfg.train.ensemble - 1}); logs under {_under_repo(cfg.train.runs_dir) / cfg.train.name}/",
+              f"{cfg.train.seed + cfg.train.ensemble - 1}); logs under {run_dir(cfg)}/",
               flush=True)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         done = list(pool.map(_fit_member_job, [values] * cfg.train.ensemble, range(cfg.train.ensemble),
@@ -193,8 +209,8 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     t0 = time.time()
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    run_dir = _under_repo(cfg.train.runs_dir) / cfg.train.name
-    first_last = _under_repo(_member_config(cfg, 0).train.runs_dir) / _member_config(cfg, 0).train.name / "last.ckpt"
+    folder = run_dir(cfg)
+    first_last = run_dir(_member_config(cfg, 0)) / "last.ckpt"
     if resume and not first_last.is_file():
         raise FileNotFoundError(f"--resume: no {first_last} to resume from")
     data = _data_module(cfg, points)
@@ -229,12 +245,13 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     figures["ensemble"] = len(members)
     export_checkpoint(model, cfg, out, data_fingerprint(data.train_points), figures, calibration.to_dict(),
                       trained_on(data.points))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "validation.json").write_text(json.dumps(figures, indent=2))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "validation.json").write_text(json.dumps(figures, indent=2))
     if not quiet:
         print(summary(figures, out))
-        print(f"wrote {out} (use it: neuneu predict RUNS.csv --checkpoint {out}); Lightning's last.ckpt "
-              f"(for --resume), the CSV logs (metrics.csv) and validation.json under {run_dir}/")
+        where = f"{folder}/member-<k>/" if cfg.train.ensemble > 1 else f"{folder}/"
+        print(f"wrote {out} (use it: neuneu predict RUNS.csv --checkpoint {out}); validation.json under {folder}/, "
+              f"Lightning's last.ckpt (for --resume) and the CSV logs (metrics.csv) under {where}")
     return out
 
 

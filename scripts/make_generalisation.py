@@ -123,7 +123,7 @@ def train_one(family: str, ablation: str) -> None:
     sources = ",".join(s for s in SOURCES if s != family)
     cmd = [sys.executable, "train.py", "configs/lofo.yaml", f"data.sources=[{sources}]",
            f"train.name={path.stem}", "train.runs_dir=runs/lofo", "train.ensemble=1",
-           "trainer.enable_progress_bar=false", *{**ABLATIONS, **SEED_RUNS, **OTHER_ARMS}.get(ablation, []), "--promote", str(path)]
+           "trainer.enable_progress_bar=false", *{**ABLATIONS, **SEED_RUNS, **OTHER_ARMS}.get(ablation, []), "--promote-to", str(path)]
     print("$", shlex.join(cmd[1:]), file=sys.stderr, flush=True)
     log = ROOT / "runs" / f"{path.stem}.log"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,31 @@ def test_cross_field_checks_name_the_keys():
         load_config(None, ["model.d_model=30", "model.n_heads=4"])
     with pytest.raises(ConfigError, match="max_context"):
         load_config(None, ["model.layout=ref", "data.max_context=128", "model.max_context=64"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=-1e-3", "train.lr must be > 0, got -0.001"),
+    ("train.lr=.nan", "train.lr must be > 0"),
+    ("train.batch_size=0", "train.batch_size must be >= 1"),
+    ("train.ensemble=0", "train.ensemble must be >= 1"),
+    ("data.sources=[]", "data.sources must be a non-empty list"),
+    ("data.max_context=0", "data.max_context must be >= 2"),
+    ("data.calibration_ratios=[0.2, 1.5]", "data.calibration_ratios must be a non-empty list of ratios in [0, 1)"),
+    ("data.p_sweep=1.2", "data.p_sweep must be in [0, 1]"),
+    ("data.thin_max=4", "data.thin_max (4) must be >= data.thin_min"),
+    ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
+])
+def test_values_a_training_cannot_run_with_are_refused_before_it_starts(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_a_config_that_is_not_yaml_or_is_a_folder_is_a_config_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("train:\n  lr: [1e-3\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"\(with overrides modle.n_layers=2\): unknown section 'modle'"):
+        load_config(None, ["modle.n_layers=2"])  # no stray ": :" where the section's name would be

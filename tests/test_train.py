@@ -165,6 +165,10 @@ def test_resume_after_an_interruption_continues_and_finishes(tmp_path):
     assert start.step == 2 * steps  # picked up after the two finished epochs, not from zero
     figures = json.loads((tmp_path / "runs" / "resume-test" / "validation.json").read_text())
     assert figures["steps"] == 3 * steps and path.is_file()
+    deeper = _debug_cfg(tmp_path, "train.max_epochs=3", "train.patience=10", "train.name=resume-test",
+                        f"model.n_layers={cfg.model.n_layers + 1}")
+    with pytest.raises(InputError, match="a model of another shape than this config's"):
+        train(deeper, points=_points(), quiet=True, resume=True)
 
 
 def test_resume_without_a_previous_run_is_a_clear_error(tmp_path):
@@ -189,3 +193,13 @@ def test_debug_checkpoint_predicts_through_the_cli(trained, tmp_path):
     q = pred[["q10", "q25", "q50", "q75", "q90"]].to_numpy()
     assert ((q >= 0) & (q <= 1)).all() and (np.diff(q, axis=1) >= 0).all()
     np.testing.assert_array_equal(pred["prediction"], pred["q50"])
+
+
+def test_promote_takes_no_argument_and_promote_to_a_folder_is_refused_before_training(tmp_path, capsys):
+    from neuneu.train_cli import build_parser, main
+
+    args = build_parser().parse_intermixed_args(["configs/debug.yaml", "--promote", "train.lr=3e-3"])
+    assert args.promote and args.overrides == ["train.lr=3e-3"]  # was read as --promote's PATH
+    code = main([str(REPO / "configs" / "debug.yaml"), f"train.runs_dir={tmp_path / 'runs'}", "--promote-to", str(tmp_path)])
+    assert code == 2 and "is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing trained
