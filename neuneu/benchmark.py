@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from neuneu.chunking import fit_predict
+from neuneu.io import check_output_dir
 from neuneu.data import REPO_ROOT, SPLITS, InputError, data_fingerprint, list_sources, load_source, resolve_data_dir
 from neuneu.episodes import (PROTOCOLS, SIBLING_PROTOCOLS, VARIANTS, checkpoint_episodes, ladder_episodes, scale_episodes,
                              sweep_episodes)
@@ -457,7 +458,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sources", default="olmo_ladder", help="comma list of sources (default olmo_ladder)")
     parser.add_argument("--split", help="episodes of these splits (comma list, or 'all'; default test)")
     parser.add_argument("--methods", default="all", help="comma list of methods (run `neuneu methods` to list them), or 'all'")
-    parser.add_argument("--out", default=None, help="output folder (default runs/benchmark/<sources>-<protocol>/; "
+    parser.add_argument("--out", default=None, help="output folder (default runs/benchmark/<sources>-<protocol>-<variant>/ of the working directory; "
                                                    "results/ is written only by scripts/make_results.py)")
     parser.add_argument("--data", help="data directory (default: $NEUNEU_DATA, else ../shared/data)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -465,8 +466,8 @@ def add_arguments(parser) -> None:
                         help="leave-one-family-out: score every run of SOURCE (split 'all' unless --split is given) "
                              "with the neuneu model trained without it (checkpoints/lofo/neuneu-without-SOURCE.pt), "
                              "raw and calibrated, next to every baseline")
-    parser.add_argument("--checkpoint", help="the checkpoint of the 'neuneu' method (default: the shipped one, or "
-                                             "the leave-one-family-out one with --holdout-family)")
+    parser.add_argument("--checkpoint", help="score this checkpoint as the 'neuneu' method, added to --methods if it is "
+                                             "not there (default: the shipped one, or the leave-one-family-out one with --holdout-family)")
     parser.add_argument("--neural", action="append", default=[], metavar="NAME=CHECKPOINT",
                         help="also score this checkpoint under NAME (repeatable; e.g. ablations)")
 
@@ -515,6 +516,7 @@ def main(args) -> int:
         sources, split = family, args.split or "all"
     if args.out is None:
         args.out = str(Path("runs") / "benchmark" / f"{(family or sources).replace(',', '+')}-{args.protocol}-{args.variant}")
+    check_output_dir(args.out)  # before any scoring
     methods, neural = args.methods, neural_methods(args.checkpoint, family, args.neural)
     if neural:  # these checkpoints stand in for the registry's neural methods
         names = [m for m in _methods(methods) if m not in {p.name for p in neural}]

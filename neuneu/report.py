@@ -44,10 +44,13 @@ def write_report(
     intro: str = "",
     notes=(),
 ) -> Path:
-    """Write `path` (HTML) and each section's figures as PNG files beside it; closes nothing
-    global (figures are pyplot-free). Returns the page's path."""
+    """Write `path` (HTML) and each section's figures as PNG files beside it (`fig_NN_*.png`; those
+    of an earlier page there, which this one replaces, are removed first); closes nothing global
+    (figures are pyplot-free). Returns the page's path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob("fig_[0-9][0-9]_*.png"):
+        stale.unlink()
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

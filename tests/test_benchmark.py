@@ -235,7 +235,9 @@ def test_scale_trajectory_is_one_episode_and_query_run():
 
 
 def test_report_html_references_only_existing_png_files(tmp_path):
+    (tmp_path / "fig_07_of_an_earlier_run.png").write_bytes(b"old")  # an earlier report's figure: replaced
     bench(tmp_path, [Constant(0.45), Persistence(), Oracle(toy_points())])
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(re.findall(r'<img src="([^"]+)"', (tmp_path / "report.html").read_text()))
     page = (tmp_path / "report.html").read_text()
     images = re.findall(r'<img src="([^"]+)"', page)
     assert len(images) == 3  # MAE bars, error vs horizon, fan charts
@@ -268,6 +270,9 @@ def test_cli_benchmark_runs_registered_baselines_on_a_source_folder(tmp_path, ca
     assert "| persistence |" in capsys.readouterr().out
     assert main([*common, "--methods", "no_such_method"]) == 2
     assert "no_such_method" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
+    assert main([*common[:-3], "--out", str(tmp_path / "a-file"), "--no-progress", "--methods", "persistence"]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
 
 
 def test_git_commit_is_marked_dirty_except_for_the_output_folder(tmp_path):
