@@ -50,6 +50,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from neuneu.cli import positive_int
 from neuneu.data import REPO_ROOT, InputError
 
 if TYPE_CHECKING:  # neuneu.config imports torch (via neuneu.model): the functions import it when they
@@ -58,7 +59,7 @@ if TYPE_CHECKING:  # neuneu.config imports torch (via neuneu.model): the functio
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 def default_best(study: str, runs_dir: str = "runs") -> Path:
     """Where a study's best config goes unless `--write-best` says: runs/tune/<study>/best.yaml."""
-    return _abs(runs_dir) / "tune" / study / "best.yaml"
+    return Path(runs_dir).absolute() / "tune" / study / "best.yaml"
 TUNED_NAME = "neuneu-tuned"  # train.name of the written best config: runs/neuneu-tuned/
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 # Keys that may differ between the workers of one study (paths, threads, devices: trials run on
@@ -100,11 +101,6 @@ def suggest(trial: optuna.trial.BaseTrial, base: Config) -> Config:
         p_loss_given=trial.suggest_float("data.p_loss_given", 0.0, 1.0),
     )
     return dataclasses.replace(base, model=model, train=train, data=data)
-
-
-def _abs(path: str | Path) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else REPO_ROOT / p
 
 
 def trial_config(trial: optuna.trial.BaseTrial, base: Config, study: str, workdir: Path) -> Config:
@@ -175,8 +171,13 @@ def objective(trial: optuna.trial.Trial, base: Config, study: str, workdir: Path
 # --- storage and study --------------------------------------------------------------------------
 
 
+def default_db(study: str, runs_dir: str) -> Path:
+    """The study's SQLite file when no --storage is given: <runs_dir>/tune/<study>.db."""
+    return Path(runs_dir).absolute() / "tune" / f"{study}.db"
+
+
 def default_storage(study: str, runs_dir: str) -> str:
-    path = _abs(runs_dir) / "tune" / f"{study}.db"
+    path = default_db(study, runs_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
@@ -187,13 +188,13 @@ def _retry(fn, tries: int = 5):
     to try again once the tables exist."""
     import random
 
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     for attempt in range(tries):
         try:
             return fn()
-        except SQLAlchemyError:
-            if attempt == tries - 1:
+        except SQLAlchemyError as err:
+            if attempt == tries - 1 or isinstance(err, ArgumentError):  # a malformed URL stays malformed
                 raise
             time.sleep(0.5 + random.random() * (attempt + 1))
 
@@ -386,7 +387,7 @@ def _plot_path(storage_url: str, study: str, runs_dir: str) -> Path:
     """Next to a SQLite file; under runs/tune/ for a server database."""
     if storage_url.startswith("sqlite:///") and storage_url != "sqlite:///:memory:":
         return Path(storage_url[len("sqlite:///") :]).parent / f"{study}-history.png"
-    return _abs(runs_dir) / "tune" / f"{study}-history.png"
+    return Path(runs_dir).absolute() / "tune" / f"{study}-history.png"
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -395,7 +396,7 @@ def _plot_path(storage_url: str, study: str, runs_dir: str) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. train.max_epochs=5")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="base YAML config (default: configs/default.yaml)")
-    parser.add_argument("--trials", type=int, default=20, help="size of the study: stop once it holds this many "
+    parser.add_argument("--trials", type=positive_int, default=20, help="size of the study: stop once it holds this many "
                         "finished or running trials (a restarted or added worker tops it up); default 20")
     parser.add_argument("--timeout", type=float, default=None, help="start no new trial after this many seconds")
     parser.add_argument("--storage", default=None, help="SQLAlchemy URL shared by all workers "
@@ -440,16 +441,22 @@ def _storage(args: argparse.Namespace):
         raise InputError(str(err)) from None
     _pruning_callback()  # a missing optuna-integration fails here, not in every trial
     name = args.study or base.train.name
+    if args.report and not args.storage and not default_db(name, base.train.runs_dir).is_file():
+        raise InputError(f"no study {name!r}: no {default_db(name, base.train.runs_dir)} (--study, --storage)")
     url = args.storage or default_storage(name, base.train.runs_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
     # ... and no "Trial N failed" traceback for a trial that only stepped aside (StudyFull).
     optimize_log = logging.getLogger("optuna.study._optimize")
     if _quiet_study_full not in optimize_log.filters:
         optimize_log.addFilter(_quiet_study_full)
-    storage = open_storage(url, args.heartbeat)
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
 
-    shown = make_url(url).render_as_string(hide_password=True)  # printed: never a password
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)  # printed: never a password
+        storage = open_storage(url, args.heartbeat)
+    except (SQLAlchemyError, ImportError) as err:
+        raise InputError(f"--storage: cannot open {url.split('@')[-1]!r} ({' '.join(str(err).split())[:200]})") from None
     return base, name, url, storage, shown
 
 
@@ -472,7 +479,7 @@ def _work(study: optuna.Study, base: Config, name: str, args, remaining: int) ->
     # Lightning sets its logger to INFO when imported (by neuneu.lit): quiet it afterwards.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     points = load_points(base.data)  # once per worker, not once per trial
-    workdir = _abs(base.train.runs_dir) / "tune" / name
+    workdir = Path(base.train.runs_dir).absolute() / "tune" / name
     if base.train.num_threads:
         import torch
 

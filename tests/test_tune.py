@@ -226,3 +226,16 @@ def test_pruning_reads_lightning_val_mae(tmp_path, data_dir):
     assert trial.state == TrialState.PRUNED and sorted(trial.intermediate_values) == [0]
     assert not (tmp_path / "checkpoints" / "pruned-trial0.pt").exists()
     assert (tmp_path / "checkpoints" / "kept-trial0.pt").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--storage", "bogus://x"], "--storage: cannot open 'bogus://x'"),
+    (["--study", "never-ran", "--report"], "no study 'never-ran'"),
+])
+def test_a_bad_storage_or_a_missing_study_is_a_clear_error_that_writes_nothing(tmp_path, capsys, extra, message):
+    argv = ["--config", str(DEBUG), f"train.runs_dir={tmp_path / 'runs'}", *extra]
+    assert tune._standalone(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "tune" / "never-ran.db").exists()  # --report does not create the study
+    with pytest.raises(SystemExit):
+        tune._standalone([*argv[:2], "--trials", "0"])
