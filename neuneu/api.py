@@ -12,6 +12,7 @@ rows with it blank (NaN/None) are predicted. Torch is imported only when a neura
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +64,18 @@ def predict_df(
 
     Returns:
         One row per predicted row and method: the input's columns but `accuracy`, then `method,
-        q10, q25, q50, q75, q90, prediction` (= q50), indexed by the input row it predicts.
+        q10, q25, q50, q75, q90, prediction` (= q50), indexed by the input row it predicts. A row
+        repeating an earlier one (same run, task, metric, time, accuracy and loss) is predicted once,
+        under the earlier row's label, with a warning.
     """
     from neuneu.predict import predict_runs
 
+    if not isinstance(method, (str, Predictor)):
+        raise TypeError(f"predict_df: method must be a name or a predictor (load_predictor), got {type(method).__name__}")
     original_index = frame.index if isinstance(frame, pd.DataFrame) else None
     points = validate_runs(frame, episode=episode)
+    for reason, count in (points.attrs.get("dropped") or {}).items():
+        warnings.warn(f"predict_df: dropped {count} row{'s' * (count != 1)} ({reason})", stacklevel=2)
     # one path for a name and an instance alike: chunked, with the fallback/calibration columns
     table, _, _ = predict_runs(points, method, checkpoint=None if checkpoint is None else str(checkpoint), episode=episode)
     # every blank row is a query, and each method's block lists them in input order

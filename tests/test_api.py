@@ -84,3 +84,14 @@ def test_a_predictor_instance_takes_the_same_path_as_its_name():
     by_name = neuneu.predict_df(frame, method="power_law")
     by_instance = neuneu.predict_df(frame, method=neuneu.load_predictor("power_law"))
     pd.testing.assert_frame_equal(by_name, by_instance)
+
+
+def test_predict_df_warns_when_it_predicts_a_repeated_row_once_and_refuses_a_method_of_another_type():
+    frame = _frame()
+    blank = frame[frame["accuracy"].isna()]
+    twice = pd.concat([frame, blank.iloc[:1].rename(index=lambda label: label + "-copy")])
+    with pytest.warns(UserWarning, match="predict_df: dropped 1 row \\(repeated rows"):
+        pred = neuneu.predict_df(twice, method="persistence")
+    assert list(pred.index) == list(blank.index)
+    with pytest.raises(TypeError, match="method must be a name or a predictor"):
+        neuneu.predict_df(frame, method=42)
