@@ -2,7 +2,7 @@
 leave-one-family-out row under each candidate, for the 3-seed ensembles of
 scripts/make_generalisation.py (runs/ablations/neuneu-without-<F>-ens3.pt: run that with --train first).
 
-    python scripts/calibration_study.py            # → results/calibration-study.md and its README.md block (about 10 min)
+    python scripts/calibration_study.py            # → results/calibration-study.md and its block in docs/generalisation.md (about 10 min)
 
 Candidates, all applied to the same raw quantiles of the model that never saw F, on every run of F
 (checkpoint protocol, forecast, ratios 0.1 / 0.2 / 0.4):
@@ -109,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", default="ens3", help="which leave-one-family-out models (runs/ablations/…-<kind>.pt)")
     parser.add_argument("-o", "--out", default="results/calibration-study.md")
-    parser.add_argument("--no-readme", action="store_true", help="do not paste the table into README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not paste the table into docs/generalisation.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     points = {f: family_points(f, args.kind) for f in FAMILIES}

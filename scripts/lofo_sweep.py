@@ -21,7 +21,7 @@ protocol). Every checkpoint law reads the run's own context (its checkpoint-prot
 joint family laws (`ladder_power_law`, `ladder_two_stage`) read every run. The per-trajectory
 figures of configs/lofo.yaml come from results/lofo-<F>/ and results/ablations-<F>/ (the
 leave-one-family-out table; persistence must agree, or the queries differ).
-Writes results/lofo-sweep.md and README.md's `<!-- results:lofo-sweep -->` block.
+Writes results/lofo-sweep.md and the `<!-- results:lofo-sweep -->` block of docs/generalisation.md.
 
 `--recipe loss-delta` does the same for the sweep recipe reading loss differences only
 (`model.loss_level=false`: the shipped model's inputs and episode mix, configs/default.yaml, on
@@ -30,7 +30,7 @@ ensemble `sweep-loss-delta-ens3`): results/lofo-loss-delta-<F>/, results/lofo-lo
 the `<!-- results:lofo-loss-delta -->` block.
 
 `--arm NAME` instead scores a further seed-0 arm next to the sweep arm's seed 0 on the same sweep
-episodes (results/lofo-NAME-<F>/; results/lofo-NAME.md and its README block): `sweep-shift`
+episodes (results/lofo-NAME-<F>/; results/lofo-NAME.md and its block in docs/): `sweep-shift`
 (SHIFT_ARM: the same recipe with `data.sibling_shift=0.03`) or `sweep-loss-delta` (LOSS_DELTA_ARM:
 with `model.loss_level=false`, the network reads loss differences, not the loss level), or
 `sweep-loss-delta-noise3` (LOSS_DELTA_VARIANTS: that with context noise up to 3 points, `data.noise_max=0.03`,
@@ -186,7 +186,7 @@ class Recipe(NamedTuple):
     """Seeds 0, 1, 2 of one leave-one-family-out recipe, their ensemble and where its table goes."""
     arms: tuple[str, ...]
     ensemble: str
-    name: str  # results/<name>-<F>/, results/<name>.md, the README block
+    name: str  # results/<name>-<F>/, results/<name>.md, its block (README.md or docs/)
     label: str
 
     def names(self) -> dict[str, str]:
