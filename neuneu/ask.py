@@ -138,7 +138,7 @@ def _new_rows(frame: pd.DataFrame, tid: np.ndarray, want_tid: np.ndarray, coord:
         who = ", ".join(f"{k}={rows.loc[np.flatnonzero(bad)[0], k]!r}" for k in _key(frame))
         raise InputError(f"--at {coord}=…: cannot convert {coord} to {time} for the trajectory {who}: "
                          f"none of its rows has both {coord} and {time}")
-    rows["_line"] = 0  # not a line of the file
+    rows["_line"] = -1  # not a line of the file (nor a row of a DataFrame)
     return rows
 
 

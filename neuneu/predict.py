@@ -121,8 +121,8 @@ def predict_runs(
         name = predictor.name
         if "forecast" not in predictor.variants and len(no_loss):
             lines = frame.loc[no_loss, "_line"].to_numpy() if "_line" in frame else no_loss
-            where = (f"column 'loss' blank on line(s) {', '.join(map(str, lines[lines > 0][:5]))}" if (lines > 0).any()
-                     else "the rows --at or --target adds have none")  # generated rows have line 0
+            where = (f"column 'loss' blank on line(s) {', '.join(map(str, lines[lines >= 0][:5]))}" if (lines >= 0).any()
+                     else "the rows --at or --target adds have none")  # added rows have line -1
             msg = f"method {name!r} needs the loss at every row to predict ({where})"
             if method == "all":
                 print(f"neuneu: skipping {msg}", file=sys.stderr)

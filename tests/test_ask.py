@@ -112,6 +112,12 @@ def test_target_beyond_the_horizon_is_reported_in_words_not_as_a_number(tmp_path
     assert float(when.loc["low", "horizon_tokens"]) == pytest.approx(1e11, rel=0.01)
 
 
+def test_a_loss_given_method_under_target_names_the_added_rows_not_line_numbers(tmp_path, capsys):
+    path = _loglinear_file(tmp_path)
+    assert main(["predict", str(path), "--method", "logistic_loss", "--target", "0.5", "-o", str(tmp_path / "w.csv")]) == 2
+    assert "needs the loss at every row to predict (the rows --at or --target adds have none)" in capsys.readouterr().err
+
+
 def test_target_refuses_flags_it_cannot_combine_with(tmp_path, capsys):
     path = _loglinear_file(tmp_path)
     for extra in (["--rank"], ["--at", "tokens=1e11"], ["--target", "1.5"]):
