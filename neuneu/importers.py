@@ -522,8 +522,8 @@ def add_import_parser(data_sub) -> None:
         description="Import a folder of lm-evaluation-harness result JSON files (one per checkpoint of one run; "
         "old layout results → task → acc, or new results_*.json with 'acc,none') into a RUNS.csv. The step "
         "comes from the file name (step1000, checkpoint-1000, …) or from config.model_args (revision=step1000). "
-        "Stderr entries, non-accuracies (perplexities, bias scores) and a task's metric with any value outside [0, 1] "
-        "(a percentage, a correlation) are skipped and counted.",
+        "Stderr entries are skipped; non-accuracies (perplexities, bias scores) and a task's metric with any value "
+        "outside [0, 1] (a percentage, a correlation) are skipped and counted.",
     )
     lm.add_argument("folder", metavar="DIR", help="folder of result .json files (searched recursively)")
     _common_arguments(lm)

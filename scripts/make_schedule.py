@@ -140,8 +140,9 @@ def example_rows(checkpoint: str | None) -> list[dict]:
     return rows
 
 
-def example_table(rows: list[dict]) -> str:
-    lines = ["`python scripts/make_schedule.py`: the 24 blank rows (3 tasks × 8 checkpoints); cooldown = the 4 checkpoints "
+def example_table(rows: list[dict], checkpoint: str | None = None) -> str:
+    command = "python scripts/make_schedule.py" + (f" --checkpoint {checkpoint}" if checkpoint else "")
+    lines = [f"`{command}`: the 24 blank rows (3 tasks × 8 checkpoints); cooldown = the 4 checkpoints "
              "after step 6,400; points.", "",
              "| method | lr | MAE | MAE cooldown | bias cooldown |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['method']} | {r['lr']} | {r['mae']:.2f} | {r['mae_cooldown']:.2f} | {r['bias_cooldown']:+.2f} |" for r in rows]
@@ -220,7 +221,7 @@ def main() -> None:
             f"`{cmd}` (synthetic sets: {args.n} curves each from the schedule prior, in-distribution for the schedule "
             f"model).\n\n" + table(frame) + "\n")
     (out / "schedule.md").write_text(body, encoding="utf-8")
-    example = example_table(example_rows(args.checkpoint))
+    example = example_table(example_rows(args.checkpoint), args.checkpoint)
     (out / "schedule-example.md").write_text(example, encoding="utf-8")
     print(example)
     if not args.no_readme:
