@@ -277,6 +277,28 @@ def _tokens(part: dict, reference: dict, gap: np.ndarray | None = None) -> np.nd
     return out
 
 
+def _fill_within_run(ctx: dict, qry: dict) -> None:
+    """In place: an episode of one run (no sibling in its context) with no params, or no flops, at
+    any point (a file of steps only, e.g. an importer's output without --params and
+    --tokens-per-step) gets the ratios the network reads, which are known within one run: its
+    params are fixed and its flops grow as its tokens, so ln(params / params_ref) = 0 and
+    ln(flops / flops_ref) = ln(x / x_ref) (tokens per step constant). Filled as params = 1 and
+    flops = x, ratios only: where params are filled the tokens are blanked too, so the
+    absolute-scale features (params and tokens per parameter) stay unknown. Every training
+    source has both, so the network never saw them missing; without this a steps-only file
+    forecast worse than persistence."""
+    own = np.asarray(ctx["own"], bool) if "own" in ctx else np.ones(ctx["mask"].shape, bool)
+    one_run = (own | ~ctx["mask"].astype(bool)).all(1)
+    for key, fill in (("params", np.ones_like), ("flops", lambda x: x)):
+        known = (np.isfinite(ctx[key]) & ctx["mask"].astype(bool)).any(1) | (np.isfinite(qry[key]) & qry["mask"].astype(bool)).any(1)
+        which = (one_run & ~known)[:, None]
+        if which.any():
+            for part in (ctx, qry):
+                part[key] = np.where(which, fill(np.asarray(part["x"], float)), part[key])
+                if key == "params" and "tokens" in part:
+                    part["tokens"] = np.where(which, np.nan, part["tokens"])
+
+
 def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False,
               index: tuple[np.ndarray, np.ndarray] | None = None) -> Features:
     """Build the token features of E episodes.
@@ -298,6 +320,7 @@ def featurize(ctx: dict, qry: dict, max_context: int, laws: bool = False,
     qry = {k: np.asarray(qry[k]) for k in ("x", "params", "flops", "loss", "mask", "tokens") if k in qry or k != "tokens"}
     if (ctx["mask"].sum(1) < 1).any():
         raise ValueError("every episode needs at least one context point")
+    _fill_within_run(ctx, qry)
     # Checkpoint indices are counted on the full trajectory: given by the training sampler (which
     # only shows a subset of an episode's points), else ranked here before subsampling.
     if index is not None:

@@ -264,3 +264,22 @@ def test_sampled_episodes_follow_their_protocol():
         assert np.unique(np.r_[ctx["params"], qry["params"]]).size == 1  # one run
         ctx, qry = sample_scale(bank, cfg, rng)
         assert qry["params"].min() > ctx["params"].max()  # scale protocol: queries are larger runs
+
+
+def test_a_run_given_in_steps_only_reads_as_the_same_run_with_tokens_and_params():
+    points = make_points(n_runs=2, n_tasks=2, n_points=12)
+    points["tokens"] = points["step"] * 4e6  # constant tokens per step
+    points["flops"] = 6 * points["params"] * points["tokens"]
+    steps_only = points.drop(columns=["tokens", "flops", "params"])
+    full, bare = (checkpoint_episodes(p, 0.3) for p in (points, steps_only))
+    assert np.isnan(bare.context.params).all() and np.isnan(bare.query.flops).all()
+    a, b = (featurize(vars(e.context), vars(e.query), max_context=64) for e in (full, bare))
+    same = [i for name, i in F.items() if name not in SCALE_FEATURES]  # the absolute scale needs tokens
+    for part in ("context", "query"):
+        np.testing.assert_allclose(getattr(a, part)[..., same], getattr(b, part)[..., same], atol=1e-6)
+    # a sibling's point in the context (a ladder episode) is another run: nothing is filled there
+    ctx = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in vars(bare.context).items()}
+    ctx["own"] = np.ones_like(ctx["mask"], bool)
+    ctx["own"][:, 0] = False
+    c = featurize(ctx, vars(bare.query), max_context=64)
+    assert (c.context[..., F["has_flops"]] == 0).all()
