@@ -33,6 +33,8 @@ with one unchunked call to about 1e-7.
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -185,8 +187,10 @@ def run_chunks(predictor, chunks: Iterable[tuple[np.ndarray, Episodes]]) -> Iter
                 q = Persistence().fit(eps.context).predict(eps.query)
                 converged = np.zeros(len(index), dtype=bool)
             else:
-                predictor.fit(eps.context)
-                q = np.asarray(predictor.predict(eps.query), dtype=float)
+                with warnings.catch_warnings():  # numpy's notes on all-NaN rows (e.g. no loss at all): the laws handle them
+                    warnings.filterwarnings("ignore", r"All-NaN slice encountered|Mean of empty slice", RuntimeWarning)
+                    predictor.fit(eps.context)
+                    q = np.asarray(predictor.predict(eps.query), dtype=float)
                 converged = np.asarray(getattr(predictor, "converged_", np.ones(len(index), bool)), dtype=bool)
             yield index, eps, q, converged
     finally:

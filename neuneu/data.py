@@ -356,18 +356,24 @@ def _check_values(frame: pd.DataFrame, raw: pd.DataFrame, episode: str, time_col
 
 
 def _drop_duplicates(frame: pd.DataFrame, key: list[str], fail) -> pd.DataFrame:
-    """Rows repeating a point (same `key`): different accuracies or losses fail, naming the column
-    that differs; copies are dropped (the first kept) and counted in `attrs["dropped"]`."""
+    """Rows repeating a point (same `key`): different accuracies, losses or sizes fail, naming the
+    column that differs (a blank accuracy at a point known on another row, as such); copies are
+    dropped (the first kept) and counted in `attrs["dropped"]`."""
     dup = frame.duplicated(key, keep=False).to_numpy()
     if dup.any():
-        for col in [c for c in ("accuracy", "loss") if c in frame]:
+        groups = frame[dup].groupby(key, dropna=False)["accuracy"]
+        both = groups.apply(lambda v: bool(v.isna().any() and v.notna().any()))
+        if both.any():
+            rows = frame.set_index(key).index.isin(both[both].index) & frame["accuracy"].isna().to_numpy()
+            fail("accuracy", rows, f"blank at a point (same {', '.join(key)}) whose accuracy another row gives")
+        for col in [c for c in ("accuracy", "loss", "params") if c in frame]:
             conflict = frame[dup].groupby(key, dropna=False)[col].nunique(dropna=False).gt(1)
             if conflict.any():
                 rows = frame.set_index(key).index.isin(conflict[conflict].index)
                 fail(col, rows, f"conflicting duplicates (same {', '.join(key)}, different {col})")
     exact = frame.duplicated(key, keep="first").to_numpy()
     out = frame[~exact]
-    reason = f"repeated rows: same {', '.join(key)}, accuracy and loss as an earlier row, which is kept"
+    reason = f"repeated rows: same {', '.join(key)}, accuracy, loss and params as an earlier row, which is kept"
     out.attrs["dropped"] = {reason: int(exact.sum())} if exact.any() else {}
     return out
 

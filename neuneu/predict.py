@@ -115,19 +115,23 @@ def predict_runs(
     rows = np.concatenate([eps.query.row[eps.query.mask] for _, eps in chunks])  # every query, chunk by chunk
     no_loss = np.sort(rows[~np.isfinite(frame.loc[rows, "loss"].to_numpy(float))]) if "loss" in frame else np.sort(rows)
     names = [method] if isinstance(method, Predictor) else _methods(method)
-    tables, per_row = [], {}
-    for name in names:
+    predictors = []
+    for name in names:  # every method checked before any runs: a refusal costs no prediction
         predictor = as_run(name if isinstance(name, Predictor) else _make_predictor(name, checkpoint), protocol)
-        name = predictor.name
         if "forecast" not in predictor.variants and len(no_loss):
             lines = frame.loc[no_loss, "_line"].to_numpy() if "_line" in frame else no_loss
-            where = (f"column 'loss' blank on line(s) {', '.join(map(str, lines[lines >= 0][:5]))}" if (lines >= 0).any()
+            where = ("the file has no column 'loss'" if "loss" not in frame
+                     else f"column 'loss' blank on line(s) {', '.join(map(str, lines[lines >= 0][:5]))}" if (lines >= 0).any()
                      else "the rows --at or --target adds have none")  # added rows have line -1
-            msg = f"method {name!r} needs the loss at every row to predict ({where})"
+            msg = f"method {predictor.name!r}: it needs the loss at every row to predict ({where})"
             if method == "all":
                 print(f"neuneu: skipping {msg}", file=sys.stderr)
                 continue
             raise InputError(f"{frame.attrs.get('path', 'input')}: {msg}")
+        predictors.append(predictor)
+    tables, per_row = [], {}
+    for predictor in predictors:
+        name = predictor.name
         context_points = frame[frame["accuracy"].notna()]
         predictor.prepare(context_points)
         q, converged = [], []
@@ -140,7 +144,11 @@ def predict_runs(
         # One table over every chunk's rows at once, so per-column choices (integer coordinates)
         # are made on the whole file as before: the rows as one-query "episodes".
         flat = _FlatQueries(rows)
-        done = SimpleNamespace(converged_=np.concatenate(converged), calibration_label_=getattr(predictor, "calibration_label_", ""))
+        converged = np.concatenate(converged)
+        if (share := 1 - converged.mean()) >= 0.5:  # said, not only in the column: its rows are mostly another method's
+            print(f"neuneu: {name}: its fit failed on {share:.0%} of the rows, which hold its fallback's forecast "
+                  "(column fallback)", file=sys.stderr)
+        done = SimpleNamespace(converged_=converged, calibration_label_=getattr(predictor, "calibration_label_", ""))
         tables.append(method_columns(predictions_frame(frame, flat, q[:, None, :], name), flat, done))
     if not tables:
         raise InputError(f"{frame.attrs.get('path', 'input')}: no method could answer (every one needs the loss at every row)")

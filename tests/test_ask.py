@@ -112,9 +112,13 @@ def test_target_beyond_the_horizon_is_reported_in_words_not_as_a_number(tmp_path
     assert float(when.loc["low", "horizon_tokens"]) == pytest.approx(1e11, rel=0.01)
 
 
-def test_a_loss_given_method_under_target_names_the_added_rows_not_line_numbers(tmp_path, capsys):
+def test_a_loss_given_method_names_what_lacks_the_loss(tmp_path, capsys):
     path = _loglinear_file(tmp_path)
-    assert main(["predict", str(path), "--method", "logistic_loss", "--target", "0.5", "-o", str(tmp_path / "w.csv")]) == 2
+    argv = ["predict", str(path), "--method", "logistic_loss", "--target", "0.5", "-o", str(tmp_path / "w.csv")]
+    assert main(argv) == 2
+    assert "needs the loss at every row to predict (the file has no column 'loss')" in capsys.readouterr().err
+    pd.read_csv(path).assign(loss=3.0).to_csv(path, index=False)  # every row of the file has one
+    assert main(argv) == 2
     assert "needs the loss at every row to predict (the rows --at or --target adds have none)" in capsys.readouterr().err
 
 
@@ -183,3 +187,13 @@ def test_ranking_by_the_current_checkpoint_counts_its_own_reversals():
     assert ranking_accuracy(scores, predicted="current_accuracy") == (pytest.approx(2 / 3), 3)
     no_context = scores.assign(current_accuracy=np.nan)  # the scale protocol: no current checkpoint
     assert ranking_accuracy(no_context, predicted="current_accuracy") == (pytest.approx(np.nan, nan_ok=True), 0)
+
+
+def test_a_method_that_mostly_fell_back_says_so(tmp_path, capsys):
+    path = _loglinear_file(tmp_path)  # no loss column: two_stage's loss fit has nothing to fit
+    out = tmp_path / "p.csv"
+    pd.read_csv(path).assign(accuracy=lambda f: f["accuracy"].where(f.groupby("run").cumcount() < 3)).to_csv(path, index=False)
+    assert main(["predict", str(path), "--method", "two_stage,log_linear", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "two_stage: its fit failed on 100% of the rows" in err and "log_linear: its fit failed" not in err
+    assert pd.read_csv(out).groupby("method")["fallback"].mean().to_dict() == {"log_linear": 0.0, "two_stage": 1.0}

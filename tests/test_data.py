@@ -20,6 +20,9 @@ BAD_INPUTS = {
     "accuracy_out_of_range": (HEADER + "a,t,0.5,100\na,t,1.5,200\n", "accuracy", "outside [0, 1]", "3"),
     "non_positive_tokens": (HEADER + "a,t,0.5,100\na,t,,0\n", "tokens", "non-positive", "3"),
     "conflicting_duplicates": (HEADER + "a,t,0.5,100\na,t,0.6,100\n", "accuracy", "conflicting duplicates", "2, 3"),
+    "blank_at_a_known_point": (HEADER + "a,t,0.5,100\na,t,,100\n", "accuracy", "whose accuracy another row gives", "3"),
+    "conflicting_sizes": ("run,task,accuracy,tokens,params\na,t,0.5,100,1e9\na,t,0.5,100,2e9\n", "params",
+                          "different params", "2, 3"),
     "conflicting_losses": ("run,task,accuracy,tokens,loss\na,t,0.5,100,3.0\na,t,0.5,100,2.9\n", "loss",
                            "different loss", "2, 3"),
     "queries_without_context": (HEADER + "a,t,0.5,100\nb,t,,100\nb,t,,200\n", "accuracy", "no row with accuracy", "3, 4"),
@@ -73,7 +76,7 @@ def test_value_is_a_synonym_of_accuracy_and_exact_duplicates_are_counted(tmp_pat
     path.write_text("run,task,value,tokens,extra\na,t,0.5,100,x\na,t,0.5,100,x\na,t,,200,y\n")
     frame = read_runs(path)
     assert list(frame["accuracy"].isna()) == [False, True]
-    assert frame.attrs["dropped"] == {"repeated rows: same run, task, tokens, accuracy and loss as an earlier row, which is kept": 1}
+    assert frame.attrs["dropped"] == {"repeated rows: same run, task, tokens, accuracy, loss and params as an earlier row, which is kept": 1}
     assert list(frame["extra"]) == ["x", "y"]  # other columns are passed through
 
 
