@@ -207,6 +207,16 @@ def _parse_csv(path: Path, raw: bytes, **kwargs) -> pd.DataFrame:
     return frame
 
 
+def parse_floats(text: pd.Series) -> pd.Series:
+    """Text cells as floats, each the double nearest its text (as `float()` reads it, so a value
+    written back is the one read; `pd.to_numeric` can be off in the last digit); NaN for None and
+    for any cell that is not a number (the callers find and name those)."""
+    try:
+        return text.astype(float)
+    except (ValueError, TypeError):  # some cell is not a number: only the error path gets here
+        return pd.to_numeric(text, errors="coerce")
+
+
 def data_fingerprint(frame: pd.DataFrame) -> str:
     """A short hash of a point frame's content, for provenance lines."""
     cols = [c for c in ("run", "task", "metric", "tokens", "accuracy", "loss") if c in frame]
@@ -309,7 +319,7 @@ def _parse_cells(raw: pd.DataFrame, fail) -> pd.DataFrame:
         text = raw[col].str.strip()
         if col in NUMERIC:
             blank = (text == "").to_numpy()
-            value = pd.to_numeric(text.where(~blank), errors="coerce")
+            value = parse_floats(text.where(~blank))
             numeric = value.to_numpy(float)
             bad = ~blank & np.isnan(numeric) & ~text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
             if bad.any():

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuneu.data import InputError, _read_csv_lines, validate_runs
+from neuneu.data import InputError, _read_csv_lines, parse_floats, validate_runs
 
 RUNS_ORDER = ("family", "run", "task", "metric", "params", "tokens", "step", "loss", "accuracy")
 
@@ -412,7 +412,7 @@ def _wide_numbers(path: Path, raw: pd.DataFrame, col: str, lines: np.ndarray, al
     """Column `col` as floats; blank, nan, none and null cells are NaN (refused unless `allow_blank`)."""
     text = raw[col].str.strip()
     blank = pd.Series(_blank(raw[col]), index=raw.index)
-    values = pd.to_numeric(text.where(~blank), errors="coerce").to_numpy(float)
+    values = parse_floats(text.where(~blank)).to_numpy(float)
     bad = (~blank.to_numpy() & ~np.isfinite(values)) | (blank.to_numpy() & (not allow_blank))
     if bad.any():
         what = "blank value" if blank.to_numpy()[bad][0] else "non-numeric value"

@@ -298,3 +298,14 @@ def test_lightning_tips_and_spurious_warnings_are_silenced_but_real_ones_kept(ca
     messages = [r.getMessage() for r in caplog.records]
     assert "GPU available: False, used: False" in messages and not any("Tip" in m for m in messages)
     assert [str(w.message) for w in seen] == ["something the user should see"]
+
+
+def test_numbers_are_written_back_as_the_doubles_read(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("run,task,tokens,lr,accuracy\n"
+                    "r,t,1000000000.5,0.00013986013986013986,0.3\nr,t,2000000000.5,0.00012,0.35\n"
+                    "r,t,9009713747.972925,0.00011,\n")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(path), "--method", "persistence", "-o", str(out)]) == 0
+    row = pd.read_csv(out, dtype=str).iloc[0]
+    assert float(row["tokens"]) == float("9009713747.972925") and float(row["lr"]) == 0.00011
