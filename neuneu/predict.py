@@ -220,10 +220,10 @@ class LazyQuantiles(Mapping):
 def method_columns(table: pd.DataFrame, episodes: Episodes, predictor) -> pd.DataFrame:
     """What a method did for each row: `fallback` (True where a law's fit failed and it answered
     with persistence, as the benchmark counts) and `calibration` (the neural model's intervals:
-    which calibration was applied; blank for the laws)."""
+    which calibration was applied; for the laws, that none was: their intervals are their own)."""
     mask = episodes.query.mask
     converged = np.asarray(getattr(predictor, "converged_", np.ones(len(episodes), bool)), bool)
     per_row = pd.Series(~converged[np.nonzero(mask)[0]], index=episodes.query.row[mask])
     table["fallback"] = per_row.loc[table.index].to_numpy()
-    table["calibration"] = getattr(predictor, "calibration_label_", "")
+    table["calibration"] = getattr(predictor, "calibration_label_", "") or "none (the method's own intervals)"
     return table
