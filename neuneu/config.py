@@ -117,7 +117,8 @@ class Config:
             section, name = key.split(".")
             value = getattr(getattr(self, section), name)
             if not ok(value):
-                raise ValueError(f"{key} must be {what}, got {value!r}")
+                finite = "finite and " if isinstance(value, float) and not math.isfinite(value) else ""
+                raise ValueError(f"{key} must be {finite}{what}, got {value!r}")
         if self.data.thin_max < self.data.thin_min:
             raise ValueError(f"data.thin_max ({self.data.thin_max}) must be >= data.thin_min ({self.data.thin_min})")
 
@@ -202,6 +203,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
                 values = yaml.safe_load(fh) or {}
         except IsADirectoryError:
             raise ConfigError(f"{source}: is a folder, not a YAML config") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source}: not a text file, so not a YAML config") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{source}: not valid YAML ({' '.join(str(err).split())})") from None
         if not isinstance(values, dict):

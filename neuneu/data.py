@@ -274,8 +274,9 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
     lines = np.arange(len(raw)) + first_line if lines is None else np.asarray(lines)
 
     def fail(col: str, bad: np.ndarray, what: str, values: pd.Series | None = None) -> None:
-        rows = lines[bad][:5]
-        more = f" and {int(bad.sum()) - len(rows)} more" if bad.sum() > len(rows) else ""
+        named = pd.unique(lines[bad])  # an importer's rows may share a line of its file
+        rows = named[:5]
+        more = f" and {len(named) - len(rows)} more" if len(named) > len(rows) else ""
         example = f" (e.g. {values[bad].iloc[0]!r})" if values is not None else ""
         raise InputError(f"{path}: column '{col}': {what} on {unit}(s) {', '.join(map(str, rows))}{more}{example}")
 
@@ -372,7 +373,8 @@ def _drop_duplicates(frame: pd.DataFrame, key: list[str], fail) -> pd.DataFrame:
     dup = frame.duplicated(key, keep=False).to_numpy()
     if dup.any():
         groups = frame[dup].groupby(key, dropna=False)["accuracy"]
-        both = groups.apply(lambda v: bool(v.isna().any() and v.notna().any()))
+        known = groups.count()
+        both = (known > 0) & (known < groups.size())  # some rows of the point blank, some not
         if both.any():
             rows = frame.set_index(key).index.isin(both[both].index) & frame["accuracy"].isna().to_numpy()
             fail("accuracy", rows, f"blank at a point (same {', '.join(key)}) whose accuracy another row gives")
@@ -383,7 +385,8 @@ def _drop_duplicates(frame: pd.DataFrame, key: list[str], fail) -> pd.DataFrame:
                 fail(col, rows, f"conflicting duplicates (same {', '.join(key)}, different {col})")
     exact = frame.duplicated(key, keep="first").to_numpy()
     out = frame[~exact]
-    reason = f"repeated rows: same {', '.join(key)}, accuracy, loss and params as an earlier row, which is kept"
+    same = [c for c in ("accuracy", "loss", "params") if c in frame]
+    reason = f"repeated rows: same {', '.join(key)}, {', '.join(same[:-1]) + ' and ' if len(same) > 1 else ''}{same[-1]} as an earlier row, which is kept"
     out.attrs["dropped"] = {reason: int(exact.sum())} if exact.any() else {}
     return out
 

@@ -45,9 +45,9 @@ WIDE_RULE = (
     "Other columns are skipped (and listed) unless --columns selects them."
 )
 
-# step1000, checkpoint-1000, global_step_1000, iter1k (k/M: thousands/millions); a number followed by
-# another letter or digit (step1000x) is not a step.
-_STEP_IN_NAME = re.compile(r"(?:^|[^a-z])(?:global_step|step|checkpoint|ckpt|iter)[_-]?(\d+)([km]?)(?![a-z0-9])", re.IGNORECASE)
+# step1000, checkpoint-1000, global_step_1000, iter1k (k: thousands); a number followed by another
+# letter or digit (step1000x; checkpoint-125M, which may be a size) is not a step.
+_STEP_IN_NAME = re.compile(r"(?:^|[^a-z])(?:global_step|step|checkpoint|ckpt|iter)[_-]?(\d+)(k?)(?![a-z0-9])", re.IGNORECASE)
 
 
 def parse_count(text: str | float | int | None, what: str) -> float | None:
@@ -74,7 +74,7 @@ def _step_from_text(text: str) -> int | None:
     if not hits:
         return None
     digits, unit = hits[-1]
-    return int(digits) * {"": 1, "k": 1_000, "m": 1_000_000}[unit.lower()]
+    return int(digits) * (1_000 if unit else 1)
 
 
 def _model_args(config: dict) -> dict:
@@ -224,8 +224,9 @@ def _select_metrics(frame: pd.DataFrame, folder: Path, metrics, dropped: dict) -
         keep = frame["metric"].isin(metrics).to_numpy()
         if (~keep).any():
             dropped["metrics not selected by --metric"] = int((~keep).sum())
-        if not (keep & ~outside).any():
-            raise InputError(f"{folder}: metric {', '.join(metrics)} has values outside [0, 1] in every task; it is not an accuracy")
+        never = [m for m in metrics if not ((frame["metric"] == m).to_numpy() & ~outside).any()]
+        if never:
+            raise InputError(f"{folder}: metric {', '.join(never)} has values outside [0, 1] in every task; it is not an accuracy")
         _drop_out_of_range(frame, keep & outside, dropped)
         return frame[keep & ~outside]
     base = frame["metric"].str.split("/").str[0]
@@ -333,7 +334,12 @@ def read_wide(
         return _wide_numbers(path, raw, col, lines, allow_blank)
 
     step = numbers(step_column, allow_blank=False)
-    tokens = numbers(tokens_column, allow_blank=False) if tokens_column else None
+    tokens = numbers(tokens_column, allow_blank=True) if tokens_column else None
+    if tokens is not None:  # needed where a metric is; a row with a loss only is matched by its step
+        has_metric = ~np.logical_and.reduce([_blank(raw[col]) for col, _, _ in chosen])
+        if (missing := has_metric & np.isnan(tokens)).any():
+            raise InputError(f"{path}: column '{tokens_column}': blank value on line(s) "
+                             f"{', '.join(map(str, lines[missing][:5]))}, a row with a metric")
     loss = numbers(loss_column, allow_blank=True) if loss_column else None
     checks = [(step_column, step < 0, "negative step"), (loss_column, loss <= 0 if loss is not None else None, "non-positive loss")]
     if tokens is not None:
@@ -342,9 +348,13 @@ def read_wide(
         if bad is not None and bad.any():
             raise InputError(f"{path}: column '{col}': {what} on line(s) {', '.join(map(str, lines[bad][:5]))} "
                              f"(e.g. {raw[col].iloc[np.flatnonzero(bad)[0]]!r})")
+    metric_values = {col: numbers(col, allow_blank=True) for col, _, _ in chosen}
+    if percent and max((np.nanmax(np.abs(v), initial=0.0) for v in metric_values.values()), default=0.0) <= 1:
+        raise InputError(f"{path}: --percent, but every value of every metric column is within [0, 1]: these look "
+                         "like fractions; drop --percent")
     parts = []
     for col, task, metric in chosen:
-        value = _wide_accuracy(path, raw, col, numbers(col, allow_blank=True), lines, percent)
+        value = _wide_accuracy(path, raw, col, metric_values[col], lines, percent)
         present = np.isfinite(value)
         part = pd.DataFrame({"task": task, "metric": metric, "step": step[present], "accuracy": value[present],
                              "_line": lines[present], "_column": col})
@@ -425,9 +435,6 @@ def _wide_accuracy(path: Path, raw: pd.DataFrame, col: str, value: np.ndarray, l
                    percent: bool) -> np.ndarray:
     """A metric column's values as accuracies in [0, 1] (`percent`: divided by 100), else an error."""
     if percent:
-        if np.isfinite(value).any() and np.nanmax(np.abs(value)) <= 1:
-            raise InputError(f"{path}: column '{col}': --percent, but every value is within [0, 1] "
-                             f"(e.g. {raw[col].iloc[np.flatnonzero(np.isfinite(value))[0]]!r}): these look like fractions; drop --percent")
         value = value / 100.0
     outside = np.isfinite(value) & ((value < 0) | (value > 1))
     if outside.any():

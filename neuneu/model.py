@@ -56,7 +56,7 @@ class ModelConfig:
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"model.layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.d_model % self.n_heads:
+        if self.n_heads < 1 or self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
         # the neuneu layout's input options, at anything but their defaults, need that layout
         for flag, default in (("law_features", False), ("own_run", False), ("schedule_features", False),

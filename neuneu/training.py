@@ -106,9 +106,6 @@ def fit_member(cfg: Config, data: EpisodeDataModule, *, resume: bool, callbacks:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     folder = run_dir(cfg)
     last = folder / "last.ckpt"
-    if not resume:  # a fresh run must not be confused with a stale one (by --resume)
-        for stale in folder.glob("*.ckpt"):
-            stale.unlink()
     max_steps = cfg.train.max_epochs * cfg.train.steps_per_epoch
     module = LitNeuneu(
         config_to_dict(cfg)["model"], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
@@ -125,6 +122,9 @@ def fit_member(cfg: Config, data: EpisodeDataModule, *, resume: bool, callbacks:
         trainer = _trainer(trainer_args, cfg, folder, [best, keep_last], callbacks or [])
     except (MisconfigurationException, ValueError) as err:  # the trainer section, as Lightning reads it
         raise InputError(f"trainer: {' '.join(str(err).split())}") from None
+    if not resume:  # a fresh run must not be confused with a stale one (by --resume); after the
+        for stale in folder.glob("*.ckpt"):  # trainer section was accepted, so a typo deletes nothing
+            stale.unlink()
     resume_from = str(last) if resume and last.is_file() else None
     if resume_from:
         check_resumable(last)

@@ -73,7 +73,9 @@ def test_cross_field_checks_name_the_keys():
 
 @pytest.mark.parametrize("override, message", [
     ("train.lr=-1e-3", "train.lr must be > 0, got -0.001"),
-    ("train.lr=.nan", "train.lr must be > 0"),
+    ("train.lr=.nan", "train.lr must be finite and > 0, got nan"),
+    ("train.max_minutes=.inf", "train.max_minutes must be finite and >= 0"),
+    ("model.n_heads=0", "model.n_heads"),
     ("train.batch_size=0", "train.batch_size must be >= 1"),
     ("train.ensemble=0", "train.ensemble must be >= 1"),
     ("data.sources=[]", "data.sources must be a non-empty list"),
@@ -95,5 +97,8 @@ def test_a_config_that_is_not_yaml_or_is_a_folder_is_a_config_error(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="is a folder"):
         load_config(tmp_path)
+    path.write_bytes(b"\x80\x02binary")  # e.g. a checkpoint given as the config
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_config(path)
     with pytest.raises(ConfigError, match=r"\(with overrides modle.n_layers=2\): unknown section 'modle'"):
         load_config(None, ["modle.n_layers=2"])  # no stray ": :" where the section's name would be

@@ -76,7 +76,7 @@ def test_value_is_a_synonym_of_accuracy_and_exact_duplicates_are_counted(tmp_pat
     path.write_text("run,task,value,tokens,extra\na,t,0.5,100,x\na,t,0.5,100,x\na,t,,200,y\n")
     frame = read_runs(path)
     assert list(frame["accuracy"].isna()) == [False, True]
-    assert frame.attrs["dropped"] == {"repeated rows: same run, task, tokens, accuracy, loss and params as an earlier row, which is kept": 1}
+    assert frame.attrs["dropped"] == {"repeated rows: same run, task, tokens, accuracy as an earlier row, which is kept": 1}
     assert list(frame["extra"]) == ["x", "y"]  # other columns are passed through
 
 

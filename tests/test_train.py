@@ -203,3 +203,13 @@ def test_promote_takes_no_argument_and_promote_to_a_folder_is_refused_before_tra
     code = main([str(REPO / "configs" / "debug.yaml"), f"train.runs_dir={tmp_path / 'runs'}", "--promote-to", str(tmp_path)])
     assert code == 2 and "is a folder" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_a_bad_trainer_section_is_a_clear_error_that_deletes_no_checkpoint(tmp_path):
+    cfg = _debug_cfg(tmp_path, "train.name=kept", "trainer.precision=bogus")
+    last = tmp_path / "runs" / "kept" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"an interrupted run's state")
+    with pytest.raises(InputError, match="trainer: Precision 'bogus' is invalid"):
+        train(cfg, points=_points(), quiet=True)
+    assert last.read_bytes() == b"an interrupted run's state"  # still there for --resume
