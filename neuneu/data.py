@@ -146,6 +146,7 @@ def _read_csv_lines(path: Path, **kwargs) -> tuple[pd.DataFrame, np.ndarray]:
     lines before the header, so a message's line number is the one an editor shows.
     """
     raw = _read_bytes(path)
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark before blank lines hides them from the strip
     body = raw.lstrip(b"\r\n")
     header_line = 1 + raw[: len(raw) - len(body)].count(b"\n")  # pandas cannot skip these without skipping all
     frame = _parse_csv(path, body, skip_blank_lines=False, **kwargs)

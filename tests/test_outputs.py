@@ -86,7 +86,7 @@ def test_a_flops_column_of_the_file_is_kept(tmp_path):
     assert "flops" in pd.read_csv(out)
 
 
-@pytest.mark.parametrize("prefix", [b"\xef\xbb\xbf", b"\n\n"], ids=["utf8-bom", "blank-lines"])
+@pytest.mark.parametrize("prefix", [b"\xef\xbb\xbf", b"\n\n", b"\xef\xbb\xbf\n"], ids=["utf8-bom", "blank-lines", "bom-blank-line"])
 def test_every_column_of_the_file_is_written_back_whatever_precedes_the_header(tmp_path, prefix):
     path, _, points, _ = _runs_file(tmp_path)
     path.write_bytes(prefix + path.read_bytes())  # Excel's byte-order mark; blank lines before the header
