@@ -76,11 +76,12 @@ def cmd_data_episodes(args) -> int:
     check_outputs([args.output, args.truth])  # before any work: nothing is written when one cannot be
     if not 0 <= args.ratio < 1:
         raise InputError(f"--ratio must be in [0, 1), got {args.ratio}")
-    if _is_runs_file(args.source) and args.protocol == "scale":
+    runs_file = _is_runs_file(args.source)
+    if runs_file and args.protocol == "scale":
         raise InputError(f"{args.source}: --protocol scale takes its size thresholds from a source's entry in "
                          "neuneu/splits.yaml, so it needs a source name; for your own runs, add the larger runs' "
                          f"rows with a blank accuracy and run `neuneu predict {args.source} --episode family`")
-    if _is_runs_file(args.source) and args.split != "all":
+    if runs_file and args.split != "all":
         raise InputError(f"{args.source}: --split {args.split}: a RUNS.csv has no splits (they are the shared "
                          "sources', neuneu/splits.yaml); leave --split out")
     points = _load(args.source, args.data, episode="family" if args.protocol == "scale" else "run")
@@ -173,13 +174,13 @@ def cmd_predict(args) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     if args.plot:
-        from neuneu.plotting import save_fan_charts
+        from neuneu.plotting import FAN_CHARTS, save_fan_charts
 
         limit = {"limit": args.plot_n} if args.plot_n else {}  # else save_fan_charts' default
         paths = save_fan_charts(frame, episodes, quantiles, args.plot, runs=args.plot_run, truth=truth,
                                 target=args.target, **limit)
         print(f"wrote {plural(len(paths), 'fan chart')} to {args.plot}", file=sys.stderr)
-        if stale := set(Path(args.plot).glob("[0-9][0-9][0-9]_*.png")) - set(paths):
+        if stale := set(Path(args.plot).glob(FAN_CHARTS)) - set(paths):
             print(f"neuneu: {args.plot} also holds {plural(len(stale), 'fan chart')} of an earlier prediction "
                   "(left as they were); plot into an empty folder to keep them apart", file=sys.stderr)
     return 0

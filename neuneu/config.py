@@ -93,7 +93,7 @@ RANGES = {
     "data.context_dropout": (_finite(0, 1, hi_open=True), "in [0, 1)"),
     **{f"data.{k}": (_finite(0), ">= 0") for k in ("noise_max", "sibling_shift")},
     **{f"data.{f.name}": (_finite(0, 1), "in [0, 1]") for f in dataclasses.fields(DataConfig) if f.name.startswith("p_")},
-    **{f"model.{k}": (_finite(1), ">= 1") for k in ("d_model", "n_layers", "n_heads", "d_ff", "max_context")},
+    **{f"model.{k}": (_finite(1), ">= 1") for k in ("d_model", "n_layers", "d_ff", "max_context")},  # n_heads: ModelConfig
     "model.dropout": (_finite(0, 1, hi_open=True), "in [0, 1)"),
 }
 

@@ -371,22 +371,21 @@ def _drop_duplicates(frame: pd.DataFrame, key: list[str], fail) -> pd.DataFrame:
     """Rows repeating a point (same `key`): different accuracies, losses or sizes fail, naming the
     column that differs (a blank accuracy at a point known on another row, as such); copies are
     dropped (the first kept) and counted in `attrs["dropped"]`."""
+    same = [c for c in ("accuracy", "loss", "params") if c in frame]
     dup = frame.duplicated(key, keep=False).to_numpy()
     if dup.any():
-        groups = frame[dup].groupby(key, dropna=False)["accuracy"]
-        known = groups.count()
+        groups, points = frame[dup].groupby(key, dropna=False), frame.set_index(key).index
+        known = groups["accuracy"].count()
         both = (known > 0) & (known < groups.size())  # some rows of the point blank, some not
         if both.any():
-            rows = frame.set_index(key).index.isin(both[both].index) & frame["accuracy"].isna().to_numpy()
+            rows = points.isin(both[both].index) & frame["accuracy"].isna().to_numpy()
             fail("accuracy", rows, f"blank at a point (same {', '.join(key)}) whose accuracy another row gives")
-        for col in [c for c in ("accuracy", "loss", "params") if c in frame]:
-            conflict = frame[dup].groupby(key, dropna=False)[col].nunique(dropna=False).gt(1)
+        for col in same:
+            conflict = groups[col].nunique(dropna=False).gt(1)
             if conflict.any():
-                rows = frame.set_index(key).index.isin(conflict[conflict].index)
-                fail(col, rows, f"conflicting duplicates (same {', '.join(key)}, different {col})")
+                fail(col, points.isin(conflict[conflict].index), f"conflicting duplicates (same {', '.join(key)}, different {col})")
     exact = frame.duplicated(key, keep="first").to_numpy()
     out = frame[~exact]
-    same = [c for c in ("accuracy", "loss", "params") if c in frame]
     reason = f"repeated rows: same {', '.join(key)}, {', '.join(same[:-1]) + ' and ' if len(same) > 1 else ''}{same[-1]} as an earlier row, which is kept"
     out.attrs["dropped"] = {reason: int(exact.sum())} if exact.any() else {}
     return out

@@ -325,10 +325,9 @@ def read_wide(
     chosen, skipped = _metric_columns(path, raw, special, columns)
     # a row with no metric and no loss (a training-step row of a W&B export) carries nothing to
     # import: its step or tokens may be blank
-    carries = ~np.logical_and.reduce([_blank(raw[c]) for c in [col for col, _, _ in chosen] + [loss_column] if c])
-    raw, lines = raw[carries].reset_index(drop=True), lines[carries]
-    if len(raw) == 0:
-        raise InputError(f"{path}: every metric cell is blank")
+    no_metric = np.logical_and.reduce([_blank(raw[col]) for col, _, _ in chosen])
+    carries = ~(no_metric & _blank(raw[loss_column])) if loss_column else ~no_metric
+    raw, lines, has_metric = raw[carries].reset_index(drop=True), lines[carries], ~no_metric[carries]
 
     def numbers(col: str, allow_blank: bool) -> np.ndarray:
         return _wide_numbers(path, raw, col, lines, allow_blank)
@@ -336,7 +335,6 @@ def read_wide(
     step = numbers(step_column, allow_blank=False)
     tokens = numbers(tokens_column, allow_blank=True) if tokens_column else None
     if tokens is not None:  # needed where a metric is; a row with a loss only is matched by its step
-        has_metric = ~np.logical_and.reduce([_blank(raw[col]) for col, _, _ in chosen])
         if (missing := has_metric & np.isnan(tokens)).any():
             raise InputError(f"{path}: column '{tokens_column}': blank value on line(s) "
                              f"{', '.join(map(str, lines[missing][:5]))}, a row with a metric")
@@ -349,7 +347,8 @@ def read_wide(
             raise InputError(f"{path}: column '{col}': {what} on line(s) {', '.join(map(str, lines[bad][:5]))} "
                              f"(e.g. {raw[col].iloc[np.flatnonzero(bad)[0]]!r})")
     metric_values = {col: numbers(col, allow_blank=True) for col, _, _ in chosen}
-    if percent and max((np.nanmax(np.abs(v), initial=0.0) for v in metric_values.values()), default=0.0) <= 1:
+    given = np.concatenate([v[np.isfinite(v)] for v in metric_values.values()])
+    if percent and len(given) and np.abs(given).max() <= 1:
         raise InputError(f"{path}: --percent, but every value of every metric column is within [0, 1]: these look "
                          "like fractions; drop --percent")
     parts = []

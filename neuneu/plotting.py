@@ -114,9 +114,11 @@ def plot_fan_charts(fan: pd.DataFrame, title: str = "", colors: dict | None = No
             ax.plot(g["x"], 100 * g["q50"], "o" if single else "-", ms=4, lw=1.3, color=colors[method], label=f"{method} q50")
             if i < max_methods_with_bands:
                 for lo, hi, alpha, width in (("q10", "q90", 0.12, 1.0), ("q25", "q75", 0.25, 3.0)):
-                    if {lo, hi} <= set(g) and single:
+                    if not {lo, hi} <= set(g):
+                        continue
+                    if single:
                         ax.vlines(g["x"], 100 * g[lo], 100 * g[hi], color=colors[method], alpha=3 * alpha, lw=width)
-                    elif {lo, hi} <= set(g):
+                    else:
                         ax.fill_between(g["x"], 100 * g[lo], 100 * g[hi], color=colors[method], alpha=alpha, lw=0)
                 banded.append(method)
         if target is not None:
@@ -204,6 +206,9 @@ def fan_frame(episodes, quantiles: dict, picks, target: np.ndarray | None = None
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["trajectory", "role", "method", "x"])
 
 
+FAN_CHARTS = "[0-9][0-9][0-9]_*.png"  # the files `save_fan_charts` writes: NNN_<run>_<task>_<metric>.png
+
+
 def save_fan_charts(frame, episodes, quantiles: dict, out_dir, *, limit: int = 12, runs=None, truth=None,
                     target: float | None = None) -> list:
     """One fan-chart PNG per trajectory of a predicted RUNS.csv (`neuneu predict --plot DIR`).
@@ -246,5 +251,5 @@ def save_fan_charts(frame, episodes, quantiles: dict, out_dir, *, limit: int = 1
 
 __all__ = [
     "DPI", "method_colors", "plot_mae_bars", "plot_error_vs_horizon", "plot_fan_charts",
-    "trajectories", "round_robin", "trajectory_label", "fan_frame", "save_fan_charts",
+    "trajectories", "round_robin", "trajectory_label", "fan_frame", "save_fan_charts", "FAN_CHARTS",
 ]

@@ -91,15 +91,16 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     try:
         cfg = load_config(config, overrides)
         promote_to = getattr(args, "promote_to", None)
+        promoting = bool(promote_to) or getattr(args, "promote", False)
         if promote_to and getattr(args, "promote", False):
             raise InputError("--promote and --promote-to both say where the checkpoint goes; give one")
-        if promote_to or getattr(args, "promote", False):
+        if promoting:
             dest = Path(promote_to) if promote_to else promote_target(cfg.train.name)
             if dest.is_dir():  # refused before the training, not after it
                 flag = f"--promote-to {dest}" if promote_to else f"--promote: {dest}"
                 raise InputError(f"{flag}: is a folder; give the checkpoint file's path")
         out = train(cfg, resume=args.resume)
-        if promote_to or getattr(args, "promote", False):
+        if promoting:
             print(f"promoted {out} -> {promote(out, cfg.train.name, promote_to)}")
     except (ConfigError, InputError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

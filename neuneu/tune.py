@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # neuneu.config imports torch (via neuneu.model): the functio
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 def default_best(study: str, runs_dir: str = "runs") -> Path:
     """Where a study's best config goes unless `--write-best` says: runs/tune/<study>/best.yaml."""
-    return Path(runs_dir).absolute() / "tune" / study / "best.yaml"
+    return tune_dir(runs_dir) / study / "best.yaml"
 TUNED_NAME = "neuneu-tuned"  # train.name of the written best config: runs/neuneu-tuned/
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 # Keys that may differ between the workers of one study (paths, threads, devices: trials run on
@@ -171,9 +171,15 @@ def objective(trial: optuna.trial.Trial, base: Config, study: str, workdir: Path
 # --- storage and study --------------------------------------------------------------------------
 
 
+def tune_dir(runs_dir: str) -> Path:
+    """<train.runs_dir>/tune/, from the working directory when relative (as `training.run_dir`):
+    the studies' databases, best configs, plots and trial runs."""
+    return Path(runs_dir).absolute() / "tune"
+
+
 def default_db(study: str, runs_dir: str) -> Path:
     """The study's SQLite file when no --storage is given: <runs_dir>/tune/<study>.db."""
-    return Path(runs_dir).absolute() / "tune" / f"{study}.db"
+    return tune_dir(runs_dir) / f"{study}.db"
 
 
 def default_storage(study: str, runs_dir: str) -> str:
@@ -387,7 +393,7 @@ def _plot_path(storage_url: str, study: str, runs_dir: str) -> Path:
     """Next to a SQLite file; under runs/tune/ for a server database."""
     if storage_url.startswith("sqlite:///") and storage_url != "sqlite:///:memory:":
         return Path(storage_url[len("sqlite:///") :]).parent / f"{study}-history.png"
-    return Path(runs_dir).absolute() / "tune" / f"{study}-history.png"
+    return tune_dir(runs_dir) / f"{study}-history.png"
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -441,8 +447,8 @@ def _storage(args: argparse.Namespace):
         raise InputError(str(err)) from None
     _pruning_callback()  # a missing optuna-integration fails here, not in every trial
     name = args.study or base.train.name
-    if args.report and not args.storage and not default_db(name, base.train.runs_dir).is_file():
-        raise InputError(f"no study {name!r}: no {default_db(name, base.train.runs_dir)} (--study, --storage)")
+    if args.report and not args.storage and not (db := default_db(name, base.train.runs_dir)).is_file():
+        raise InputError(f"no study {name!r}: no {db} (--study, --storage)")
     url = args.storage or default_storage(name, base.train.runs_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
     # ... and no "Trial N failed" traceback for a trial that only stepped aside (StudyFull).
@@ -479,7 +485,7 @@ def _work(study: optuna.Study, base: Config, name: str, args, remaining: int) ->
     # Lightning sets its logger to INFO when imported (by neuneu.lit): quiet it afterwards.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     points = load_points(base.data)  # once per worker, not once per trial
-    workdir = Path(base.train.runs_dir).absolute() / "tune" / name
+    workdir = tune_dir(base.train.runs_dir) / name
     if base.train.num_threads:
         import torch
 
