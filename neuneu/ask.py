@@ -443,7 +443,7 @@ def truth_at(points: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
     return merged["accuracy"].to_numpy(float)
 
 
-def truth_summary(frame: pd.DataFrame, episodes, quantiles: dict, truth: pd.DataFrame, *, n_boot: int = 200):
+def truth_summary(frame: pd.DataFrame, episodes, quantiles: dict, truth: pd.DataFrame):
     """Score every method's quantiles against the truth it matches: (leaderboard rows, text).
 
     MAE (accuracy points), 80% coverage and skill vs persistence come from `neuneu.metrics`
@@ -468,7 +468,7 @@ def truth_summary(frame: pd.DataFrame, episodes, quantiles: dict, truth: pd.Data
         reference = as_run(get_predictor("persistence"), episodes.protocol)
         quantiles["persistence"] = reference.fit(episodes.context).predict(episodes.query)
     scores = pd.concat([trajectory_scores(scored, q).assign(method=m) for m, q in quantiles.items()], ignore_index=True)
-    board = leaderboard(scores, n_boot=n_boot)
+    board = leaderboard(scores)
     n_traj = int(board["n_trajectories"].max())
     lines = [f"truth {path}: {matched:,} of {plural(int(mask.sum()), 'predicted row')} matched, "
              f"{plural(n_traj, 'trajectory')}",

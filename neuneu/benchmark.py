@@ -28,7 +28,7 @@ from neuneu.io import check_output_dir
 from neuneu.data import REPO_ROOT, SPLITS, InputError, data_fingerprint, list_sources, load_source, resolve_data_dir
 from neuneu.episodes import (PROTOCOLS, SIBLING_PROTOCOLS, VARIANTS, checkpoint_episodes, ladder_episodes, scale_episodes,
                              sweep_episodes)
-from neuneu.metrics import GROUP_KEYS, horizon_errors, horizon_table, leaderboard, trajectory_scores
+from neuneu.metrics import GROUP_KEYS, N_BOOT, horizon_errors, horizon_table, leaderboard, trajectory_scores
 
 SCORE_COLUMNS = [
     "protocol", "variant", "ratio", "source", "run", "task", "metric", "split", "method",
@@ -160,7 +160,7 @@ def run_benchmark(
     progress: bool = True,
     *,
     points: dict | None = None,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     command: str | None = None,
     holdout: str | None = None,

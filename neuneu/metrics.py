@@ -160,16 +160,21 @@ def horizon_table(errors: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def neuneu_mean(values: np.ndarray, runs: np.ndarray) -> float:
-    """NeuNeu's aggregation: mean over the trajectories (tasks) of each run, then over runs."""
+    """NeuNeu's aggregation: mean over the trajectories (task × metric) of each run, then over runs.
+    The paper has one metric per task; where a task carries several, each counts as a trajectory."""
     frame = pd.DataFrame({"v": np.asarray(values, dtype=float), "run": np.asarray(runs)})
     return float(frame.groupby("run", sort=False)["v"].mean().mean())
+
+
+N_BOOT = 1000  # bootstrap resamples of every printed interval (leaderboards and `predict --truth`)
+_BLOCK = 20_000_000  # resampled values held at once (≈ 160 MB of counts), so memory stays bounded
 
 
 @lru_cache(maxsize=4)
 def bootstrap_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, n) read-only: how often each of n trajectories is drawn in each bootstrap
-    replicate. Every method of a leaderboard group scores the same n trajectories in the same
-    order, so its resamples are drawn once per group (cached), not once per method."""
+    replicate. Every method of a leaderboard group scores n trajectories, so its resamples are
+    drawn once per group (cached), not once per method."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
     counts = np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
@@ -181,32 +186,44 @@ def bootstrap_ci(
     values: np.ndarray,
     runs: np.ndarray | None = None,
     *,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval over trajectories (resampled with replacement), vectorised.
 
-    With `runs`, each replicate is aggregated NeuNeu's way (tasks within run, then runs, over the
-    runs that were drawn); without, it is the plain mean.
+    With `runs`, each replicate is aggregated NeuNeu's way (trajectories within run, then runs, over the
+    runs that were drawn); without, it is the plain mean. The trajectories are put in a canonical
+    order (by run, then value) before resampling, so the interval does not depend on the order the
+    rows came in. Replicates are drawn in blocks of at most `_BLOCK` values (seed, seed + 1, ...),
+    so a large file's interval needs bounded memory.
     """
     values = np.asarray(values, dtype=float)
     n = len(values)
     if n == 0:
         return (np.nan, np.nan)
-    counts = bootstrap_counts(n, n_boot, seed)  # (B, n)
     if runs is None:
-        stats = counts @ values / n
+        values = np.sort(values)
     else:
-        code, _ = pd.factorize(np.asarray(runs))
+        runs = np.asarray(runs).astype(str)
+        order = np.lexsort((values, runs))
+        values, runs = values[order], runs[order]
+        code, _ = pd.factorize(runs)
         onehot = np.zeros((n, code.max() + 1))
         onehot[np.arange(n), code] = 1.0
-        sums = counts @ (values[:, None] * onehot)  # (B, R)
-        drawn = counts @ onehot  # (B, R)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            stats = np.nanmean(np.where(drawn > 0, sums / drawn, np.nan), axis=1)
+    block = max(1, min(n_boot, _BLOCK // n))
+    stats = []
+    for k, start in enumerate(range(0, n_boot, block)):
+        counts = bootstrap_counts(n, min(block, n_boot - start), seed + k)  # (B, n)
+        if runs is None:
+            stats.append(counts @ values / n)
+        else:
+            sums = counts @ (values[:, None] * onehot)  # (B, R)
+            drawn = counts @ onehot  # (B, R)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                stats.append(np.nanmean(np.where(drawn > 0, sums / drawn, np.nan), axis=1))
     alpha = (1 - level) / 2
-    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
+    lo, hi = np.quantile(np.concatenate(stats), [alpha, 1 - alpha])
     return float(lo), float(hi)
 
 
@@ -233,11 +250,11 @@ def ranking_accuracy(scores: pd.DataFrame, by: list[str] | None = None, predicte
     return (correct / total if total else np.nan), total
 
 
-def leaderboard(scores: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, reference: str = "persistence") -> pd.DataFrame:
+def leaderboard(scores: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0, reference: str = "persistence") -> pd.DataFrame:
     """One row per leaderboard group (`GROUP_KEYS`, whichever are present) and method, sorted by
     plain-mean MAE within each group.
 
-    Columns: n_trajectories, mae (plain mean), mae_lo/mae_hi (bootstrap CI), mae_neuneu (tasks
+    Columns: n_trajectories, mae (plain mean), mae_lo/mae_hi (bootstrap CI), mae_neuneu (trajectories
     within run, then runs) and its CI, skill (1 − MAE / MAE of `reference` on the same
     trajectories; NaN without the reference), coverage80, pinball, ranking_accuracy, n_pairs,
     ranking_accuracy_current (the same pairs ranked by each run's last context checkpoint; NaN
@@ -303,6 +320,7 @@ __all__ = [
     "horizon_table",
     "pinball",
     "neuneu_mean",
+    "N_BOOT",
     "bootstrap_ci",
     "bootstrap_counts",
     "ranking_accuracy",

@@ -182,6 +182,21 @@ def test_bootstrap_ci_contains_the_point_estimate_and_has_the_normal_width():
     assert bootstrap_ci(np.full(30, 0.07)) == pytest.approx((0.07, 0.07))
 
 
+def test_bootstrap_ci_does_not_depend_on_the_order_of_the_trajectories(monkeypatch):
+    # `predict --truth` printed another interval for the same values read in another order.
+    rng = np.random.default_rng(2)
+    values, runs = rng.gamma(2.0, 0.02, size=300), np.repeat([f"r{i}" for i in range(30)], 10)
+    perm = rng.permutation(300)
+    assert bootstrap_ci(values[perm]) == bootstrap_ci(values)
+    assert bootstrap_ci(values[perm], runs[perm]) == bootstrap_ci(values, runs)
+    # Drawn in blocks when the file is large: still the normal width, and still order-free.
+    whole = bootstrap_ci(values, n_boot=2000)
+    monkeypatch.setattr("neuneu.metrics._BLOCK", 300 * 64)
+    blocked = bootstrap_ci(values, n_boot=2000)
+    assert blocked != whole and blocked == pytest.approx(whole, rel=0.05)
+    assert bootstrap_ci(values[perm], runs[perm], n_boot=2000) == bootstrap_ci(values, runs, n_boot=2000)
+
+
 def test_neuneu_aggregation_weights_runs_equally_not_trajectories():
     # r1 has three trajectories at 0.1, r2 one at 0.5: plain mean 0.2, tasks-then-runs 0.3.
     scores = pd.DataFrame({
