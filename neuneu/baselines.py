@@ -42,7 +42,10 @@ Gaussian predictive distribution of the method's own least-squares fit, var = s�
 turned into Student-t quantiles with n − P degrees of freedom (`neuneu.fitting`). two_stage adds
 the first stage's parameter variance times (dacc/dL)². Persistence (and every fallback) uses the
 random-walk rule: var = d²·(1 + z_q / mean context step in z), d = RMS of consecutive context
-differences, t with n − 1 dof.
+differences, t with n − 1 dof. Where a curve's median leaves [0, 1] (a fit extrapolating past a
+bound no accuracy crosses), its interval also holds persistence's (`hull_out_of_range`): clipped to
+[0, 1] it would otherwise be a point at 0 or 1, a certainty the fit does not have. The median, and
+so every point forecast and MAE, stays the curve's.
 """
 
 from __future__ import annotations
@@ -50,11 +53,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from neuneu.episodes import Context, Query, reference_point
+from neuneu.episodes import QUANTILES, Context, Query, reference_point
 from neuneu.fitting import SOLVERS, FitResult, predictive, t_quantiles
 from neuneu.predictor import Predictor
 
 SD_FLOOR = 1e-3  # quantiles never collapse to a point
+MEDIAN = QUANTILES.index(0.5)
 
 
 def sigmoid(v):
@@ -146,6 +150,17 @@ def _persistence_quantiles(stats: dict, zq: np.ndarray) -> np.ndarray:
     sd = stats["sd"][:, None] * np.sqrt(1.0 + horizon)
     mean = np.broadcast_to(stats["last"][:, None], zq.shape)
     return t_quantiles(mean, sd, stats["dof"])
+
+
+def hull_out_of_range(q: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Where the median of `q` lies outside [0, 1], each lower quantile becomes the smaller and
+    each upper quantile the larger of `q`'s and `fallback`'s (persistence's); the median is kept.
+    Elsewhere `q` is returned as it is. (E, Q, 5), (E, Q, 5) → (E, Q, 5)"""
+    mid = q[..., MEDIAN]
+    outside = (mid < 0.0) | (mid > 1.0)
+    hull = np.concatenate([np.minimum(q[..., :MEDIAN], fallback[..., :MEDIAN]), q[..., MEDIAN:MEDIAN + 1],
+                           np.maximum(q[..., MEDIAN + 1:], fallback[..., MEDIAN + 1:])], axis=-1)
+    return np.where(outside[..., None], hull, q)
 
 
 def _span(z, mask):
@@ -262,7 +277,7 @@ class CurvePredictor(Predictor):
         self.n_fallback_points_ = int((bad & self.converged_[:, None]).sum())
         self.converged_ = self.converged_ & ~bad.any(1)
         use = ~self.converged_[:, None] | bad
-        return np.where(use[..., None], fallback, q)
+        return np.where(use[..., None], fallback, hull_out_of_range(q, fallback))
 
     @property
     def theta_(self) -> pd.DataFrame:

@@ -279,6 +279,37 @@ def test_fit_failure_falls_back_to_persistence_and_is_flagged():
     np.testing.assert_allclose(q, persistence, equal_nan=True)
 
 
+def test_hull_out_of_range_widens_only_curves_past_a_bound_and_keeps_their_median():
+    from neuneu.baselines import hull_out_of_range
+
+    q = np.array([[[0.40, 0.45, 0.50, 0.55, 0.60], [1.20, 1.24, 1.27, 1.30, 1.32], [-0.3, -0.2, -0.1, 0.0, 0.1]]])
+    fallback = np.array([[[0.25, 0.27, 0.29, 0.31, 0.33]] * 3])
+    out = hull_out_of_range(q, fallback)
+    np.testing.assert_array_equal(out[0, 0], q[0, 0])  # in range: the curve's own interval
+    np.testing.assert_array_equal(out[0, 1], [0.25, 0.27, 1.27, 1.30, 1.32])
+    np.testing.assert_array_equal(out[0, 2], [-0.3, -0.2, -0.1, 0.31, 0.33])
+
+
+def test_a_curve_that_leaves_the_range_is_not_a_certain_hundred_percent():
+    # Five checkpoints at chance with an uptick at the end: the sigmoid laws fit a step to 1.0 and
+    # their delta-method interval lay wholly above 1, so clipped it said "100%, certainly".
+    tok = np.array([1e9, 2e9, 3e9, 4e9, 5e9, 6e9, 8e9, 1e10, 2e10])
+    pts = make_points({"r": lambda t: 0.0 * t}, n=len(tok), tokens=(1e9, 2e10))
+    pts["tokens"], pts["flops"] = tok, 6 * PARAMS * tok
+    pts["loss"] = [2.41, 2.34, 2.30, 2.27, 2.25, 2.24, 2.22, 2.21, 2.18]
+    pts["accuracy"] = [0.256, 0.276, 0.270, 0.262, 0.286, 0.27, 0.28, 0.26, 0.27]
+    eps = episodes_of(pts, 5)
+    persistence = get_predictor("persistence").fit(eps.context).predict(eps.query)
+    for name in ("logistic", "two_stage"):
+        method = get_predictor(name).fit(eps.context)
+        q = method.predict(eps.query)[eps.query.mask]
+        assert method.converged_.all(), name  # the law's own answer, not a fallback
+        assert (q[:, 2] == 1.0).sum() >= 2, (name, q)  # the point forecast is still the law's
+        at_one = q[:, 2] == 1.0
+        assert (q[at_one, 0] <= persistence[eps.query.mask][at_one, 0] + 1e-12).all(), (name, q)
+        assert (q[at_one, -1] - q[at_one, 0] > 0.5).all(), (name, q)
+
+
 def test_solver_flags_non_finite_and_clearly_worse_than_persistence_fits():
     z = np.tile(np.linspace(-2, 0, 10), (3, 1))
     y = np.stack([0.3 + 0.05 * z[0], 0.3 + 0.05 * z[1], 0.3 + 0.05 * z[2]])

@@ -149,6 +149,22 @@ def test_joint_family_law_uses_the_siblings_shape():
     assert mae["ladder_power_law"] < 0.005 and mae["ladder_power_law"] < 0.3 * mae["power_law"], mae
 
 
+def test_ladder_two_stage_falls_back_to_the_target_runs_own_random_walk():
+    """Its persistence (fallback, and the hull of a curve past a bound) reads the target's steps
+    only: noisy siblings made its interval three times persistence's on pythia."""
+    from neuneu.baselines import Persistence
+    from neuneu.ladder import LadderTwoStage
+
+    frame = make_points(n_runs=8, n_tasks=1, n_points=12, seed=3)
+    noisy = frame["run"].isin(["run0", "run1", "run2", "run3", "run4", "run5"])
+    frame.loc[noisy, "accuracy"] = np.random.default_rng(0).uniform(0.0, 1.0, int(noisy.sum()))
+    eps = ladder_episodes(frame.assign(split="test"), 0.2, rules=RULES)
+    method = LadderTwoStage().fit(eps.context)
+    own = Persistence().fit(own_subset(eps.context))
+    np.testing.assert_allclose(method.persistence_["sd"], own.persistence_["sd"])
+    np.testing.assert_allclose(method.persistence_["last"], own.persistence_["last"])
+
+
 def test_ladder_protocol_in_the_benchmark_gives_checkpoint_methods_the_own_context(tmp_path):
     from neuneu.benchmark import run_benchmark
 
