@@ -31,7 +31,7 @@ def method_colors(methods) -> dict[str, str]:
 
 def plot_mae_bars(board: pd.DataFrame, title: str = "", colors: dict | None = None):
     """Horizontal bars of plain-mean MAE (accuracy points) per method with bootstrap 95% CIs;
-    NeuNeu's aggregation (tasks within run, then runs) as a black tick.
+    NeuNeu's aggregation (trajectories within run, then runs) as a black tick.
 
     Args:
         board: leaderboard rows of one group (columns method, mae, mae_lo, mae_hi, mae_neuneu).
@@ -50,7 +50,7 @@ def plot_mae_bars(board: pd.DataFrame, title: str = "", colors: dict | None = No
         ax.text(m, yi + 0.3, f" {m:.2f}", va="center", fontsize=7)
     ax.set_yticks(y, board["method"])
     ax.set_xlabel("MAE (accuracy points): bar = mean over trajectories ± 95% bootstrap CI,\n"
-                  "▼ = NeuNeu aggregation (tasks within run, then runs)", fontsize=9)
+                  "▼ = NeuNeu aggregation (trajectories within run, then runs)", fontsize=9)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return fig

@@ -81,8 +81,8 @@ def write_report(
 
 LEADERBOARD_NOTE = (
     "MAE, CI and pinball in accuracy points (×100). MAE: plain mean over trajectories [bootstrap 95% CI]; "
-    "NeuNeu agg.: mean over tasks within a run, then over runs. Skill: 1 − MAE / MAE(persistence) on the "
-    "same trajectories. Coverage: share of truths inside q10–q90 (80% is calibrated). Ranking: pairs of runs "
+    "NeuNeu agg.: mean over the trajectories (task × metric) of each run, then over runs. Skill: 1 − MAE / MAE(persistence) on the "
+    "same trajectories. Coverage: each trajectory's share of truths inside q10–q90, averaged over trajectories (80% is calibrated). Ranking: pairs of runs "
     "on one task whose final-checkpoint order the q50 gets right; by current ckpt: the same pairs ranked by each "
     "run's last context checkpoint, the bar a forecast must clear (DataDecide: about 80% at a single scale). Fallback: trajectories whose fit fell back "
     "to persistence. Seconds: wall time of prepare + fit + predict."
