@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuneu.calibration import Calibration
+from neuneu.calibration import MEDIAN, Calibration
 from neuneu.data import REPO_ROOT, InputError
 from neuneu.episodes import SIBLING_PROTOCOLS, Context, Query, resplit
 from neuneu.features import F, Features, featurize, from_target, to_target
@@ -308,8 +308,15 @@ class BlendedCalibration:
         self.weight = n / (n + BLEND_PRIOR)
 
     def apply(self, quantiles, horizon) -> np.ndarray:
-        return (self.weight * self.context.apply(quantiles, horizon)
-                + (1 - self.weight) * self.validation.apply(quantiles, horizon))
+        out = (self.weight * self.context.apply(quantiles, horizon)
+               + (1 - self.weight) * self.validation.apply(quantiles, horizon))
+        # w·m + (1 − w)·m is m only up to rounding: the median is the network's, bit for bit,
+        # whatever else is in the file (the weight depends on the file)
+        mid = np.where(np.isnan(out[..., MEDIAN]), np.nan, np.asarray(quantiles, dtype=float)[..., MEDIAN])
+        out[..., MEDIAN] = mid
+        out[..., :MEDIAN] = np.minimum(out[..., :MEDIAN], mid[..., None])  # monotone at the last bit too
+        out[..., MEDIAN + 1:] = np.maximum(out[..., MEDIAN + 1:], mid[..., None])
+        return out
 
     @property
     def label(self) -> str:
