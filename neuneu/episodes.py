@@ -231,8 +231,8 @@ def _time_coordinate(points: pd.DataFrame) -> pd.Series:
 
 
 def _order(points: pd.DataFrame, group, is_query, min_context: int, dropped: dict):
-    """The points of the kept episodes in episode order (context before queries, then by size
-    and time), each with its episode id `eid` and position `pos` inside its part; the episode
+    """The points of the kept episodes in episode order (context before queries, then by size,
+    time and run name), each with its episode id `eid` and position `pos` inside its part; the episode
     labels, context and query counts, the kept-episode mask, and `dropped` updated."""
     frame = pd.DataFrame(
         {
@@ -243,9 +243,12 @@ def _order(points: pd.DataFrame, group, is_query, min_context: int, dropped: dic
             "params": pd.to_numeric(points.get("params"), errors="coerce")
             if "params" in points
             else np.nan,
+            # the last key: runs of one size and schedule (a sweep) tie on size and time, and
+            # file order must not decide which of their points a capped context keeps
+            "run": points["run"].astype(str).to_numpy() if "run" in points else "",
         }
     )
-    frame = frame.sort_values(["group", "is_query", "params", "x"], kind="stable", na_position="first")
+    frame = frame.sort_values(["group", "is_query", "params", "x", "run"], kind="stable", na_position="first")
     gid, labels = pd.factorize(frame["group"], sort=False)
     frame["gid"] = gid
     n_ctx = np.bincount(gid[~frame["is_query"].to_numpy()], minlength=len(labels))

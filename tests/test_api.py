@@ -95,3 +95,18 @@ def test_predict_df_warns_when_it_predicts_a_repeated_row_once_and_refuses_a_met
     assert list(pred.index) == list(blank.index)
     with pytest.raises(TypeError, match="method must be a name or a predictor"):
         neuneu.predict_df(frame, method=42)
+
+
+def test_a_sweeps_predictions_do_not_depend_on_the_order_of_its_rows():
+    # Five runs of one size and schedule tie on (size, time): the context, capped to the model's
+    # 48 points, kept the points that came first in the file, so a shuffle moved neuneu's median.
+    tokens = np.geomspace(1e9, 1e11, 16)
+    rng = np.random.default_rng(0)
+    rows = [dict(family="f", run=f"r{r}", params=1e9, tokens=t, task="t",
+                 accuracy=(0.3 + 0.02 * r + 0.1 * i / 16 + rng.normal(0, 0.01)) if i < 12 else np.nan)
+            for r in range(5) for i, t in enumerate(tokens)]
+    frame = pd.DataFrame(rows)
+    out = neuneu.predict_df(frame, "neuneu", episode="family").sort_index()
+    shuffled = frame.sample(frac=1.0, random_state=1)
+    again = neuneu.predict_df(shuffled, "neuneu", episode="family").sort_index()
+    np.testing.assert_array_equal(out["q50"].to_numpy(), again["q50"].to_numpy())
