@@ -284,15 +284,27 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
     frame = _parse_cells(raw, fail)
     _check_values(frame, raw, episode, time_col, fail)
     derived = []
-    if "flops" not in frame and {"params", "tokens"} <= set(frame):
-        frame["flops"] = 6.0 * frame["params"] * frame["tokens"]
-        derived.append("flops")
+    if {"params", "tokens"} <= set(frame):
+        computed = 6.0 * frame["params"] * frame["tokens"]
+        if "flops" not in frame:
+            frame["flops"] = computed
+            derived.append("flops")
+        elif (fill := frame["flops"].isna() & computed.notna()).any():
+            # per row, as for a file without the column: rows of another file appended to this
+            # one must not change its rows' coordinates (and so their forecasts)
+            frame["flops"] = frame["flops"].where(~fill, computed)
+            frame[DERIVED_FLOPS] = fill.to_numpy()  # these cells are written back blank (neuneu.io)
     frame["_line"] = lines
     frame = _drop_duplicates(frame, [k for k in TRAJECTORY_KEY if k in frame] + [time_col], fail)
     _check_every_episode_has_context(path, frame, episode, unit)
     frame.attrs["path"] = str(path)
     frame.attrs["derived_columns"] = derived  # computed here, not the input's: not written back (neuneu.io)
     return frame
+
+
+#: A private column: True where the reader computed flops = 6·params·tokens in a file whose flops
+#: column left that row blank (`neuneu.io.as_given` blanks those cells again in what is written).
+DERIVED_FLOPS = "_flops_derived"
 
 
 def _check_columns(raw: pd.DataFrame, path, episode: str) -> tuple[pd.DataFrame, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuneu.data import InputError
+from neuneu.data import DERIVED_FLOPS, InputError
 from neuneu.episodes import QUANTILES, Episodes
 
 RUNS_COLUMNS = ("family", "run", "task", "metric", "params", "tokens", "step", "flops", "loss", "lr", "accuracy")
@@ -226,7 +226,7 @@ def episodes_to_runs(points: pd.DataFrame, episodes: Episodes) -> tuple[pd.DataF
     rows = np.concatenate([ctx_rows, qry_rows])
     is_query = np.r_[np.zeros(len(ctx_rows), bool), np.ones(len(qry_rows), bool)]
     derived = set(points.attrs.get("derived_columns") or ())  # e.g. flops the reader computed: not the file's
-    out = points.loc[rows][[c for c in RUNS_COLUMNS if c in points and c not in derived]].copy()
+    out = as_given(points.loc[rows][[c for c in RUNS_COLUMNS if c in points and c not in derived]].copy(), points, rows)
     if episodes.protocol == "scale" and "ladder" in episodes.meta:
         ladder = np.repeat(episodes.meta["ladder"].to_numpy(), episodes.query.mask.sum(1))
         ladder_ctx = np.repeat(episodes.meta["ladder"].to_numpy(), episodes.context.mask.sum(1))
@@ -239,6 +239,14 @@ def episodes_to_runs(points: pd.DataFrame, episodes: Episodes) -> tuple[pd.DataF
         out.loc[out["_query"], "loss"] = np.nan
     truth = truth[[c for c in ("family", "run", "task", "metric", "tokens", "step", "accuracy") if c in truth]]
     return whole_numbers(out.drop(columns=["_query"])), whole_numbers(truth)
+
+
+def as_given(out: pd.DataFrame, points: pd.DataFrame, rows) -> pd.DataFrame:
+    """`out` (= `points.loc[rows]`, some columns) with the cells the reader computed itself blank
+    again (`neuneu.data.DERIVED_FLOPS`): a written file holds the input's values, not neuneu's."""
+    if DERIVED_FLOPS in points and "flops" in out:
+        out.loc[points.loc[rows, DERIVED_FLOPS].to_numpy(bool), "flops"] = np.nan
+    return out
 
 
 def whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
@@ -264,8 +272,7 @@ def predictions_frame(points: pd.DataFrame, episodes: Episodes, quantiles: np.nd
     rows = episodes.query.row[mask]
     derived = set(points.attrs.get("derived_columns") or ())
     keep = [c for c in points.columns if not c.startswith("_") and c != "accuracy" and c not in derived]
-    out = points.loc[rows][keep].copy()
-    out = whole_numbers(out)
+    out = whole_numbers(as_given(points.loc[rows][keep].copy(), points, rows))
     out["method"] = method
     q = quantiles[mask]  # (N, 5)
     for i, name in enumerate(QUANTILE_COLUMNS):

@@ -110,3 +110,17 @@ def test_a_sweeps_predictions_do_not_depend_on_the_order_of_its_rows():
     shuffled = frame.sample(frac=1.0, random_state=1)
     again = neuneu.predict_df(shuffled, "neuneu", episode="family").sort_index()
     np.testing.assert_array_equal(out["q50"].to_numpy(), again["q50"].to_numpy())
+
+
+def test_rows_appended_with_a_flops_column_do_not_change_the_others_forecasts():
+    # flops = 6·params·tokens was derived only when no row had the column: appending another
+    # file's rows with flops left this file's rows without, and moved neuneu's median by 0.06.
+    demo = pd.read_csv(example_path("demo_runs.csv"))
+    other = demo[demo["run"] == demo["run"].iloc[0]].assign(run="other", family="other")
+    other["flops"] = 1e20 * np.arange(1, len(other) + 1)
+    alone = neuneu.predict_df(demo, "neuneu", episode="family")
+    both = neuneu.predict_df(pd.concat([demo, other], ignore_index=True), "neuneu", episode="family")
+    both = both[both["run"] != "other"]
+    np.testing.assert_array_equal(alone["q50"].to_numpy(), both["q50"].to_numpy())
+    assert both["flops"].isna().all()  # computed for the forecast, never written as the input's
+    assert (neuneu.predict_df(pd.concat([demo, other], ignore_index=True), "persistence").query("run == 'other'")["flops"] > 0).all()
