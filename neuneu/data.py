@@ -237,6 +237,7 @@ def read_runs(path: str | os.PathLike, *, episode: str = "run") -> pd.DataFrame:
     """
     path = Path(path)
     raw, lines = _read_csv_lines(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    _check_names(raw.columns, path)
     return _validate_runs(raw, path, episode, lines=lines)
 
 
@@ -253,6 +254,7 @@ def validate_runs(table: pd.DataFrame, *, episode: str = "run", name: str = "inp
     table = table.reset_index(drop=True)
     as_text = {str(c).strip(): table[c].astype(object).where(table[c].notna(), "").map(str) for c in table.columns}
     as_text = pd.DataFrame(as_text, index=table.index)
+    _check_names(as_text.columns, name)
     if lines is None:
         frame = _validate_runs(as_text, name, episode, first_line=0, unit="row")
         position = frame["_line"].to_numpy()
@@ -305,6 +307,26 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
 #: A private column: True where the reader computed flops = 6·params·tokens in a file whose flops
 #: column left that row blank (`neuneu.io.as_given` blanks those cells again in what is written).
 DERIVED_FLOPS = "_flops_derived"
+
+
+def _check_names(columns, path) -> None:
+    """Refused: a contract column spelled in another case (it would pass through unread), a name
+    `neuneu predict` writes (the input's values would be overwritten) and a name starting with '_'
+    (neuneu's own bookkeeping)."""
+    from neuneu.io import OUTPUT_COLUMNS, RUNS_COLUMNS
+
+    names = [str(c) for c in columns]
+    for name in names:
+        lower = name.lower()
+        if lower != name and lower in (*RUNS_COLUMNS, "value") and lower not in names:
+            raise InputError(f"{path}: column '{name}': column names are lower case; rename it '{lower}' "
+                             "(as written it would be passed through unread)")
+        if name in OUTPUT_COLUMNS:
+            raise InputError(f"{path}: column '{name}': neuneu writes a column of that name in its output; "
+                             "rename or drop it (its values would be overwritten)")
+        if name.startswith("_"):
+            raise InputError(f"{path}: column '{name}': names starting with '_' are reserved for neuneu's "
+                             "bookkeeping; rename it")
 
 
 def _check_columns(raw: pd.DataFrame, path, episode: str) -> tuple[pd.DataFrame, str]:

@@ -20,6 +20,9 @@ from neuneu.episodes import QUANTILES, Episodes
 
 RUNS_COLUMNS = ("family", "run", "task", "metric", "params", "tokens", "step", "flops", "loss", "lr", "accuracy")
 QUANTILE_COLUMNS = tuple(f"q{round(q * 100)}" for q in QUANTILES)  # q10 … q90
+#: What `neuneu predict` adds to each row (`predictions_frame`, `neuneu.predict.method_columns`):
+#: an input column of one of these names is refused (`neuneu.data.read_runs`).
+OUTPUT_COLUMNS = ("method", *QUANTILE_COLUMNS, "prediction", "fallback", "calibration")
 
 
 STDOUT = "-"  # `-o -`: standard output

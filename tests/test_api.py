@@ -124,3 +124,9 @@ def test_rows_appended_with_a_flops_column_do_not_change_the_others_forecasts():
     np.testing.assert_array_equal(alone["q50"].to_numpy(), both["q50"].to_numpy())
     assert both["flops"].isna().all()  # computed for the forecast, never written as the input's
     assert (neuneu.predict_df(pd.concat([demo, other], ignore_index=True), "persistence").query("run == 'other'")["flops"] > 0).all()
+
+
+def test_predict_df_refuses_a_column_it_would_overwrite():
+    frame = pd.read_csv(example_path("demo_runs.csv")).assign(method="mine")
+    with pytest.raises(InputError, match="column 'method'.*overwritten"):
+        neuneu.predict_df(frame, "persistence")

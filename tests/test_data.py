@@ -34,6 +34,11 @@ BAD_INPUTS = {
     "no_time_column": ("run,task,accuracy\na,t,0.5\n", None, "tokens, flops, step", None),
     "blank_run": (HEADER + "a,t,0.5,100\n,t,,200\n", "run", "blank value", "3"),
     "trailing_commas": (HEADER + "a,t,0.5,100,\na,t,,200,\n", None, "more fields than the header's 4 columns", None),
+    # a contract column in another case passed through unread; an output name was overwritten
+    "upper_case_loss": ("run,task,accuracy,tokens,Loss\na,t,0.5,100,3\na,t,,200,2.9\n", "Loss", "rename it 'loss'", None),
+    "upper_case_tokens": ("run,task,accuracy,step,TOKENS\na,t,0.5,1,100\na,t,,2,200\n", "TOKENS", "rename it 'tokens'", None),
+    "an_output_column": (HEADER.strip() + ",q50\na,t,0.5,100,x\na,t,,200,y\n", "q50", "would be overwritten", None),
+    "a_private_column": (HEADER.strip() + ",_line\na,t,0.5,100,x\na,t,,200,y\n", "_line", "reserved", None),
 }
 
 
