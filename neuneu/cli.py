@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from pathlib import Path
 
@@ -177,8 +178,12 @@ def cmd_predict(args) -> int:
         from neuneu.plotting import FAN_CHARTS, save_fan_charts
 
         limit = {"limit": args.plot_n} if args.plot_n else {}  # else save_fan_charts' default
-        paths = save_fan_charts(frame, episodes, quantiles, args.plot, runs=args.plot_run, truth=truth,
-                                target=args.target, **limit)
+        try:
+            paths = save_fan_charts(frame, episodes, quantiles, args.plot, runs=args.plot_run, truth=truth,
+                                    target=args.target, **limit)
+        except OSError as err:
+            kept = f"the predictions in {args.output} are written" if args.output not in (None, STDOUT) else "the predictions are written"
+            raise InputError(f"cannot write the fan charts to {args.plot} ({err}); {kept}") from None
         print(f"wrote {plural(len(paths), 'fan chart')} to {args.plot}", file=sys.stderr)
         if stale := set(Path(args.plot).glob(FAN_CHARTS)) - set(paths):
             print(f"neuneu: {args.plot} also holds {plural(len(stale), 'fan chart')} of an earlier prediction "
@@ -293,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func = train_main
     else:
         args = build_parser(argv).parse_args(argv)
+    restore = _raise_on_sigterm()
     try:
         return args.func(args)
     except InputError as err:
@@ -304,6 +310,22 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `neuneu predict runs.csv | head`: the reader left, not an error
         sys.stderr.close()
         return 0
+    finally:
+        restore()
+
+
+def _raise_on_sigterm():
+    """`kill` (SIGTERM) raises SystemExit(143) instead of ending the process on the spot, so the
+    cleanup of an atomic write (its temporary file) runs as it does on Ctrl-C. Returns what puts
+    the previous handler back (nothing to do where none can be set: not the main thread)."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

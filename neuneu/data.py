@@ -191,6 +191,10 @@ def _parse_csv(path: Path, raw: bytes, **kwargs) -> pd.DataFrame:
         raise InputError(f"{path}: the file is empty (no header, no rows)") from None
     except (UnicodeDecodeError, pd.errors.ParserError) as err:
         first = str(err).splitlines()[0]
+        if "Calling read(nbytes) on source failed" in first:
+            # reading bytes in memory fails only when a signal interrupts it (Ctrl-C); pandas'
+            # C parser turns that into a ParserError, which is not the file's fault
+            raise KeyboardInterrupt from None
         raise InputError(f"{path}: not a readable CSV file ({first})") from None
     header = next(csv.reader(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", errors="replace", newline="")), [])
     if not isinstance(frame.index, pd.RangeIndex) and "index_col" not in kwargs:

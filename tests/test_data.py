@@ -136,3 +136,16 @@ def test_pythia_validates_on_its_1b_runs_and_step_zero_is_dropped_and_counted(da
     assert runs["validation"] == {r for r in frame["run"].unique() if "-1b" in r}  # v0 and v1, 5 runs
     assert len(runs["validation"]) == 5 and set(runs.index) == {"train", "validation", "heldout_tasks"}
     assert frame.attrs["dropped"] == {"no positive tokens/flops/step (e.g. step 0)": 2032}
+
+
+def test_ctrl_c_while_the_file_is_parsed_is_an_interruption_not_bad_input(tmp_path, monkeypatch, capsys):
+    # pandas' C parser reports a KeyboardInterrupt during its read as this ParserError
+    def interrupted(*args, **kwargs):
+        raise pd.errors.ParserError("Error tokenizing data. C error: Calling read(nbytes) on source failed. "
+                                    "Try engine='python'.")
+
+    path = tmp_path / "runs.csv"
+    path.write_text(HEADER + "a,t,0.5,100\na,t,,200\n")
+    monkeypatch.setattr(pd, "read_csv", interrupted)
+    assert main(["predict", str(path), "--method", "persistence", "-o", str(tmp_path / "p.csv")]) == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -309,3 +309,40 @@ def test_numbers_are_written_back_as_the_doubles_read(tmp_path):
     assert main(["predict", str(path), "--method", "persistence", "-o", str(out)]) == 0
     row = pd.read_csv(out, dtype=str).iloc[0]
     assert float(row["tokens"]) == float("9009713747.972925") and float(row["lr"]) == 0.00011
+
+
+def test_a_kill_during_the_write_leaves_no_output_and_no_temporary_file(tmp_path, monkeypatch):
+    # SIGTERM ended the process on the spot: the atomic write's cleanup never ran and a hidden
+    # full-size temporary file stayed beside the output.
+    import os
+    import signal
+
+    import neuneu.io
+    from neuneu.examples import path as example_path
+
+    real_fsync = os.fsync
+
+    def killed(fd):
+        real_fsync(fd)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(neuneu.io.os, "fsync", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", str(example_path("demo_runs.csv")), "--method", "persistence", "-o", str(tmp_path / "p.csv")])
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == before  # main puts the previous handler back
+
+
+def test_a_fan_chart_that_cannot_be_written_is_one_line_that_says_the_predictions_are(tmp_path, capsys):
+    from neuneu.examples import path as example_path
+
+    plots = tmp_path / "plots"
+    (plots / "000_demo-150m_hellaswag_acc_norm.png").mkdir(parents=True)  # the chart's name is taken
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(example_path("demo_runs.csv")), "--method", "persistence", "-o", str(out),
+                 "--plot", str(plots), "--plot-n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "cannot write the fan charts" in err and f"predictions in {out} are written" in err
+    assert out.is_file()
