@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from neuneu import fitting
-from neuneu.baselines import f_bnsl, f_power, sigmoid
-from neuneu.episodes import build_episodes
+from neuneu.baselines import PowerLaw, f_bnsl, f_power, sigmoid
+from neuneu.episodes import QUANTILES, build_episodes
 from neuneu.predictor import NotFittedError
 from neuneu.registry import LAZY, PREDICTORS, get_predictor, list_predictors
 
@@ -371,3 +372,56 @@ def test_lazy_entry_with_a_missing_module_raises_a_clear_import_error(monkeypatc
     monkeypatch.setitem(LAZY, "ghost", ("neuneu.no_such_module", "Ghost", {}))
     with pytest.raises(ImportError, match="ghost.*neuneu.no_such_module"):
         get_predictor("ghost")
+
+
+# Exact definitions (baselines): each test below turns red under one realistic slip (a mutation audit).
+
+
+def episodes(rows):
+    points = pd.DataFrame(rows)
+    return build_episodes(points, np.zeros(len(points)), points["is_query"].to_numpy(), protocol="checkpoint")
+
+
+def test_persistence_interval_is_the_documented_random_walk():
+    """Kills: dof n − 2 instead of n − 1; the mean step in z divided by n instead of n − 1; the
+    horizon not divided by the mean step. Context at tokens 1, 2, 4, 8 (z step ln 2), accuracies
+    .50 .52 .51 .55: d² = (.02² + .01² + .04²)/3, queries at z = ln 2, 2 ln 2 → horizons 1, 2 steps."""
+    acc = [0.50, 0.52, 0.51, 0.55]
+    rows = [dict(run="r", task="t", metric="acc", params=1e9, tokens=t * 1e9, flops=6e18 * t, loss=np.nan,
+                 accuracy=acc[i] if i < 4 else np.nan, is_query=i >= 4)
+            for i, t in enumerate([1, 2, 4, 8, 16, 32])]
+    eps = episodes(rows)
+    q = get_predictor("persistence").fit(eps.context).predict(eps.query)
+    sd = np.sqrt((0.02**2 + 0.01**2 + 0.04**2) / 3)
+    expected = 0.55 + sd * np.sqrt(1 + np.array([1.0, 2.0]))[:, None] * stats.t.ppf(QUANTILES, 3)[None]
+    np.testing.assert_allclose(q[0], expected, atol=1e-9)
+
+
+def test_persistence_steps_are_taken_in_compute_order_across_runs():
+    """Kills: the random-walk differences taken in column order (sorted by size, then time) instead
+    of along z: a small run's late checkpoints interleave in compute with a larger run's early ones."""
+    rows = []
+    for run, p, accs in (("s", 1e8, [0.30, 0.40, 0.50]), ("m", 2e8, [0.35, 0.45])):
+        for k, a in enumerate(accs):
+            tokens = 2**k * 1e9
+            rows.append(dict(run=run, task="t", metric="acc", params=p, tokens=tokens, flops=6 * p * tokens,
+                             loss=np.nan, accuracy=a, is_query=False))
+    rows.append(dict(run="L", task="t", metric="acc", params=4e8, tokens=1e9, flops=2.4e18, loss=np.nan,
+                     accuracy=np.nan, is_query=True))  # at the reference compute: horizon 0
+    points = pd.DataFrame(rows)
+    eps = build_episodes(points, np.zeros(len(points)), points["is_query"].to_numpy(), protocol="scale")
+    q = get_predictor("persistence").fit(eps.context).predict(eps.query)
+    # along compute: .30 (6e17) | .40, .35 (1.2e18) | .50, .45 (2.4e18): steps .1 -.05 .15 -.05
+    sd = np.sqrt(np.mean(np.square([0.1, -0.05, 0.15, -0.05])))
+    np.testing.assert_allclose(q[0, 0, 4] - q[0, 0, 2], sd * stats.t.ppf(0.9, 4), atol=1e-9)
+
+
+def test_power_law_starts_pass_through_the_last_context_point():
+    """Kills: the sign of A's start flipped (starts no longer through (z = 0, last)); the
+    comment in PowerLaw._starts states this intent."""
+    z = np.linspace(-3, 0, 8)[None]
+    y = 0.7 - 0.3 * np.exp(-0.5 * z)
+    last = y[:, -1]
+    starts = PowerLaw()._starts(z, y, np.ones_like(z, bool), last)
+    at_zero = f_power(starts[0], np.zeros((starts.shape[1], 1)))[:, 0]
+    np.testing.assert_allclose(at_zero, last[0], atol=1e-12)

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from neuneu.benchmark import check_same_queries, run_benchmark
-from neuneu.episodes import checkpoint_episodes, scale_episodes
-from neuneu.metrics import bootstrap_ci, horizon_errors, leaderboard, neuneu_mean, ranking_accuracy, trajectory_scores
+from neuneu.episodes import build_episodes, checkpoint_episodes, scale_episodes
+from neuneu.metrics import (bootstrap_ci, horizon_errors, leaderboard, neuneu_mean, pinball, ranking_accuracy,
+                            summary_scores, trajectory_scores)
 from neuneu.predictor import Predictor, last_context_accuracy
 
 # Four trajectories: 2 runs × 2 tasks. At ratio 0.2 the context is the first floor(0.2 N) + 1 points.
@@ -333,3 +334,103 @@ def test_results_blocks_are_pasted_on_the_page_that_has_them(tmp_path, monkeypat
     before = [p.read_text() for p in (tmp_path / "README.md", tmp_path / "docs" / "experiments.md")]
     mr.replace_block("missing", "x")  # no page has it: said, nothing written
     assert [p.read_text() for p in (tmp_path / "README.md", tmp_path / "docs" / "experiments.md")] == before
+
+
+# Exact definitions: each test below turns red under one realistic slip (a mutation audit).
+
+
+def board_rows(**columns) -> pd.DataFrame:
+    base = {"source": "toy", "coverage80": 1.0, "pinball": 0.0, "fallback": False, "seconds": 0.0,
+            "final_truth": 0.5, "final_q50": 0.5, "metric": "acc", "task": "t"}
+    return pd.DataFrame({**base, **columns})
+
+
+def test_coverage80_is_the_q10_to_q90_interval_not_the_inner_quantiles():
+    """Kills: coverage read from q25/q75 (columns 1, -2) instead of q10/q90 (0, -1)."""
+    eps = checkpoint_episodes(toy_points(), 0.2)
+    truth = np.nan_to_num(eps.target)[..., None]
+    # truth inside [q10, q90] but below q25 (and so outside [q25, q75])
+    q = truth + np.array([-0.1, 0.01, 0.02, 0.03, 0.1])
+    scores = trajectory_scores(eps, q)
+    assert (scores["coverage80"] == 1.0).all()
+    # and a truth between q75 and q90 is covered too, one above q90 is not
+    q_low = truth + np.array([-0.3, -0.2, -0.1, -0.05, 0.05])
+    assert (trajectory_scores(eps, q_low)["coverage80"] == 1.0).all()
+    assert (trajectory_scores(eps, truth - np.array([0.5, 0.4, 0.3, 0.2, 0.1]))["coverage80"] == 0.0).all()
+
+
+def test_pinball_weights_each_level_by_its_own_tau():
+    """Kills: levels reversed (q10 scored with tau 0.9 ...). Equal quantiles cannot tell; spread ones can."""
+    truth = np.array([0.5])
+    q = truth[:, None] + np.array([[-0.2, -0.1, 0.0, 0.1, 0.2]])
+    # diffs y - q = .2 .1 0 -.1 -.2 → .1·.2, .25·.1, 0, .25·.1, .1·.2 → mean 0.018
+    assert pinball(q, truth)[0] == pytest.approx(0.018)
+    # a forecast too low at every level costs tau·d per level
+    assert pinball(np.full((1, 5), 0.4), truth)[0] == pytest.approx(0.1 * np.mean([0.1, 0.25, 0.5, 0.75, 0.9]))
+    low_tail = truth[:, None] + np.array([[0.1, 0.2, 0.3, 0.4, 0.5]])  # all above the truth: (1-tau)·|d|
+    assert pinball(low_tail, truth)[0] == pytest.approx(np.mean(np.array([0.9, 0.75, 0.5, 0.25, 0.1]) * [0.1, 0.2, 0.3, 0.4, 0.5]))
+
+
+def test_bootstrap_with_runs_resamples_the_tasks_then_runs_mean():
+    """Kills: bootstrap_ci ignoring `runs` (plain mean). Runs of unequal size make the two differ."""
+    values = np.r_[np.full(50, 0.1), np.full(9, 0.5)]
+    runs = np.r_[np.zeros(50, int), np.arange(1, 10)]
+    target = neuneu_mean(values, runs)  # (0.1 + 9·0.5) / 10 = 0.46
+    assert target == pytest.approx(0.46)
+    nlo, nhi = bootstrap_ci(values, runs, n_boot=500, seed=0)
+    # each replicate averages the runs it drew: at most all ten (0.46), about 6 of 9 singletons otherwise
+    assert 0.3 < nlo <= nhi <= target + 1e-9
+    lo, hi = bootstrap_ci(values, n_boot=500, seed=0)
+    assert hi < 0.3 < nlo  # the plain interval sits near 0.16, far below
+
+
+def test_skill_compares_with_the_reference_on_the_same_trajectories_only():
+    """Kills: skill's denominator over every reference trajectory instead of the shared ones."""
+    scores = pd.concat([
+        board_rows(method="m", episode=[0, 1], run=["a", "b"], mae=[0.1, 0.1]),
+        board_rows(method="persistence", episode=[0, 1, 2], run=["a", "b", "c"], mae=[0.2, 0.2, 1.0]),
+    ], ignore_index=True)
+    board = leaderboard(scores, n_boot=20).set_index("method")
+    assert board.loc["m", "skill"] == pytest.approx(1 - 0.1 / 0.2)
+
+
+def test_skill_reference_is_taken_from_the_same_ratio():
+    """Kills: the reference filtered on fewer group keys (ratios mixed, episode ids collide)."""
+    rows = []
+    for ratio, ref_mae, m_mae in ((0.2, 0.2, 0.1), (0.5, 0.1, 0.05)):
+        for method, mae in (("m", m_mae), ("persistence", ref_mae)):
+            rows.append(board_rows(protocol="checkpoint", variant="forecast", ratio=ratio, method=method,
+                                   episode=[0, 1], run=["a", "b"], mae=[mae, mae]))
+    board = leaderboard(pd.concat(rows, ignore_index=True), n_boot=20)
+    m = board[board["method"] == "m"].set_index("ratio")
+    assert m.loc[0.2, "skill"] == pytest.approx(0.5) and m.loc[0.5, "skill"] == pytest.approx(0.5)
+
+
+def test_horizon_bins_are_left_closed():
+    """Kills: searchsorted side="left" (a query at exactly the reference compute falls in (-inf, 0))."""
+    rows = [dict(run=run, params=p, tokens=t * 1e9, flops=6 * p * t * 1e9, task="t", metric="acc", accuracy=0.1 * t,
+                 is_query=run == "big")
+            for run, p, ts in (("small", 2e8, (1, 2, 4)), ("big", 4e8, (2, 4))) for t in ts]
+    points = pd.DataFrame(rows)
+    eps = build_episodes(points, np.zeros(len(points)), points["is_query"].to_numpy(), protocol="scale")
+    # reference: small's last point, 6·2e8·4e9 flops = big's first point: horizon exactly 0
+    errors = horizon_errors(eps, np.full((*eps.target.shape, 5), 0.3))
+    assert errors["bin_lo"].tolist() == [0.0, 0.5]
+    assert errors["n_points"].tolist() == [1, 1]
+
+
+def test_summary_scores_clip_quantiles_to_the_unit_interval_as_the_leaderboard_does():
+    """Kills: summary_scores passing raw quantiles (outside [0, 1]) to trajectory_scores."""
+    eps = checkpoint_episodes(toy_points(), 0.2)
+    raw = np.nan_to_num(eps.target)[..., None] + np.full(5, 2.0)  # every quantile above 1
+    expected = trajectory_scores(eps, np.clip(raw, 0, 1))["mae"].mean()
+    got = summary_scores(eps, raw)["mae"]
+    assert got == pytest.approx(expected) and got <= 1.0
+
+
+def test_ranking_pairs_never_mix_metrics():
+    """Kills: ranking_accuracy grouping without `metric` (cross-metric pairs)."""
+    scores = pd.DataFrame({"source": "s", "task": "t", "metric": ["acc", "acc", "acc_norm", "acc_norm"],
+                           "run": ["r1", "r2", "r1", "r2"], "final_truth": [0.3, 0.5, 0.35, 0.6],
+                           "final_q50": [0.31, 0.49, 0.36, 0.58]})
+    assert ranking_accuracy(scores) == (pytest.approx(1.0), 2)

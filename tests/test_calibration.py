@@ -155,3 +155,49 @@ def test_the_blended_calibration_keeps_the_networks_median_bit_for_bit():
         out = BlendedCalibration(wide, narrow, n).apply(q, np.zeros(q.shape[:-1]))
         np.testing.assert_array_equal(out[..., 2], q[..., 2])
         assert (np.diff(out, axis=-1) >= 0).all()
+
+
+# Exact definitions (calibration): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_apply_puts_a_horizon_on_an_edge_in_the_bin_fit_put_it_in():
+    """Kills: apply's searchsorted side="left" (fit bins with side="right": an edge opens the next bin)."""
+    cal = Calibration(edges=[0.5], factors=[[1.0, 1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 1.0, 2.0, 2.0]], n=0)
+    q = np.array([[0.3, 0.4, 0.5, 0.6, 0.7]])
+    np.testing.assert_allclose(cal.apply(q, np.array([0.5])), [[0.1, 0.3, 0.5, 0.7, 0.9]])
+    np.testing.assert_allclose(cal.apply(q, np.array([0.4999])), q)
+
+
+def test_weights_set_the_effective_sample_size_of_the_conformal_level():
+    """Kills: n_eff = len(weight) instead of (Σw)²/Σw². One heavy point: n_eff = 38²/380 = 3.8, so the
+    conformal level ⌈4.8·0.9⌉/3.8 caps at 1 and the factor is the largest score (2.0); with n = 20
+    it would be the weighted 0.95-quantile, 1.9."""
+    y = np.arange(1, 21) / 10
+    q = np.tile([-1.0, -0.5, 0.0, 0.5, 1.0], (20, 1))
+    w = np.r_[19.0, np.ones(19)]
+    f = Calibration.fit(q, y, np.zeros(20), weight=w).factors[0]
+    assert f[4] == pytest.approx(2.0)
+
+
+def test_bins_holding_exactly_min_per_bin_points_are_allowed():
+    """Kills: `counts.min() >= min_per_bin` → `>`."""
+    rng = np.random.default_rng(0)
+    h = np.linspace(0.0, 2.0, 100)
+    q = np.tile([-1.0, -0.5, 0.0, 0.5, 1.0], (100, 1))
+    y = rng.standard_normal(100)
+    cal = Calibration.fit(q, y, h, n_bins=2, min_per_bin=50)
+    assert len(cal.edges) == 1
+
+
+def test_zero_weight_rows_are_ignored_entirely():
+    """Kills: dropping `(w > 0)` from the usable-row mask (n and the bin edges would count them)."""
+    rng = np.random.default_rng(1)
+    n = 300
+    h = rng.uniform(0, 2, n)
+    q = np.tile([-1.0, -0.5, 0.0, 0.5, 1.0], (n, 1))
+    y = rng.standard_normal(n) * (1 + h)
+    w = np.where(np.arange(n) % 3 == 0, 0.0, 1.0)
+    keep = w > 0
+    cal = Calibration.fit(q, y, h, weight=w, n_bins=3, min_per_bin=50)
+    assert cal.n == keep.sum()
+    assert cal == Calibration.fit(q[keep], y[keep], h[keep], n_bins=3, min_per_bin=50)

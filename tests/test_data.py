@@ -149,3 +149,35 @@ def test_ctrl_c_while_the_file_is_parsed_is_an_interruption_not_bad_input(tmp_pa
     monkeypatch.setattr(pd, "read_csv", interrupted)
     assert main(["predict", str(path), "--method", "persistence", "-o", str(tmp_path / "p.csv")]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+# Exact definitions (data): each test below turns red under one realistic slip (a mutation audit).
+
+
+RULES = {"heldout_task_families": {}, "sources": {"s": {"validation": {"min_params": 1e9, "max_params": 3e9}}}}
+
+
+def test_size_rules_are_min_inclusive_and_max_exclusive():
+    """Kills: `params >= min_params` → `>` and `params < max_params` → `<=` (`_in_rule`'s docstring)."""
+    frame = pd.DataFrame({"source": "s", "run": ["lo", "mid", "hi"], "params": [1e9, 2e9, 3e9], "task": "t"})
+    assert list(assign_splits(frame, RULES)) == ["validation", "validation", "train"]
+
+
+def test_a_runs_split_follows_its_largest_params_not_each_rows():
+    """Kills: assign_splits reading each row's params instead of the run's maximum."""
+    frame = pd.DataFrame({"source": "s", "run": ["x", "x", "x"], "params": [5e8, float("nan"), 1.5e9], "task": "t"})
+    assert list(assign_splits(frame, RULES)) == ["validation"] * 3
+
+
+def test_load_source_keeps_the_first_of_duplicate_checkpoints(tmp_path):
+    """Kills: duplicated(..., keep="first") → keep="last" (the dropped reason says the first is kept)."""
+    folder = tmp_path / "mysrc"
+    folder.mkdir()
+    (folder / "mysrc.csv").write_text(
+        "source,family,run,params,tokens,step,flops,loss_name,loss,task,metric,value\n"
+        "mysrc,f,r,1e8,1e9,1,6e17,ce,3.0,t,acc,0.30\n"
+        "mysrc,f,r,1e8,1e9,1,6e17,ce,3.0,t,acc,0.35\n"
+        "mysrc,f,r,1e8,2e9,2,1.2e18,ce,2.9,t,acc,0.40\n")
+    frame = load_source("mysrc", tmp_path, with_splits=False)
+    assert frame["accuracy"].tolist() == [0.30, 0.40]
+    assert frame.attrs["dropped"] == {"duplicate checkpoint of a trajectory (first kept)": 1}

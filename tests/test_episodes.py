@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuneu.data import load_source
-from neuneu.episodes import Query, checkpoint_episodes, scale_episodes
+from neuneu.episodes import Query, checkpoint_episodes, reference_point, resplit, scale_episodes
 
 from conftest import make_points
 
@@ -149,3 +149,54 @@ def test_resplit_cuts_each_context_by_the_checkpoint_rule_and_keeps_every_field(
         assert np.array_equal(back.query.row[e][back.query.mask[e]], eps.context.row[e][eps.context.mask[e]][k[e]:])
     assert np.isnan(back.query.loss).all() and back.variant == "forecast"
     assert (back.context.run[~back.context.mask] == -1).all()  # padding filled as build_episodes does
+
+
+# Exact definitions (episodes): each test below turns red under one realistic slip (a mutation audit).
+
+
+def ladder(sizes=((1e8, 3), (2e8, 3), (4e8, 2))) -> pd.DataFrame:
+    return pd.DataFrame([dict(source="toy", family="toy", run=f"r{int(p / 1e8)}", task="t", metric="acc", params=p,
+                              tokens=k * 1e9, flops=6 * p * k * 1e9, accuracy=0.1 * k + p / 1e10)
+                         for p, n in sizes for k in range(1, n + 1)])
+
+
+def test_scale_thresholds_are_inclusive_on_both_sides():
+    """Kills: `params <= context_max_params` → `<` and `params >= query_min_params` → `>`
+    (the docstring: context params <= context_max_params, queries params >= query_min_params)."""
+    eps = scale_episodes(ladder(), context_max_params=2e8, query_min_params=4e8)
+    assert len(eps) == 1 and eps.dropped == {}
+    ctx = set(eps.run_names[eps.context.run[eps.context.mask]])
+    qry = set(eps.run_names[eps.query.run[eps.query.mask]])
+    assert ctx == {"r1", "r2"} and qry == {"r4"}
+
+
+def test_checkpoint_context_is_the_earliest_points_whatever_the_row_order():
+    """Kills: the checkpoint split ranking rows by file order (cumcount) instead of by x."""
+    points = ladder(((1e8, 10), (2e8, 7)))
+    shuffled = points.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    a, b = checkpoint_episodes(points, 0.2), checkpoint_episodes(shuffled, 0.2)
+    for eps in (a, b):
+        for e in range(len(eps)):
+            x_ctx = eps.context.x[e][eps.context.mask[e]]
+            x_qry = eps.query.x[e][eps.query.mask[e]]
+            assert x_ctx.max() < x_qry.min()
+    np.testing.assert_array_equal(np.sort(a.target[a.query.mask]), np.sort(b.target[b.query.mask]))
+
+
+def test_resplit_always_leaves_at_least_one_query():
+    """Kills: resplit without the min(·, n − 1) clamp (a 2-point context at ratio 0.5 would keep both)."""
+    eps = checkpoint_episodes(ladder(((1e8, 3), (2e8, 3))), 0.5)  # 3 points: floor(1.5) + 1 = 2 context
+    assert (eps.context.mask.sum(1) == 2).all()
+    back = resplit(eps.context, 0.5)
+    assert (back.context.mask.sum(1) == 1).all() and (back.query.mask.sum(1) == 1).all()
+    np.testing.assert_array_equal(back.target[:, 0], eps.context.accuracy[:, 1])
+
+
+def test_reference_point_uses_flops_only_when_every_context_point_has_them():
+    """Kills: use_flops = .any(1) instead of .all(1)."""
+    ctx = dict(x=np.array([[1.0, 2.0, 3.0]]), flops=np.array([[10.0, np.nan, 5.0]]), mask=np.ones((1, 3), bool))
+    ref, use_flops = reference_point(ctx)
+    assert ref.tolist() == [2] and use_flops.tolist() == [False]
+    ctx["flops"] = np.array([[10.0, 20.0, 5.0]])  # all known: the largest compute wins, not the last x
+    ref, use_flops = reference_point(ctx)
+    assert ref.tolist() == [1] and use_flops.tolist() == [True]

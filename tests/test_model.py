@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import make_points
 
 from neuneu.episodes import checkpoint_episodes
-from neuneu.features import F, SCALE_FEATURES, featurize, from_target, subsample_context, to_target
+from neuneu.features import F, GAP_SCALE, SCALE_FEATURES, featurize, from_target, reference_index, subsample_context, to_target
 from neuneu.lit import to_batch
 from neuneu.model import ModelConfig, build_model, monotone_quantiles, pinball_loss
 from neuneu.sampling import SamplerConfig, TrajectoryBank, sample_batch
@@ -283,3 +284,30 @@ def test_a_run_given_in_steps_only_reads_as_the_same_run_with_tokens_and_params(
     ctx["own"][:, 0] = False
     c = featurize(ctx, vars(bare.query), max_context=64)
     assert (c.context[..., F["has_flops"]] == 0).all()
+
+
+# Exact definitions (features): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_subsampling_keeps_a_reference_point_that_is_not_the_last_column():
+    """Kills: _keep_points without the union with `ref` (only the evenly spaced points). In a scale
+    context (sorted by size, then time) a smaller run's last checkpoint can hold the most compute."""
+    C = 100
+    x = np.arange(1.0, C + 1)[None]
+    flops = np.where(np.arange(C) == 45, 1e22, 1e18 * x)  # the reference: column 45, on neither spaced grid (15 or 16 of 100)
+    ctx = dict(x=x, params=np.full((1, C), 1e9), flops=flops, loss=np.full((1, C), np.nan),
+               accuracy=np.linspace(0, 1, C)[None], mask=np.ones((1, C), bool))
+    assert reference_index(ctx).tolist() == [45]
+    out = subsample_context(ctx, 16)
+    assert out["mask"].sum() <= 16
+    kept = out["x"][0][out["mask"][0]]
+    assert 46.0 in kept and out["flops"][0][out["mask"][0]].max() == 1e22
+
+
+def test_gap_counts_checkpoints_from_the_reference_point():
+    """Kills: an off-by-one in the query gap (ref layout's checkpoint-index distance)."""
+    points = pd.DataFrame(dict(run="r", task="t", metric="acc", params=1e9, tokens=np.arange(1, 11) * 1e9,
+                               flops=6e18 * np.arange(1, 11), loss=np.nan, accuracy=np.linspace(0.3, 0.5, 10)))
+    eps = checkpoint_episodes(points, 0.2)  # 3 context points, 7 queries
+    feats = featurize(vars(eps.context), vars(eps.query), 64)
+    np.testing.assert_allclose(feats.query[0, :7, F["gap"]], np.arange(1, 8) * GAP_SCALE, rtol=1e-6)

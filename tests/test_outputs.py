@@ -13,6 +13,11 @@ import pytest
 
 from neuneu.ask import plural
 from neuneu.cli import LAZY_VERBS, build_parser, main
+from neuneu.data import InputError, read_runs
+from neuneu.episodes import checkpoint_episodes, scale_episodes
+from neuneu.io import check_predictions, episodes_to_runs
+from neuneu.predict import predict_runs
+from neuneu.predictor import Predictor, last_context_accuracy
 
 from conftest import make_points
 
@@ -346,3 +351,78 @@ def test_a_fan_chart_that_cannot_be_written_is_one_line_that_says_the_prediction
     err = capsys.readouterr().err
     assert "Traceback" not in err and "cannot write the fan charts" in err and f"predictions in {out} are written" in err
     assert out.is_file()
+
+
+# Exact definitions (io): each test below turns red under one realistic slip (a mutation audit).
+
+
+def two_ladders() -> pd.DataFrame:
+    rows = []
+    for family in ("f1", "f2"):
+        for run, p, n in (("small", 1e8, 3), ("big", 4e8, 2)):
+            for k in range(1, n + 1):
+                rows.append(dict(source="toy", family=family, run=f"{family}-{run}", task="t", metric="acc", params=p,
+                                 tokens=k * 1e9, step=k, flops=6 * p * k * 1e9, loss=3.0 - 0.1 * k,
+                                 accuracy=0.2 + 0.05 * k + (0.1 if family == "f2" else 0.0)))
+    return pd.DataFrame(rows)
+
+
+def test_scale_runs_file_labels_every_row_with_its_own_ladder():
+    """Kills: the ladder labels of context and query rows concatenated in the wrong order."""
+    points = two_ladders()
+    eps = scale_episodes(points, context_max_params=2e8, query_min_params=3e8)
+    assert len(eps) == 2
+    runs, truth = episodes_to_runs(points, eps)
+    assert (runs["family"] == points.loc[runs.index, "family"]).all()
+    assert set(zip(truth["family"], truth["run"])) == {("f1", "f1-big"), ("f2", "f2-big")}
+
+
+def test_forecast_runs_file_blanks_the_query_losses():
+    """Kills: episodes_to_runs writing the true loss at the queries of a forecast-variant file."""
+    points = two_ladders()
+    runs, truth = episodes_to_runs(points, checkpoint_episodes(points, 0.2, variant="forecast"))
+    query = runs["accuracy"].isna()
+    assert query.any() and runs.loc[query, "loss"].isna().all() and runs.loc[~query, "loss"].notna().all()
+    runs, _ = episodes_to_runs(points, checkpoint_episodes(points, 0.2, variant="loss-given"))
+    assert runs["loss"].notna().all()
+
+
+def test_bad_prediction_message_counts_the_first_bad_methods_rows_only():
+    """Kills: n_bad counted over every method's rows."""
+    table = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "run": "r", "task": "t", "tokens": np.arange(6) + 1.0,
+                          "q10": [1.5, 0.1, 0.1, 1.5, 1.5, 0.1], "q50": 0.5, "q90": 0.9, "prediction": 0.5})
+    with pytest.raises(InputError, match="method 'a' gave 1 of 3 predictions"):
+        check_predictions(table)
+
+
+# Exact definitions (predict): each test below turns red under one realistic slip (a mutation audit).
+
+
+class FailsOnRunB(Predictor):
+    """Persistence whose 'fit' fails on every episode of run b (converged_ False there)."""
+
+    name = "fails_on_b"
+
+    def _fit(self, context):
+        self.converged_ = context.meta["run"].to_numpy() != "b"
+
+    def _predict(self, query):
+        last = last_context_accuracy(self.context_)
+        return np.repeat(last[:, None, None], 5, -1) * np.ones((*query.x.shape, 5))
+
+
+def test_fallback_flags_land_on_the_rows_of_the_episode_that_fell_back(tmp_path):
+    """Kills: method_columns taking the per-row flags in episode order (`per_row.to_numpy()`)
+    instead of joining them on the rows (`per_row.loc[table.index]`): with the two runs'
+    rows interleaved in the file, episode order is not file order."""
+    lines = ["run,task,accuracy,tokens"]
+    for k in range(1, 7):
+        for run, acc in (("a", 0.3), ("b", 0.6)):
+            lines.append(f"{run},t,{acc + 0.01 * k if k <= 2 else ''},{k * 100}")
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join(lines) + "\n")
+    table, _, _ = predict_runs(read_runs(path), FailsOnRunB())
+    assert len(table) == 8
+    assert (table["fallback"] == (table["run"] == "b")).all()
+    # and the quantiles are the own run's persistence
+    assert np.allclose(table["q50"], np.where(table["run"] == "a", 0.32, 0.62))
