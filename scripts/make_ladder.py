@@ -37,8 +37,6 @@ RATIOS = ("0.1", "0.2", "0.4")
 VARIANTS = ("forecast", "loss-given")
 FAMILIES = ("olmo_ladder", "pythia", "tucano")
 NO_LOSS = ("pythia",)  # sources without a loss column: the loss-given variant has nothing to give
-NEURAL = ("neuneu", "neuneu-own", "neuneu-default", "neuneu-default-own", "neuneu-valcal", "neuneu-valcal-own",
-          "neuneu-uncalibrated", "neuneu-uncalibrated-own")
 
 
 def out_dir(family: str, variant: str) -> Path:
@@ -72,7 +70,7 @@ def summary(families) -> str:
             machine = meta["machine"]
             for ratio, g in board.groupby("ratio"):
                 by = g.set_index("method")
-                base = g[~g["method"].isin(NEURAL)].sort_values("mae").iloc[0]
+                base = g[~g["method"].str.startswith("neuneu")].sort_values("mae").iloc[0]  # every network out
                 net = by.loc["neuneu"]
                 own = by.loc["neuneu-own"] if "neuneu-own" in by.index else None
                 rows.append({
