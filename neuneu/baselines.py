@@ -53,12 +53,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from neuneu.episodes import QUANTILES, Context, Query, reference_point
+from neuneu.calibration import MEDIAN
+from neuneu.episodes import Context, Query, reference_point
 from neuneu.fitting import SOLVERS, FitResult, predictive, t_quantiles
 from neuneu.predictor import Predictor
 
 SD_FLOOR = 1e-3  # quantiles never collapse to a point
-MEDIAN = QUANTILES.index(0.5)
 
 
 def sigmoid(v):
@@ -161,6 +161,20 @@ def hull_out_of_range(q: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     hull = np.concatenate([np.minimum(q[..., :MEDIAN], fallback[..., :MEDIAN]), q[..., MEDIAN:MEDIAN + 1],
                            np.maximum(q[..., MEDIAN + 1:], fallback[..., MEDIAN + 1:])], axis=-1)
     return np.where(outside[..., None], hull, q)
+
+
+def with_fallback(method: Predictor, q: np.ndarray, fallback: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """What a law answers, one rule for all of them: `fallback` (persistence) where the episode did
+    not converge or its answer is not finite at a real query (`mask`), counted in
+    `n_fallback_points_` and flagged in `converged_`; elsewhere `q`, its interval joined to the
+    fallback's where its median leaves [0, 1] (`hull_out_of_range`) unless the method's
+    `widen_past_bounds` is False. (E, Q, 5) → (E, Q, 5)"""
+    bad = ~np.isfinite(q).all(-1) & mask  # (E, Q) a finite fit, a non-finite answer
+    method.n_fallback_points_ = int((bad & method.converged_[:, None]).sum())
+    method.converged_ = method.converged_ & ~bad.any(1)
+    use = ~method.converged_[:, None] | bad
+    own = hull_out_of_range(q, fallback) if method.widen_past_bounds else q
+    return np.where(use[..., None], fallback, own)
 
 
 def _span(z, mask):
@@ -272,12 +286,7 @@ class CurvePredictor(Predictor):
         zq = compute_coordinate(query, self.use_flops_) - self.ln_ref_[:, None]  # (E, Q)
         mean, sd = self._mean_sd(query, zq)
         q = t_quantiles(mean, np.maximum(sd, SD_FLOOR), self.fit_.dof)
-        fallback = _persistence_quantiles(self.persistence_, zq)
-        bad = ~np.isfinite(q).all(-1) & query.mask  # (E, Q) a finite fit, a non-finite answer
-        self.n_fallback_points_ = int((bad & self.converged_[:, None]).sum())
-        self.converged_ = self.converged_ & ~bad.any(1)
-        use = ~self.converged_[:, None] | bad
-        return np.where(use[..., None], fallback, hull_out_of_range(q, fallback))
+        return with_fallback(self, q, _persistence_quantiles(self.persistence_, zq), query.mask)
 
     @property
     def theta_(self) -> pd.DataFrame:

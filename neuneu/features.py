@@ -226,6 +226,7 @@ def law_features(ctx: dict, qry: dict, anchor: np.ndarray) -> np.ndarray:
         out[..., col["persistence_width"]] = np.nan_to_num((q[..., 4] - q[..., 0]) * ACC_SCALE)
         for cls in (LogLinear, PowerLaw):
             law = cls(max_iter=LAW_MAX_ITER)
+            law.widen_past_bounds = False  # the law's own interval, as the models with law features were trained on
             q = law.fit(ctx_ns).predict(qry_ns)
             ok = law.converged_
             fit = law.fit_

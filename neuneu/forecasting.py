@@ -60,6 +60,7 @@ from neuneu.baselines import (
     _reference,
     compute_coordinate,
     f_linear,
+    with_fallback,
 )
 from neuneu.episodes import Context, Query
 from neuneu.fitting import FitResult, predictive, t_quantiles
@@ -101,12 +102,9 @@ class _Forecaster(Predictor):
         return compute_coordinate(query, self.use_flops_) - self.ln_ref_[:, None]
 
     def _with_fallback(self, q: np.ndarray, query: Query, zq: np.ndarray) -> np.ndarray:
-        """Persistence where the episode did not converge or its answer is not finite."""
-        bad = ~np.isfinite(q).all(-1) & query.mask
-        self.n_fallback_points_ = int((bad & self.converged_[:, None]).sum())
-        self.converged_ = self.converged_ & ~bad.any(1)
-        use = ~self.converged_[:, None] | bad
-        return np.where(use[..., None], _persistence_quantiles(self.persistence_, zq), q)
+        """Persistence where the episode did not converge or its answer is not finite; its interval
+        joined where the median leaves [0, 1] (`neuneu.baselines.with_fallback`)."""
+        return with_fallback(self, q, _persistence_quantiles(self.persistence_, zq), query.mask)
 
 
 class DampedTrend(_Forecaster):

@@ -31,8 +31,7 @@ import copy
 
 import numpy as np
 
-from neuneu.baselines import (SD_FLOOR, CurvePredictor, Persistence, TwoStage, _persistence_stats, _reference,
-                              compute_coordinate, hull_out_of_range)
+from neuneu.baselines import SD_FLOOR, CurvePredictor, Persistence, TwoStage, _reference, compute_coordinate, with_fallback
 from neuneu.episodes import SIBLING_PROTOCOLS, Context, Query, own_subset
 from neuneu.fitting import t_quantiles
 from neuneu.predictor import Predictor
@@ -170,10 +169,7 @@ class LadderPowerLaw(Predictor):
         zq = compute_coordinate(query, self.use_flops_) - self.ln_ref_[:, None]
         mean, sd = _fe_at(self.fe_, zq)
         q = t_quantiles(mean, sd, self.fe_["dof"])
-        bad = ~np.isfinite(q).all(-1) & query.mask
-        self.converged_ = self.converged_ & ~bad.any(1)
-        fallback = self.fallback_.predict(query)
-        return np.where(~self.converged_[:, None, None], fallback, hull_out_of_range(q, fallback))
+        return with_fallback(self, q, self.fallback_.predict(query), query.mask)
 
 
 class LadderTwoStage(TwoStage):
@@ -187,10 +183,7 @@ class LadderTwoStage(TwoStage):
         CurvePredictor._fit(self, context)  # stage 2 only: every run's (loss, accuracy) pairs
         # the fallback (and the hull of an out-of-range curve) is persistence of the target run
         # alone, as LadderPowerLaw's: the siblings' steps are not the target's random walk
-        own_context = own_subset(context)
-        _, _, own_ref = _reference(own_context)
-        own_z = compute_coordinate(own_context, self.use_flops_) - self.ln_ref_[:, None]
-        self.persistence_ = _persistence_stats(own_context, own_ref, own_z)
+        self.persistence_ = Persistence().fit(own_subset(context)).persistence_
         z = compute_coordinate(context, self.use_flops_) - self.ln_ref_[:, None]
         loss = np.where(np.nan_to_num(context.loss) > 0, context.loss, np.nan)
         own = _own(context)

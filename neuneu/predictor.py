@@ -26,6 +26,9 @@ class Predictor:
     variants: tuple[str, ...] = ("forecast", "loss-given")
     #: Protocols the method answers; the benchmark skips the others.
     protocols: tuple[str, ...] = ("checkpoint", "scale")
+    #: A law's interval is joined to persistence's where its median leaves [0, 1]
+    #: (`neuneu.baselines.with_fallback`); False keeps the law's own (the network's law features).
+    widen_past_bounds: bool = True
 
     def prepare(self, pool: pd.DataFrame) -> "Predictor":
         """Learn from a pool of training points (train split only). Default: nothing to learn."""

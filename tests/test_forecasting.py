@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from neuneu import forecasting
-from neuneu.episodes import build_episodes
+from neuneu.episodes import build_episodes, checkpoint_episodes
 from neuneu.forecasting import ETS, DampedTrend, damped_sum
 from neuneu.registry import get_predictor
 
@@ -248,3 +248,23 @@ def test_benchmark_all_leaves_out_the_slow_methods_with_a_note_and_runs_them_whe
     assert {"ets", "theta", "damped_trend"} <= set(every)
     assert "leaves out the slow arima" in capsys.readouterr().err
     assert _methods("theta,arima") == ["theta", "arima"]
+
+
+def test_forecasters_past_a_bound_keep_their_median_but_not_a_certainty():
+    # A trajectory climbing 4.5 points a checkpoint: theta and ets ran past 1.0 with an
+    # interval wholly above it, which clipped to a certain 100%.
+    import warnings
+
+    tok = np.arange(1, 61) * 1e9
+    acc = np.clip(0.5 + 0.045 * np.arange(60) + np.random.default_rng(0).normal(0, 0.003, 60), 0, 1)
+    pts = pd.DataFrame(dict(run="up", task="t", metric="acc", params=1e9, tokens=tok, flops=6e9 * tok, accuracy=acc))
+    eps = checkpoint_episodes(pts, 0.15)
+    persistence = get_predictor("persistence").fit(eps.context).predict(eps.query)[eps.query.mask]
+    for name in ("theta", "ets"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            method = get_predictor(name).fit(eps.context)
+            q = method.predict(eps.query)[eps.query.mask]
+        at_one = q[:, 2] == 1.0
+        assert method.converged_.all() and at_one.sum() >= 10, (name, q[-1])
+        assert (q[at_one, 0] <= persistence[at_one, 0] + 1e-12).all() and (q[:, -1] > q[:, 0]).all(), name

@@ -260,3 +260,18 @@ def test_the_shipped_model_reads_the_other_runs_of_real_validation_families(data
     with_runs = summary_scores(eps, model.fit(eps.context).predict(eps.query))["mae"]
     alone = summary_scores(eps, model.fit(own_subset(eps.context)).predict(eps.query))["mae"]
     assert with_runs < 0.75 * alone, (with_runs, alone)
+
+
+def test_the_joint_law_past_a_bound_keeps_its_median_but_not_a_certainty():
+    """Siblings rising in a straight line in ln tokens: the joint power law ran straight past 1.0
+    with an interval wholly above it, a certain 100% once clipped."""
+    import neuneu
+
+    tokens = 1e9 * 2.0 ** np.arange(12)
+    rows = [dict(family="f", run=run, task="t", tokens=t, accuracy=a0 + 0.042 * i if run != "big" or i < 4 else np.nan)
+            for run, a0 in (("s1", 0.40), ("s2", 0.45), ("s3", 0.50), ("big", 0.62)) for i, t in enumerate(tokens)]
+    out = neuneu.predict_df(pd.DataFrame(rows), "ladder_power_law,persistence", episode="family")
+    law, persistence = out[out["method"] == "ladder_power_law"], out[out["method"] == "persistence"]
+    at_one = (law["q50"] == 1.0).to_numpy()
+    assert at_one.sum() >= 2 and not law["fallback"].any()
+    assert (law["q10"].to_numpy()[at_one] <= persistence["q10"].to_numpy()[at_one] + 1e-12).all()

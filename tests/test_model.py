@@ -311,3 +311,28 @@ def test_gap_counts_checkpoints_from_the_reference_point():
     eps = checkpoint_episodes(points, 0.2)  # 3 context points, 7 queries
     feats = featurize(vars(eps.context), vars(eps.query), 64)
     np.testing.assert_allclose(feats.query[0, :7, F["gap"]], np.arange(1, 8) * GAP_SCALE, rtol=1e-6)
+
+
+def test_law_features_read_the_laws_own_interval_not_the_one_widened_past_a_bound():
+    """The models trained with law features saw the law's own q10–q90 width; the interval the
+    baselines now answer with past a bound must not leak into them."""
+    from types import SimpleNamespace
+
+    from neuneu.baselines import LogLinear
+    from neuneu.features import ACC_SCALE, LAW_CLIP, LAW_FEATURES, LAW_MAX_ITER, law_features
+
+    tok = np.arange(1, 41) * 1e9
+    pts = pd.DataFrame(dict(run="up", task="t", metric="acc", params=1e9, tokens=tok, flops=6e9 * tok, loss=np.nan,
+                            accuracy=np.clip(0.5 + 0.045 * np.arange(40), 0, 1)))
+    eps = checkpoint_episodes(pts, 0.2)
+    ctx, qry = vars(eps.context), vars(eps.query)
+    anchor = eps.context.accuracy[0, eps.context.mask[0]][-1:]
+    width = law_features(ctx, qry, anchor)[..., LAW_FEATURES.index("log_linear_width")][eps.query.mask]
+    widths = {}
+    for widen in (False, True):
+        law = LogLinear(max_iter=LAW_MAX_ITER)
+        law.widen_past_bounds = widen
+        q = law.fit(SimpleNamespace(**ctx)).predict(SimpleNamespace(**qry))[eps.query.mask]
+        widths[widen] = np.clip((q[:, 4] - q[:, 0]) * ACC_SCALE, -LAW_CLIP, LAW_CLIP)
+    assert not np.allclose(widths[False], widths[True])  # the case does reach past 1.0
+    np.testing.assert_allclose(width, widths[False], rtol=1e-5)
