@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuneu.data import TIME_COORDS, TRAJECTORY_KEY, InputError
+from neuneu.data import DERIVED_FLOPS, TIME_COORDS, TRAJECTORY_KEY, InputError
 
 COORD_ALIASES = {"tokens": "tokens", "token": "tokens", "step": "step", "steps": "step", "flops": "flops"}
 GRID_POINTS = 64  # the --target grid: points between the last context point and the horizon
@@ -117,6 +117,8 @@ def _new_rows(frame: pd.DataFrame, tid: np.ndarray, want_tid: np.ndarray, coord:
     rows["accuracy"] = np.nan
     if "loss" in rows:
         rows["loss"] = np.nan
+    if DERIVED_FLOPS in rows:  # the asked point's coordinates are written, whatever its template row's
+        rows[DERIVED_FLOPS] = False
     ratio = _ratios(frame, tid, n, coords)
     if "tokens" in frame and "params" in frame and "flops" in frame:  # flops ≈ 6 · params · tokens
         six = 6.0 * frame["params"].groupby(tid).max().reindex(range(n)).to_numpy(float)

@@ -255,7 +255,8 @@ def validate_runs(table: pd.DataFrame, *, episode: str = "run", name: str = "inp
     """
     if not isinstance(table, pd.DataFrame):
         raise InputError(f"{name}: expected a pandas DataFrame, got {type(table).__name__}")
-    table = table.reset_index(drop=True)
+    # a frame `read_runs` returned carries its bookkeeping: read again, it is recomputed
+    table = table.drop(columns=[c for c in ("_line", DERIVED_FLOPS) if c in table]).reset_index(drop=True)
     as_text = {str(c).strip(): table[c].astype(object).where(table[c].notna(), "").map(str) for c in table.columns}
     as_text = pd.DataFrame(as_text, index=table.index)
     _check_names(as_text.columns, name)
@@ -295,11 +296,15 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
         if "flops" not in frame:
             frame["flops"] = computed
             derived.append("flops")
-        elif (fill := frame["flops"].isna() & computed.notna()).any():
-            # per row, as for a file without the column: rows of another file appended to this
-            # one must not change its rows' coordinates (and so their forecasts)
-            frame["flops"] = frame["flops"].where(~fill, computed)
-            frame[DERIVED_FLOPS] = fill.to_numpy()  # these cells are written back blank (neuneu.io)
+        else:
+            # runs that give no flops at all, as for a file without the column: rows of another
+            # file appended to this one must not change its rows' coordinates (and so their
+            # forecasts). A run that gives some keeps its own (its formula may not be 6·N·D).
+            none = ~frame["flops"].notna().groupby(frame["run"]).transform("any").to_numpy()
+            fill = none & frame["flops"].isna().to_numpy() & computed.notna().to_numpy()
+            if fill.any():
+                frame["flops"] = frame["flops"].where(~fill, computed)
+                frame[DERIVED_FLOPS] = fill  # these cells are written back blank (neuneu.io)
     frame["_line"] = lines
     frame = _drop_duplicates(frame, [k for k in TRAJECTORY_KEY if k in frame] + [time_col], fail)
     _check_every_episode_has_context(path, frame, episode, unit)

@@ -130,3 +130,30 @@ def test_predict_df_refuses_a_column_it_would_overwrite():
     frame = pd.read_csv(example_path("demo_runs.csv")).assign(method="mine")
     with pytest.raises(InputError, match="column 'method'.*overwritten"):
         neuneu.predict_df(frame, "persistence")
+
+
+def test_a_run_that_logs_flops_on_some_rows_keeps_its_own_and_read_runs_output_reads_back(tmp_path):
+    # flops filled row by row mixed the user's formula with 6·N·D inside one run; and a frame from
+    # read_runs, given back to predict_df, was refused for its bookkeeping column `_line`.
+    demo = pd.read_csv(example_path("demo_runs.csv"))
+    demo["flops"] = 8.0 * demo["params"] * demo["tokens"]  # the user's own formula
+    demo.loc[demo.groupby("run").cumcount() < 3, "flops"] = np.nan  # not logged at the first rows
+    path = tmp_path / "runs.csv"
+    demo.to_csv(path, index=False)
+    points = neuneu.read_runs(path)
+    assert points["flops"].isna().sum() == demo["flops"].isna().sum()
+    again = neuneu.predict_df(points, "persistence")
+    assert len(again) == demo["accuracy"].isna().sum()
+
+
+def test_at_rows_write_the_asked_flops_in_a_run_whose_flops_were_derived(tmp_path):
+    demo = pd.read_csv(example_path("demo_runs.csv"))
+    other = demo[demo["run"] == demo["run"].iloc[0]].assign(run="other")
+    other["flops"] = 6.0 * other["params"] * other["tokens"]
+    path = tmp_path / "runs.csv"
+    pd.concat([demo, other]).to_csv(path, index=False)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(path), "--method", "persistence", "--at", "flops=1e22", "-o", str(out)]) == 0
+    pred = pd.read_csv(out)
+    asked = pred[np.isclose(pred["flops"], 1e22)]
+    assert asked["run"].nunique() == demo["run"].nunique() + 1  # every run's asked row says what was asked
