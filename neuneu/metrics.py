@@ -167,7 +167,7 @@ def neuneu_mean(values: np.ndarray, runs: np.ndarray) -> float:
 
 
 N_BOOT = 1000  # bootstrap resamples of every printed interval (leaderboards and `predict --truth`)
-_BLOCK = 20_000_000  # resampled values held at once (≈ 160 MB of counts), so memory stays bounded
+_BLOCK = 20_000_000  # resampled counts held at once (float64: 160 MB), so a large file's memory stays bounded
 
 
 @lru_cache(maxsize=4)
@@ -175,7 +175,10 @@ def bootstrap_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, n) read-only: how often each of n trajectories is drawn in each bootstrap
     replicate. Every method of a leaderboard group scores n trajectories, so its resamples are
     drawn once per group (cached), not once per method."""
-    rng = np.random.default_rng(seed)
+    return _draw_counts(np.random.default_rng(seed), n, n_boot)
+
+
+def _draw_counts(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
     draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
     counts = np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
     counts.flags.writeable = False
@@ -195,8 +198,8 @@ def bootstrap_ci(
     With `runs`, each replicate is aggregated NeuNeu's way (trajectories within run, then runs, over the
     runs that were drawn); without, it is the plain mean. The trajectories are put in a canonical
     order (by run, then value) before resampling, so the interval does not depend on the order the
-    rows came in. Replicates are drawn in blocks of at most `_BLOCK` values (seed, seed + 1, ...),
-    so a large file's interval needs bounded memory.
+    rows came in. Where n_boot × n exceeds `_BLOCK` the replicates are drawn in blocks, one after
+    another from one generator and not cached, so memory stays bounded (≈ 3 × 160 MB at the peak).
     """
     values = np.asarray(values, dtype=float)
     n = len(values)
@@ -208,22 +211,25 @@ def bootstrap_ci(
         runs = np.asarray(runs).astype(str)
         order = np.lexsort((values, runs))
         values, runs = values[order], runs[order]
-        code, _ = pd.factorize(runs)
-        onehot = np.zeros((n, code.max() + 1))
-        onehot[np.arange(n), code] = 1.0
-    block = max(1, min(n_boot, _BLOCK // n))
-    stats = []
-    for k, start in enumerate(range(0, n_boot, block)):
-        counts = bootstrap_counts(n, min(block, n_boot - start), seed + k)  # (B, n)
+        starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])  # each run's first trajectory
+
+    def stats(counts: np.ndarray) -> np.ndarray:
         if runs is None:
-            stats.append(counts @ values / n)
-        else:
-            sums = counts @ (values[:, None] * onehot)  # (B, R)
-            drawn = counts @ onehot  # (B, R)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                stats.append(np.nanmean(np.where(drawn > 0, sums / drawn, np.nan), axis=1))
+            return counts @ values / n
+        sums = np.add.reduceat(counts * values, starts, axis=1)  # (B, R): runs are contiguous
+        drawn = np.add.reduceat(counts, starts, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nanmean(np.where(drawn > 0, sums / drawn, np.nan), axis=1)
+
+    block = max(1, _BLOCK // n)
+    if n_boot <= block:
+        replicates = stats(bootstrap_counts(n, n_boot, seed))
+    else:
+        rng = np.random.default_rng(seed)
+        replicates = np.concatenate([stats(_draw_counts(rng, n, min(block, n_boot - start)))
+                                     for start in range(0, n_boot, block)])
     alpha = (1 - level) / 2
-    lo, hi = np.quantile(np.concatenate(stats), [alpha, 1 - alpha])
+    lo, hi = np.quantile(replicates, [alpha, 1 - alpha])
     return float(lo), float(hi)
 
 

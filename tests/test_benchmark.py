@@ -194,7 +194,7 @@ def test_bootstrap_ci_does_not_depend_on_the_order_of_the_trajectories(monkeypat
     whole = bootstrap_ci(values, n_boot=2000)
     monkeypatch.setattr("neuneu.metrics._BLOCK", 300 * 64)
     blocked = bootstrap_ci(values, n_boot=2000)
-    assert blocked != whole and blocked == pytest.approx(whole, rel=0.05)
+    assert blocked == pytest.approx(whole, rel=0.05)
     assert bootstrap_ci(values[perm], runs[perm], n_boot=2000) == bootstrap_ci(values, runs, n_boot=2000)
 
 
