@@ -415,7 +415,7 @@ def read_truth(path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: no such truth file (--truth)")
     try:
-        table = read_runs(path)
+        table = read_runs(path, written=False)
     except InputError as err:
         raise InputError(f"{err} (the truth file, --truth)") from None
     blank = table["accuracy"].isna().to_numpy()

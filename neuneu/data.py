@@ -232,8 +232,9 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
 # ----------------------------------------------------------------------------- RUNS.csv
 
 
-def read_runs(path: str | os.PathLike, *, episode: str = "run") -> pd.DataFrame:
-    """Read and validate a RUNS.csv (DESIGN.md contract) into a point frame.
+def read_runs(path: str | os.PathLike, *, episode: str = "run", written: bool = True) -> pd.DataFrame:
+    """Read and validate a RUNS.csv (DESIGN.md contract) into a point frame. `written=False` (a
+    truth file: its columns are never written back) lets it hold the names the output writes.
 
     Raises:
         InputError: naming the file, the column and the first offending rows (as file line
@@ -241,7 +242,7 @@ def read_runs(path: str | os.PathLike, *, episode: str = "run") -> pd.DataFrame:
     """
     path = Path(path)
     raw, lines = _read_csv_lines(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    _check_names(raw.columns, path)
+    _check_names(raw.columns, path, written=written)
     return _validate_runs(raw, path, episode, lines=lines)
 
 
@@ -318,10 +319,10 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
 DERIVED_FLOPS = "_flops_derived"
 
 
-def _check_names(columns, path) -> None:
+def _check_names(columns, path, *, written: bool = True) -> None:
     """Refused: a contract column spelled in another case (it would pass through unread), a name
-    `neuneu predict` writes (the input's values would be overwritten) and a name starting with '_'
-    (neuneu's own bookkeeping)."""
+    `neuneu predict` writes (the input's values would be overwritten; unless not `written`) and a
+    name starting with '_' (neuneu's own bookkeeping)."""
     from neuneu.io import OUTPUT_COLUMNS, RUNS_COLUMNS
 
     names = [str(c) for c in columns]
@@ -330,7 +331,7 @@ def _check_names(columns, path) -> None:
         if lower != name and lower in (*RUNS_COLUMNS, "value") and lower not in names:
             raise InputError(f"{path}: column '{name}': column names are lower case; rename it '{lower}' "
                              "(as written it would be passed through unread)")
-        if name in OUTPUT_COLUMNS:
+        if written and name in OUTPUT_COLUMNS:
             raise InputError(f"{path}: column '{name}': neuneu writes a column of that name in its output; "
                              "rename or drop it (its values would be overwritten)")
         if name.startswith("_"):

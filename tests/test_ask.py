@@ -197,3 +197,12 @@ def test_a_method_that_mostly_fell_back_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "two_stage: its fit failed on 100% of the rows" in err and "log_linear: its fit failed" not in err
     assert pd.read_csv(out).groupby("method")["fallback"].mean().to_dict() == {"log_linear": 0.0, "two_stage": 1.0}
+
+
+def test_a_truth_file_may_hold_the_columns_predict_writes(tmp_path):
+    # e.g. a predictions file with its truths filled in: nothing of a truth file is written back
+    from neuneu.ask import read_truth
+
+    path = tmp_path / "truth.csv"
+    path.write_text("run,task,tokens,accuracy,prediction,method\nr,t,100,0.5,0.45,power_law\n")
+    assert read_truth(path)["accuracy"].tolist() == [0.5]

@@ -331,13 +331,19 @@ def test_a_kill_during_the_write_leaves_no_output_and_no_temporary_file(tmp_path
         real_fsync(fd)
         os.kill(os.getpid(), signal.SIGTERM)
 
+    def reached_the_outer_handler(signum, frame):  # where main did not install its own
+        pytest.fail("SIGTERM reached the handler outside neuneu's main (the default would end pytest)")
+
     monkeypatch.setattr(neuneu.io.os, "fsync", killed)
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(SystemExit) as stop:
-        main(["predict", str(example_path("demo_runs.csv")), "--method", "persistence", "-o", str(tmp_path / "p.csv")])
+    original = signal.signal(signal.SIGTERM, reached_the_outer_handler)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main(["predict", str(example_path("demo_runs.csv")), "--method", "persistence", "-o", str(tmp_path / "p.csv")])
+        assert signal.getsignal(signal.SIGTERM) is reached_the_outer_handler  # main puts the previous one back
+    finally:
+        signal.signal(signal.SIGTERM, original)
     assert stop.value.code == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
-    assert signal.getsignal(signal.SIGTERM) == before  # main puts the previous handler back
 
 
 def test_a_fan_chart_that_cannot_be_written_is_one_line_that_says_the_predictions_are(tmp_path, capsys):
