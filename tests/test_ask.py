@@ -9,7 +9,7 @@ import pytest
 
 from neuneu import ask
 from neuneu.cli import main
-from neuneu.data import InputError
+from neuneu.data import InputError, read_runs
 from neuneu.episodes import checkpoint_episodes
 from neuneu.metrics import leaderboard, ranking_accuracy, trajectory_scores
 
@@ -206,3 +206,94 @@ def test_a_truth_file_may_hold_the_columns_predict_writes(tmp_path):
     path = tmp_path / "truth.csv"
     path.write_text("run,task,tokens,accuracy,prediction,method\nr,t,100,0.5,0.45,power_law\n")
     assert read_truth(path)["accuracy"].tolist() == [0.5]
+
+
+# Exact definitions (ask): each test below turns red under one realistic slip (a mutation audit).
+
+
+def _runs(tmp_path, rows, name="runs.csv"):
+    path = tmp_path / name
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _two_runs(tmp_path, blank_at=None):
+    """Two runs of one task, 6 checkpoints each (run 'b' ahead); optionally a blank row per run."""
+    rows = []
+    for run, top in (("a", 0.5), ("b", 0.6)):
+        for i, t in enumerate(np.geomspace(1e9, 1e11, 6)):
+            rows.append(dict(run=run, task="t", tokens=int(t), accuracy=top - 0.2 + 0.04 * i))
+        if blank_at is not None:
+            rows.append(dict(run=run, task="t", tokens=int(blank_at), accuracy=np.nan))
+    return _runs(tmp_path, rows)
+
+
+def test_a_point_asked_by_two_at_flags_is_added_once(tmp_path):
+    """Kills: at_rows forgetting the rows added by an earlier --at when skipping repeats."""
+    frame = read_runs(_two_runs(tmp_path))
+    out, _ = ask.at_rows(frame, ["tokens=1e12", "tokens=1e12,2e12"])
+    asked = out[out[ask.ASK_ID].notna()]
+    assert sorted(asked.loc[asked["run"] == "a", "tokens"]) == [1e12, 2e12]
+    assert len(asked) == 4
+
+
+def test_target_grid_starts_beyond_the_last_checkpoint_and_ends_at_the_horizon():
+    """Kills: a --target grid that starts at the last context point (frac from 0) and stops short of the horizon."""
+    frame = pd.DataFrame({"run": "r", "task": "t", "tokens": [1e9, 1e10], "accuracy": [0.3, 0.4], "_line": [2, 3]})
+    out, _ = ask.target_frame(frame, horizon=10.0, points=8)
+    grid = out.loc[out[ask.ASK_ID].notna(), "tokens"].to_numpy(float)
+    assert len(grid) == 8 and grid.min() > 1e10
+    assert grid.max() == pytest.approx(1e11, rel=1e-12)
+    np.testing.assert_allclose(np.diff(np.log(grid)), np.log(10) / 8, rtol=1e-9)  # log-spaced, 8 steps to 10x
+
+
+def test_target_crossing_is_interpolated_in_log_tokens():
+    """Kills: _first_crossing interpolating linearly in x instead of in ln x."""
+    frame = pd.DataFrame({"run": "r", "task": "t", "tokens": [1e9, 1e10], "accuracy": [0.3, 0.4], "_line": [2, 3]})
+    qframe, info = ask.target_frame(frame, horizon=100.0, points=2)  # grid: 1e11, 1e12
+    table = qframe[qframe[ask.ASK_ID].notna()].assign(method="m").sort_values("tokens")
+    table = table.assign(q10=[0.4, 0.65], q25=[0.45, 0.67], q50=[0.5, 0.7], q75=[0.55, 0.75], q90=[0.6, 0.8])
+    when = ask.target_table(qframe, info, table, 0.6).iloc[0]
+    assert when["status"] == "reached"
+    assert float(when["tokens_median"]) == pytest.approx(3.16e11)  # sqrt(1e11 · 1e12): half-way in ln x
+    assert float(when["tokens_early"]) == pytest.approx(1e11)
+    assert float(when["tokens_late"]) == pytest.approx(10 ** 11.8, rel=2e-3)
+
+
+def test_rank_compares_the_runs_at_their_last_asked_point(tmp_path):
+    """Kills: rank_table keeping each run's first query (head) instead of its last (tail)."""
+    path = _two_runs(tmp_path)
+    out = tmp_path / "rank.csv"
+    assert main(["predict", str(path), "--method", "persistence", "--at", "tokens=1e12,1e13", "--rank", "-o", str(out)]) == 0
+    ranks = pd.read_csv(out)
+    assert len(ranks) == 1 and (ranks["tokens_a"] == 1e13).all() and (ranks["tokens_b"] == 1e13).all()
+
+
+def test_rank_with_at_ignores_the_files_own_blank_rows(tmp_path):
+    """Kills: rank_table no longer restricting itself to the --at rows (ASK_ID) when the file has blank rows too."""
+    path = _two_runs(tmp_path, blank_at=1e14)
+    out = tmp_path / "rank.csv"
+    assert main(["predict", str(path), "--method", "persistence", "--at", "tokens=1e12", "--rank", "-o", str(out)]) == 0
+    ranks = pd.read_csv(out)
+    assert len(ranks) == 1 and ranks.loc[0, "tokens_a"] == 1e12 and ranks.loc[0, "tokens_b"] == 1e12
+
+
+def test_rank_note_counts_the_pairs_the_forecast_reverses():
+    """Kills: rank_note counting the pairs that agree with the current checkpoint as reversals."""
+    ranks = pd.DataFrame({
+        "task": "t", "method": "m", "run_a": ["x", "x", "y"], "run_b": ["y", "z", "z"],
+        "p_a_above_b": [0.95, 0.7, 0.6],
+        "current_a": [0.40, 0.60, 0.55], "current_b": [0.50, 0.50, 0.50],  # only the first pair is reversed
+    })
+    note = ask.rank_note(ranks)
+    assert "reverses the current checkpoint's order in 1 of 3" in note
+    assert "3 pairs of runs on 1 task; 1 with P ≥ 0.9" in note
+
+
+def test_truth_is_matched_on_the_metric_too():
+    """Kills: truth_at matching on run and task only, so two metrics of one task share a truth."""
+    points = pd.DataFrame({"run": "r", "task": "t", "metric": ["acc", "acc_norm"], "tokens": [1e10, 1e10]})
+    truth = pd.DataFrame({"run": "r", "task": "t", "metric": ["acc", "acc_norm"], "tokens": [1e10, 1e10],
+                          "accuracy": [0.5, 0.6]})
+    np.testing.assert_allclose(ask.truth_at(points, truth), [0.5, 0.6])
+    np.testing.assert_allclose(ask.truth_at(points.iloc[::-1], truth), [0.6, 0.5])

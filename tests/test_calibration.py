@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import norm
 
 from neuneu.calibration import LEVELS, Calibration, coverage
+from neuneu.episodes import checkpoint_episodes
+from neuneu.neural import BLEND_PRIOR, DEFAULT_CHECKPOINT, BlendedCalibration, backtest_contexts, backtest_points, load_checkpoint
 
 Z = norm.ppf(LEVELS)  # standard-normal quantiles of the five levels
 
@@ -143,7 +146,6 @@ def test_weights_move_the_factor():
 
 def test_the_blended_calibration_keeps_the_networks_median_bit_for_bit():
     # w·m + (1 − w)·m rounds away from m: the median moved (by 1e-16) with the rest of the file.
-    from neuneu.neural import BlendedCalibration
 
     rng = np.random.default_rng(0)
     offset = np.sort(rng.normal(0, 0.05, (200, 10, 5)), axis=-1)
@@ -201,3 +203,45 @@ def test_zero_weight_rows_are_ignored_entirely():
     cal = Calibration.fit(q, y, h, weight=w, n_bins=3, min_per_bin=50)
     assert cal.n == keep.sum()
     assert cal == Calibration.fit(q[keep], y[keep], h[keep], n_bins=3, min_per_bin=50)
+
+
+# Exact definitions (neural): each test below turns red under one realistic slip (a mutation audit).
+
+
+def _points(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r, n in enumerate(lengths):
+        tokens = np.geomspace(1e9, 1e11, n)
+        acc = 0.3 + 0.03 * np.log(tokens / 1e9) + rng.normal(0, 0.01, n)
+        rows += [dict(run=f"r{r}", task="t", metric="acc", params=1e8, tokens=t, flops=6e8 * t, accuracy=a)
+                 for t, a in zip(tokens, acc)]
+    return pd.DataFrame(rows)
+
+
+def test_the_blend_weighs_the_context_backtest_by_n_over_n_plus_the_prior():
+    """Kills: BlendedCalibration.apply giving the backtest's weight to the validation factors (swapped)."""
+    context = Calibration(edges=[], factors=[[2.0, 2.0, 1.0, 2.0, 2.0]], n=100)
+    validation = Calibration(edges=[], factors=[[1.0, 1.0, 1.0, 1.0, 1.0]], n=100)
+    q = np.array([[0.3, 0.4, 0.5, 0.6, 0.7]])
+    n = 3 * BLEND_PRIOR  # weight 0.75 on the context backtest
+    out = BlendedCalibration(context, validation, n).apply(q, np.zeros(1))
+    # offsets from the median: 0.75 · 2 + 0.25 · 1 = 1.75 times the raw ones
+    np.testing.assert_allclose(out, [[0.5 - 0.35, 0.5 - 0.175, 0.5, 0.5 + 0.175, 0.5 + 0.35]], atol=1e-12)
+
+
+def test_a_context_of_two_own_points_is_not_backtested():
+    """Kills: backtest_contexts accepting contexts of 2 points (>= 2 instead of >= 3)."""
+    eps = checkpoint_episodes(_points([3, 5, 4]), 0.5)  # contexts of 2, 3 and 3 points
+    assert eps.context.mask.sum(1).tolist() == [2, 3, 3]
+    np.testing.assert_array_equal(backtest_contexts(eps.context), [1, 2])
+
+
+def test_every_backtested_context_weighs_the_same_whatever_its_query_count():
+    """Kills: backtest_points weighting every pseudo-query 1 instead of 1 / (its episode's query count)."""
+    model, payload = load_checkpoint(DEFAULT_CHECKPOINT)
+    eps = checkpoint_episodes(_points([6, 16]), 0.6)
+    out = backtest_points(model, eps.context, eps.query, payload["features"]["max_context"])
+    sums = pd.Series(out["weight"]).groupby([out["episode"], out["ratio"]]).sum()
+    assert len(sums) == 4 and pd.Series(out["episode"]).value_counts().nunique() == 2  # unequal query counts
+    np.testing.assert_allclose(sums.to_numpy(), 1.0)

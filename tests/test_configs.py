@@ -102,3 +102,26 @@ def test_a_config_that_is_not_yaml_or_is_a_folder_is_a_config_error(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match=r"\(with overrides modle.n_layers=2\): unknown section 'modle'"):
         load_config(None, ["modle.n_layers=2"])  # no stray ": :" where the section's name would be
+
+
+# Exact definitions (config): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_an_override_may_be_written_with_leading_dashes():
+    """Kills: load_config no longer stripping the leading '--' of an override such as --train.lr=2e-3."""
+    cfg = load_config(None, ["--train.lr=2e-3", "--model.n_layers=2"])
+    assert cfg.train.lr == 2e-3 and cfg.model.n_layers == 2
+
+
+def test_a_boolean_is_not_accepted_as_an_integer():
+    """Kills: _check accepting true/false for an int field (bool is a subclass of int)."""
+    with pytest.raises(ConfigError, match=r"train\.batch_size"):
+        load_config(None, ["train.batch_size=true"])
+
+
+def test_a_fixed_context_ratio_is_allowed():
+    """Kills: Config refusing data.min_ratio == data.max_ratio (< instead of <=)."""
+    cfg = load_config(None, ["data.min_ratio=0.2", "data.max_ratio=0.2"])
+    assert cfg.data.min_ratio == cfg.data.max_ratio == 0.2
+    with pytest.raises(ConfigError, match="min_ratio"):
+        load_config(None, ["data.min_ratio=0.3", "data.max_ratio=0.2"])

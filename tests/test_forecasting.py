@@ -10,7 +10,7 @@ import pytest
 
 from neuneu import forecasting
 from neuneu.episodes import build_episodes, checkpoint_episodes
-from neuneu.forecasting import ETS, DampedTrend, damped_sum
+from neuneu.forecasting import DampedTrend, Theta, ETS, damped_sum
 from neuneu.registry import get_predictor
 
 N_CTX = 12
@@ -268,3 +268,57 @@ def test_forecasters_past_a_bound_keep_their_median_but_not_a_certainty():
         at_one = q[:, 2] == 1.0
         assert method.converged_.all() and at_one.sum() >= 10, (name, q[-1])
         assert (q[at_one, 0] <= persistence[at_one, 0] + 1e-12).all() and (q[:, -1] > q[:, 0]).all(), name
+
+
+# Exact definitions (forecasting): each test below turns red under one realistic slip (a mutation audit).
+
+
+def _run(run, n, level=0.3, slope=0.04, params=1e9, seed=0, noise=0.003):
+    tok = np.geomspace(1e9, 1e11, n)
+    acc = level + slope * np.log(tok / 1e9) + noise * np.random.default_rng(seed).standard_normal(n)
+    return pd.DataFrame({"run": run, "task": "t", "metric": "acc", "params": params, "tokens": tok,
+                         "flops": 6 * params * tok, "accuracy": acc})
+
+
+def _episodes(points, n_context, group=None):
+    rank = points.groupby("run").cumcount().to_numpy()
+    group = points["run"] if group is None else group
+    return build_episodes(points, group, rank >= n_context, protocol="checkpoint")
+
+
+@pytest.mark.parametrize("cls", [Theta, ETS])
+def test_a_context_of_exactly_min_context_points_is_fitted(cls):
+    """Kills: the statsforecast methods refusing a series of exactly `min_context` points (> instead of >=)."""
+    pts = pd.concat([_run("r", cls.min_context + 6, seed=1), _run("s", cls.min_context + 6, level=0.5, seed=2)])
+    eps = _episodes(pts, cls.min_context)
+    method = cls().fit(eps.context)
+    q = method.predict(eps.query)
+    assert method.converged_.all() and np.isfinite(q[eps.query.mask]).all()
+
+
+@pytest.mark.parametrize("name", ["damped_trend", "theta"])
+def test_padded_query_slots_do_not_make_an_episode_fall_back(name):
+    """Kills: _with_fallback counting the NaN answers at padded query slots as failed fits (no query mask)."""
+    pts = pd.concat([_run("long", 30, seed=1), _run("short", 16, level=0.5, seed=2)], ignore_index=True)
+    eps = _episodes(pts, 12)
+    assert not eps.query.mask.all()  # the short run's queries are padded
+    method = get_predictor(name)
+    q = method.fit(eps.context).predict(eps.query)
+    assert method.converged_.all() and method.n_fallback_points_ == 0
+    persistence = get_predictor("persistence").fit(eps.context).predict(eps.query)
+    short = eps.meta["run"].to_numpy() == "short"
+    assert not np.allclose(q[short][eps.query.mask[short]], persistence[short][eps.query.mask[short]])
+
+
+def test_statsforecast_reads_only_the_reference_runs_series_in_a_family_context():
+    """Kills: _uniform_series mixing the points of other runs of the context into the reference run's series."""
+    target = _run("target", 30, params=1e9, seed=1)
+    sibling = _run("sibling", 30, level=0.1, slope=0.01, params=1e8, seed=2)
+    rank = target.groupby("run").cumcount().to_numpy()
+    alone = build_episodes(target, np.zeros(len(target)), rank >= 12, protocol="checkpoint")
+    both = pd.concat([target, sibling], ignore_index=True)
+    is_query = np.r_[rank >= 12, np.zeros(len(sibling), bool)]  # the sibling is context only
+    family = build_episodes(both, np.zeros(len(both)), is_query, protocol="ladder")
+    q_alone = Theta().fit(alone.context).predict(alone.query)
+    q_family = Theta().fit(family.context).predict(family.query)
+    np.testing.assert_allclose(q_family, q_alone, atol=1e-9)

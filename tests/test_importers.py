@@ -10,7 +10,7 @@ import pytest
 
 from neuneu.cli import main
 from neuneu.data import REPO_ROOT, InputError, read_runs
-from neuneu.importers import read_lm_eval, read_wide, split_metric_column
+from neuneu.importers import finish, read_lm_eval, read_wide, split_metric_column
 
 PYTHIA_RUN = "pythia-v1/pythia-160m"
 PYTHIA_TOKENS_PER_STEP = 2_097_152  # ../shared/formats/lm-eval-harness/README.md
@@ -308,3 +308,32 @@ def test_bad_number_option_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["data", "import", "wide", str(tmp_path / "x.csv"), "--run", "r", "--tokens-per-step", "0", "-o", "o.csv"])
     assert exit_.value.code == 2 and "argument --tokens-per-step: expected a positive number, got '0'" in capsys.readouterr().err
+
+
+# Exact definitions (importers): each test below turns red under one realistic slip (a mutation audit).
+
+
+def _results(path, model_args="pretrained=x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"results": {"piqa": {"acc": 0.6}}, "config": {"model_args": model_args}}))
+
+
+def test_the_last_step_in_model_args_path_is_the_step(tmp_path):
+    """Kills: _step_from_text taking the first step-like number of a path instead of the last."""
+    _results(tmp_path / "evals" / "results.json", "pretrained=/runs/warmup_step2000/checkpoint-1000")
+    assert read_lm_eval(tmp_path / "evals", "r")["step"].tolist() == [1000]
+
+
+def test_the_folder_nearest_the_file_names_the_step(tmp_path):
+    """Kills: _file_step searching the folders under DIR outermost first instead of nearest first."""
+    _results(tmp_path / "evals" / "stage2_from_step5000" / "step1000" / "results.json")
+    assert read_lm_eval(tmp_path / "evals", "r")["step"].tolist() == [1000]
+
+
+def test_a_step_0_row_is_dropped_even_with_positive_tokens(tmp_path):
+    """Kills: finish judging step-0 rows by tokens alone (a step-0 eval with a tokens count is kept)."""
+    path = tmp_path / "wide.csv"
+    path.write_text("step,tokens,eval/piqa/acc\n0,1000,0.5\n10,2000,0.6\n20,3000,0.62\n")
+    out = finish(read_wide(path, "r", tokens_column="tokens"), path)
+    assert out["step"].tolist() == [10, 20]
+    assert out.attrs["dropped"] == {"at step 0: no positive step or tokens, so not a point": 1}

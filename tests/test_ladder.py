@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuneu.episodes import checkpoint_episodes, context_size, ladder_episodes, own_subset
+from neuneu.episodes import build_episodes, checkpoint_episodes, context_size, ladder_episodes, own_subset
 from neuneu.features import F, featurize, subsample_context
 
 from conftest import make_points
+from neuneu.ladder import LadderPowerLaw, fixed_effects_power
+from neuneu.registry import get_predictor
 
 RULES = {"sources": {}}  # no splits.yaml thresholds: the top quarter of the sizes are targets
 
@@ -275,3 +277,77 @@ def test_the_joint_law_past_a_bound_keeps_its_median_but_not_a_certainty():
     at_one = (law["q50"] == 1.0).to_numpy()
     assert at_one.sum() >= 2 and not law["fallback"].any()
     assert (law["q10"].to_numpy()[at_one] <= persistence["q10"].to_numpy()[at_one] + 1e-12).all()
+
+
+# Exact definitions (ladder): each test below turns red under one realistic slip (a mutation audit).
+
+
+def _arrays(parts):
+    """[(z, y, run, own)] → (1, N) arrays for fixed_effects_power."""
+    z = np.concatenate([p[0] for p in parts])[None]
+    y = np.concatenate([p[1] for p in parts])[None]
+    run = np.concatenate([np.full(len(p[0]), p[2]) for p in parts])[None]
+    own = np.concatenate([np.full(len(p[0]), p[3]) for p in parts])[None]
+    return z, y, np.ones_like(z, bool), run, own
+
+
+def test_the_own_run_weighs_as_much_as_all_siblings_together():
+    """Kills: fixed_effects_power weighting every point 1 (the own run no longer weighs as much as the siblings)."""
+    rng = np.random.default_rng(0)
+    zs = np.linspace(-4, -1, 12)
+    sib = (zs, 0.6 - 0.03 * np.exp(-0.8 * zs) + rng.normal(0, 0.01, 12), 0, False)
+    zo = np.linspace(-0.8, 0, 4)
+    own = (zo, 0.7 - 0.05 * np.exp(-2.0 * zo) + rng.normal(0, 0.01, 4), 1, True)  # another shape: a compromise
+    once = fixed_effects_power(*_arrays([sib, own]))
+    twice = fixed_effects_power(*_arrays([sib, sib, own]))  # every sibling point given twice
+    for key in ("alpha", "A", "level"):
+        np.testing.assert_allclose(twice[key], once[key], rtol=1e-9, err_msg=key)
+
+
+def test_the_fit_needs_one_residual_dof_beyond_the_offsets_and_the_curve():
+    """Kills: dof = n − runs − 1 (the curve has two parameters, A and alpha, beyond the per-run offsets)."""
+    sib = (np.array([-3.0, -2.0]), np.array([0.3, 0.4]), 0, False)
+    own = (np.array([-0.5, 0.0]), np.array([0.5, 0.55]), 1, True)
+    fe = fixed_effects_power(*_arrays([sib, own]))  # 4 points, 2 runs: no residual dof
+    assert not fe["ok"][0]
+    more = (np.array([-0.5, -0.2, 0.0]), np.array([0.5, 0.53, 0.551]), 1, True)
+    fe = fixed_effects_power(*_arrays([sib, more]))
+    assert fe["ok"][0] and fe["dof"][0] == 1
+
+
+def _fe_ladder(n_points=16, n_ctx=8, noise=0.01):
+    rng = np.random.default_rng(1)
+    rows = []
+    for r, params in enumerate((1e8, 3e8, 1e9)):
+        for i, t in enumerate(np.geomspace(1e9, 1e11, n_points)):
+            c = 6 * params * t
+            acc = 0.15 + 0.02 * r + 0.6 - 0.5 * (c / 6e17) ** -0.1 + rng.normal(0, noise)
+            rows.append(dict(run=f"run{r}", task="t", metric="acc", params=params, tokens=t, flops=c, accuracy=acc,
+                             query=(r == 2 and i >= n_ctx)))
+    return pd.DataFrame(rows)
+
+
+def test_ladder_interval_widens_as_the_square_root_of_the_horizon_over_the_span():
+    """Kills: the ladder laws' sd widened by (1 + z / span) instead of its square root."""
+    pts = _fe_ladder()
+    eps = build_episodes(pts, np.zeros(len(pts)), pts["query"].to_numpy(), protocol="ladder")
+    method = LadderPowerLaw()
+    q = method.fit(eps.context).predict(eps.query)
+    assert method.converged_.all()
+    ref = np.log(pts.loc[(pts["run"] == "run2") & ~pts["query"], "flops"].max())
+    z = np.log(eps.query.flops[0]) - ref
+    width = q[0, :, 4] - q[0, :, 0]
+    scaled = width / np.sqrt(1 + z / method.fe_["span"][0])
+    np.testing.assert_allclose(scaled, scaled[0], rtol=1e-9)
+    assert width[-1] > width[0]
+
+
+def test_a_ladder_episode_without_a_sibling_run_falls_back_to_persistence():
+    """Kills: fixed_effects_power accepting an episode of the own run alone (n_runs >= 1)."""
+    pts = _fe_ladder()
+    own = pts[pts["run"] == "run2"]
+    eps = build_episodes(own, np.zeros(len(own)), own["query"].to_numpy(), protocol="ladder")
+    method = LadderPowerLaw()
+    q = method.fit(eps.context).predict(eps.query)
+    assert not method.converged_.any()
+    np.testing.assert_allclose(q, get_predictor("persistence").fit(eps.context).predict(eps.query))

@@ -12,7 +12,7 @@ from neuneu.episodes import checkpoint_episodes
 from neuneu.features import F, GAP_SCALE, SCALE_FEATURES, featurize, from_target, reference_index, subsample_context, to_target
 from neuneu.lit import to_batch
 from neuneu.model import ModelConfig, build_model, monotone_quantiles, pinball_loss
-from neuneu.sampling import SamplerConfig, TrajectoryBank, sample_batch
+from neuneu.sampling import SamplerConfig, TrajectoryBank, sample_batch, sample_checkpoint, sample_scale
 
 
 def _inputs(seed=0, B=3, C=7, Q=5):
@@ -336,3 +336,70 @@ def test_law_features_read_the_laws_own_interval_not_the_one_widened_past_a_boun
         widths[widen] = np.clip((q[:, 4] - q[:, 0]) * ACC_SCALE, -LAW_CLIP, LAW_CLIP)
     assert not np.allclose(widths[False], widths[True])  # the case does reach past 1.0
     np.testing.assert_allclose(width, widths[False], rtol=1e-5)
+
+
+# Exact definitions (sampling): each test below turns red under one realistic slip (a mutation audit).
+
+
+QUIET = dict(p_scale=0.0, p_thin=0.0, p_context_dropout=0.0, p_noise=0.0)
+
+
+def _bank(n_runs=4, n_points=30, n_tasks=1):
+    rows = []
+    for r in range(n_runs):
+        params = 1e8 * 2**r
+        for k in range(n_tasks):
+            for i, t in enumerate(np.geomspace(1e9, 1e11, n_points)):
+                rows.append(dict(source="s", family="f", run=f"run{r}", task=f"t{k}", metric="acc", params=params,
+                                 tokens=t, flops=6 * params * t, loss=3.0 - 0.01 * i - 0.1 * r,
+                                 accuracy=0.3 + 0.005 * i + 0.02 * r + 0.001 * k, split="train"))
+    return TrajectoryBank(pd.DataFrame(rows))
+
+
+def test_a_checkpoint_episode_keeps_a_query_even_at_a_ratio_near_one():
+    """Kills: sample_checkpoint no longer capping the context at n − 1 points (an episode without a query)."""
+    bank = _bank(n_points=10)
+    cfg = SamplerConfig(min_ratio=0.95, max_ratio=0.95, **QUIET)  # floor(0.95 · 10) + 1 = 10 points: capped at 9
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        ctx, qry = sample_checkpoint(bank, cfg, rng)
+        assert len(ctx["x"]) == 9 and len(qry["x"]) == 1 and qry["x"][0] > ctx["x"].max()
+
+
+def test_context_dropout_drops_the_configured_share_and_keeps_the_last_point():
+    """Kills: context dropout keeping each point with probability context_dropout instead of 1 − context_dropout."""
+    bank = _bank()
+    cfg = SamplerConfig(min_ratio=0.5, max_ratio=0.5, **{**QUIET, "p_context_dropout": 1.0}, context_dropout=0.3)
+    rng = np.random.default_rng(0)
+    kept = []
+    for _ in range(200):
+        ctx, _ = sample_checkpoint(bank, cfg, rng)  # 16 context points before dropout
+        assert ctx["index"][-1] == 15  # the last context point is always kept
+        kept.append((len(ctx["x"]) - 1) / 15)
+    assert 0.65 < np.mean(kept) < 0.75
+
+
+def test_a_thinned_scale_context_keeps_its_largest_compute_point():
+    """Kills: sample_scale thinning a long context at random without keeping the reference (largest-flops) point."""
+    bank = _bank(n_runs=4, n_points=30)
+    cfg = SamplerConfig(max_context=8, max_query=8)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(30):
+        ctx, _ = sample_scale(bank, cfg, rng)
+        runs = np.unique(ctx["run"]).astype(int)
+        full = np.concatenate([bank.trajectories[i]["flops"] for i in runs])
+        if len(full) > cfg.max_context:  # thinned
+            checked += 1
+            assert len(ctx["x"]) == cfg.max_context and ctx["flops"].max() == full.max()
+    assert checked >= 10
+
+
+def test_the_variant_label_matches_whether_the_queries_keep_their_loss():
+    """Kills: sample_batch blanking the query loss of the loss-given episodes instead of the forecast ones."""
+    bank = _bank()
+    eps = sample_batch(bank, SamplerConfig(p_drop_context_loss=0.0, **QUIET), 32, np.random.default_rng(0))
+    given = eps.meta["variant"].to_numpy() == "loss-given"
+    assert given.any() and (~given).any()
+    has_loss = np.isfinite(np.where(eps.query.mask, eps.query.loss, np.nan)).any(1)
+    np.testing.assert_array_equal(has_loss, given)

@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from neuneu.chunking import canonical_width, episode_chunks, fit_predict, plan_chunks, point_chunks
@@ -18,6 +19,7 @@ from neuneu.data import read_runs
 from neuneu.io import QUANTILE_COLUMNS, predictions_frame
 from neuneu.predict import predict_runs, runs_to_episodes
 from neuneu.registry import get_predictor
+from neuneu.episodes import checkpoint_episodes
 
 SMALL = 20_000  # cells per chunk: ~15 chunks of the frame below
 LENGTHS = ((0.85, 4, 14), (0.15, 15, 80))  # checkpoints per run: mostly short, some 5x longer
@@ -151,3 +153,53 @@ def test_padding_past_the_models_max_context_is_cut_before_the_network(episodes)
     q_sub = get_predictor("neuneu-ref-layout").fit(sub.context).predict(sub.query)
     q_wide = get_predictor("neuneu-ref-layout").fit(wide.context).predict(wide.query)
     np.testing.assert_allclose(q_wide, q_sub, rtol=0, atol=1e-6)
+
+
+# Exact definitions (chunking): each test below turns red under one realistic slip (a mutation audit).
+
+
+def _points(lengths):
+    rows = []
+    for r, n in enumerate(lengths):
+        for i, t in enumerate(np.geomspace(1e9, 1e11, n)):
+            rows.append(dict(run=f"r{r}", task="t", metric="acc", tokens=t, accuracy=0.3 + 0.01 * i + 0.001 * r))
+    return pd.DataFrame(rows)
+
+
+def test_canonical_width_is_the_next_power_of_two_and_at_least_eight():
+    """Kills: canonical_width without its MIN_WIDTH floor (or rounding the power of two down)."""
+    np.testing.assert_array_equal(canonical_width([0, 1, 2, 7, 8, 9, 16, 17, 100]), [8, 8, 8, 8, 8, 16, 16, 32, 128])
+
+
+def test_a_chunk_may_use_exactly_its_cell_budget():
+    """Kills: plan_chunks cutting a chunk whose cost equals max_cells (searchsorted side='left')."""
+    chunks = plan_chunks([5, 5, 5], [2, 2, 2], max_cells=20)  # width 8: each episode costs 8 + 2 = 10 cells
+    assert [c.tolist() for c in chunks] == [[0, 1], [2]]
+    assert [c.tolist() for c in plan_chunks([5, 5, 5], [2, 2, 2], max_cells=19)] == [[0], [1], [2]]
+
+
+def test_calibration_points_are_renumbered_to_global_episode_indices():
+    """Kills: run_chunks passing chunk-local episode numbers to fix_calibration."""
+    eps = checkpoint_episodes(_points([6, 40, 6, 40, 12, 6]), 0.5)
+
+    class Stub:
+        name, variants = "stub", ("forecast",)
+
+        def calibration_points(self, context, query):
+            return {"episode": np.arange(len(context.mask))}
+
+        def fix_calibration(self, parts):
+            if parts is not None:
+                self.parts = [p["episode"].copy() for p in parts]
+
+        def fit(self, context):
+            self.n = len(context.mask)
+            return self
+
+        def predict(self, query):
+            return np.zeros(query.mask.shape + (5,))
+
+    stub = Stub()
+    fit_predict(stub, eps, max_cells=60)
+    assert len(stub.parts) > 1  # several chunks
+    np.testing.assert_array_equal(np.sort(np.concatenate(stub.parts)), np.arange(len(eps)))

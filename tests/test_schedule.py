@@ -343,3 +343,34 @@ def test_sampler_draws_only_the_prior_schedule_kinds_it_is_given():
     assert ends_below_peak(["cosine"]) > 0.9 > ends_below_peak(["cosine", "wsd", "constant"]) > 0.2
     with pytest.raises(ValueError, match="prior_schedule_kinds"):
         SamplerConfig(prior_schedule_kinds=["linear"])
+
+
+# Exact definitions (schedule): each test below turns red under one realistic slip (a mutation audit).
+
+
+def _two_runs(spec, peaks=(3e-4, 3e-4), n=50, n_ctx=10):
+    """One episode: run 0's first n_ctx points and run 1's first n_ctx points as context (run ids
+    given), run 1's later points as queries; same schedule shape, peaks may differ."""
+    x = np.arange(1, n + 1, dtype=float) * 1e9
+    shape = parse_schedule(spec).lr(np.arange(1, n + 1))
+    ctx = dict(x=np.r_[x[:n_ctx], x[:n_ctx]][None], lr=np.r_[shape[:n_ctx] * peaks[0], shape[:n_ctx] * peaks[1]][None],
+               mask=np.ones((1, 2 * n_ctx), bool), run=np.r_[np.zeros(n_ctx), np.ones(n_ctx)][None])
+    qry = dict(x=x[None, n_ctx:], lr=shape[None, n_ctx:] * peaks[1], mask=np.ones((1, n - n_ctx), bool),
+               run=np.ones((1, n - n_ctx)))
+    return ctx, qry
+
+
+def test_the_annealing_area_restarts_with_each_run():
+    """Kills: schedule_tokens' running max of lr_rel carried from one run into the next (no per-run reset)."""
+    ctx, qry = _two_runs("cosine:total=50,warmup=5")
+    c, _ = schedule_tokens(ctx, qry, np.array([19]))
+    np.testing.assert_allclose(c[0, :10], c[0, 10:], atol=1e-6)  # the same schedule: the same features
+    assert np.abs(c[0, 10:15, 3]).max() < 1e-9  # no annealing during the warmup
+
+
+def test_lr_rel_is_relative_to_each_runs_own_peak():
+    """Kills: schedule_tokens dividing by the episode's largest lr instead of each run's own peak."""
+    ctx, qry = _two_runs("cosine:total=50", peaks=(1e-3, 3e-4))  # a smaller sibling with a larger peak lr
+    c, _ = schedule_tokens(ctx, qry, np.array([19]))
+    assert c[0, 0, 1] == 1.0 and c[0, 10, 1] == 1.0
+    np.testing.assert_allclose(c[0, :10], c[0, 10:], atol=1e-6)
