@@ -179,7 +179,7 @@ def at_rows(frame: pd.DataFrame, specs: list[str]) -> tuple[pd.DataFrame, str]:
     frame = frame.assign(**{ASK_ID: np.nan})
     note = f"--at: added {plural(len(rows), 'query row')} ({plural(n, 'trajectory')} × the asked points)"
     if skipped:
-        note += f"; {plural(skipped, 'point')} already in the file not repeated"
+        note += f"; {plural(skipped, 'point')} already in the file (or asked twice) not repeated"
     return _append(frame, rows), note
 
 
