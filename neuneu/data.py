@@ -314,8 +314,8 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
     return frame
 
 
-#: A private column: True where the reader computed flops = 6·params·tokens in a file whose flops
-#: column left that row blank (`neuneu.io.as_given` blanks those cells again in what is written).
+#: A private column: True where the reader computed flops = 6·params·tokens for a run that gives none
+#: in a file with a flops column (`neuneu.io.as_given` blanks those cells again in what is written).
 DERIVED_FLOPS = "_flops_derived"
 
 

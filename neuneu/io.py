@@ -248,7 +248,7 @@ def as_given(out: pd.DataFrame, points: pd.DataFrame, rows) -> pd.DataFrame:
     """`out` (= `points.loc[rows]`, some columns) with the cells the reader computed itself blank
     again (`neuneu.data.DERIVED_FLOPS`): a written file holds the input's values, not neuneu's."""
     if DERIVED_FLOPS in points and "flops" in out:
-        out.loc[points.loc[rows, DERIVED_FLOPS].to_numpy(bool), "flops"] = np.nan
+        out.loc[points.loc[rows, DERIVED_FLOPS].eq(True).to_numpy(), "flops"] = np.nan  # rows added later: not derived
     return out
 
 
