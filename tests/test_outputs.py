@@ -13,6 +13,7 @@ import pytest
 
 from neuneu.ask import plural
 from neuneu.cli import LAZY_VERBS, build_parser, main
+from neuneu.examples import path as example_path
 from neuneu.data import InputError, read_runs
 from neuneu.episodes import checkpoint_episodes, scale_episodes
 from neuneu.io import check_predictions, episodes_to_runs
@@ -323,7 +324,6 @@ def test_a_kill_during_the_write_leaves_no_output_and_no_temporary_file(tmp_path
     import signal
 
     import neuneu.io
-    from neuneu.examples import path as example_path
 
     real_fsync = os.fsync
 
@@ -347,7 +347,6 @@ def test_a_kill_during_the_write_leaves_no_output_and_no_temporary_file(tmp_path
 
 
 def test_a_fan_chart_that_cannot_be_written_is_one_line_that_says_the_predictions_are(tmp_path, capsys):
-    from neuneu.examples import path as example_path
 
     plots = tmp_path / "plots"
     (plots / "000_demo-150m_hellaswag_acc_norm.png").mkdir(parents=True)  # the chart's name is taken
