@@ -4,6 +4,7 @@
     python scripts/make_generalisation.py                    # score the existing checkpoints
     python scripts/make_generalisation.py --no-ablations     # the leave-one-family-out table only
     python scripts/make_generalisation.py --no-run           # rebuild the tables from results/ only
+    python scripts/make_generalisation.py --reuse-ablations  # rescore the seed-0 models and every baseline only
 
 For every multi-checkpoint family F (olmo_ladder; pythia: its v0 and v1 suites are the same
 models, so they are held out together; bigscience_tr3; tucano; lucie) a model is trained with
@@ -282,6 +283,9 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true", help="train what is missing, score nothing")
     parser.add_argument("--reuse-lofo", action="store_true",
                         help="read results/lofo-<family>/leaderboard.csv instead of running those benchmarks again")
+    parser.add_argument("--reuse-ablations", action="store_true",
+                        help="read results/ablations-<family>/leaderboard.csv (the seed and ensemble columns) instead "
+                             "of running those benchmarks again: needs no checkpoint outside checkpoints/lofo/")
     parser.add_argument("--no-run", action="store_true",
                         help="run no benchmark: rebuild the tables from the leaderboards already in results/")
     parser.add_argument("--no-readme", action="store_true", help="do not paste into README.md or docs/")
@@ -294,14 +298,15 @@ def main() -> None:
             return ["full"]
         return [*SEEDS, ENSEMBLE, *(ABLATIONS if family in ablation_families else [])]
 
+    scored = (lambda f: ["full"]) if args.reuse_ablations else models  # the checkpoints this run needs
     todo = [] if args.no_run else [
-        (f, a) for f in args.families for a in models(f) if a != ENSEMBLE and (args.retrain or not checkpoint(f, a).is_file())]
+        (f, a) for f in args.families for a in scored(f) if a != ENSEMBLE and (args.retrain or not checkpoint(f, a).is_file())]
     if todo and not (args.train or args.retrain or args.train_only):
         missing = ", ".join(str(checkpoint(f, a).relative_to(ROOT)) for f, a in todo)
         raise SystemExit(f"missing checkpoints: {missing}; run with --train")
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(lambda fa: train_one(*fa), todo))
-    for f in [] if args.no_run or args.no_ablations else args.families:
+    for f in [] if args.no_run or args.no_ablations or args.reuse_ablations else args.families:
         if args.retrain or any(g == f for g, _ in todo) or not checkpoint(f, ENSEMBLE).is_file():
             assemble_one(f, ENSEMBLE, SEEDS)
     if args.train_only:
@@ -319,7 +324,7 @@ def main() -> None:
             for a in models(f):
                 extra += ["--neural", f"{a}={checkpoint(f, a)}"]
             done = ROOT / "results" / f"ablations-{f}" / "leaderboard.csv"
-            boards[f] = pd.read_csv(done) if args.no_run else benchmark(f, f"results/ablations-{f}", extra)
+            boards[f] = pd.read_csv(done) if args.no_run or args.reuse_ablations else benchmark(f, f"results/ablations-{f}", extra)
         (ROOT / "results" / "ablations.md").write_text(
             ablation_table({f: boards[f] for f in ablation_families}, lofo) + "\n\n"
             + provenance(f"results/ablations-{ablation_families[0]}") + "\n")
