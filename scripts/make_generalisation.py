@@ -278,8 +278,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once (1 torch thread each)")
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     parser.add_argument("--no-ablations", action="store_true")
-    parser.add_argument("--ablation-families", nargs="+", choices=FAMILIES, default=None,
-                        help="families to run the ablations on (default: every --families one)")
+    parser.add_argument("--ablation-families", nargs="+", choices=FAMILIES, default=["olmo_ladder"],
+                        help="families to run the ablations on (default: olmo_ladder, the README's table)")
     parser.add_argument("--train-only", action="store_true", help="train what is missing, score nothing")
     parser.add_argument("--reuse-lofo", action="store_true",
                         help="read results/lofo-<family>/leaderboard.csv instead of running those benchmarks again")
@@ -290,7 +290,7 @@ def main() -> None:
                         help="run no benchmark: rebuild the tables from the leaderboards already in results/")
     parser.add_argument("--no-readme", action="store_true", help="do not paste into README.md or docs/")
     args = parser.parse_args()
-    ablation_families = args.ablation_families or args.families
+    ablation_families = [f for f in args.ablation_families if f in args.families]
 
     def models(family: str) -> list[str]:
         """The checkpoints scored for `family`: the full model, its other seeds, the ablations."""
@@ -325,16 +325,17 @@ def main() -> None:
                 extra += ["--neural", f"{a}={checkpoint(f, a)}"]
             done = ROOT / "results" / f"ablations-{f}" / "leaderboard.csv"
             boards[f] = pd.read_csv(done) if args.no_run or args.reuse_ablations else benchmark(f, f"results/ablations-{f}", extra)
-        (ROOT / "results" / "ablations.md").write_text(
-            ablation_table({f: boards[f] for f in ablation_families}, lofo) + "\n\n"
-            + provenance(f"results/ablations-{ablation_families[0]}") + "\n")
+        if ablation_families:
+            (ROOT / "results" / "ablations.md").write_text(
+                ablation_table({f: boards[f] for f in ablation_families}, lofo) + "\n\n"
+                + provenance(f"results/ablations-{ablation_families[0]}") + "\n")
     seeds_run = ("\n\nThe seed and ensemble columns (results/ablations-<family>/):\n"
                  + provenance(f"results/ablations-{args.families[0]}")) if boards else ""
     (ROOT / "results" / "lofo.md").write_text(lofo_table(lofo, seed_spread(boards)) + "\n\nThe baselines and seed 0 "
                                               "(results/lofo-<family>/):\n" + provenance(f"results/lofo-{args.families[0]}")
                                               + seeds_run + "\n")
     blocks = {"lofo": (ROOT / "results" / "lofo.md").read_text()}
-    if boards:
+    if boards and ablation_families:
         blocks["ablations"] = (ROOT / "results" / "ablations.md").read_text()
     print("\n\n".join(blocks.values()))
     if not args.no_readme:
