@@ -44,7 +44,7 @@ from scripts.make_results import replace_block  # noqa: E402
 FAMILIES = ("olmo_ladder", "pythia", "bigscience_tr3", "tucano", "lucie")
 SOURCES = ("olmo_ladder", "pythia", "bigscience_tr3", "tucano", "lucie", "gadre", "dclm", "loss_to_loss")  # configs/lofo.yaml
 RATIOS = (0.1, 0.2, 0.4)
-# name → config overrides (relative to configs/default.yaml); "full" is the leave-one-family-out model
+# name → config overrides (relative to configs/lofo.yaml); "full" is the leave-one-family-out model
 ABLATIONS = {
     # issue 10: the network with and without the laws' fits, at a third of the step budget (1,000
     # steps, cosine over 1,000) so that both arms fit in one session's CPU; same data, seed, config.
