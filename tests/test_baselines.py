@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from neuneu import fitting
-from neuneu.baselines import PowerLaw, f_bnsl, f_power, sigmoid
+from neuneu.baselines import PowerLaw, f_bnsl, f_linear, f_power, sigmoid
 from neuneu.episodes import QUANTILES, build_episodes
 from neuneu.predictor import NotFittedError
 from neuneu.registry import LAZY, PREDICTORS, get_predictor, list_predictors
@@ -425,3 +425,103 @@ def test_power_law_starts_pass_through_the_last_context_point():
     starts = PowerLaw()._starts(z, y, np.ones_like(z, bool), last)
     at_zero = f_power(starts[0], np.zeros((starts.shape[1], 1)))[:, 0]
     np.testing.assert_allclose(at_zero, last[0], atol=1e-12)
+
+
+# Exact definitions (fitting): each test below turns red under one realistic slip (a mutation audit).
+
+
+def f_const(theta, z):
+    return theta[:, :1] + 0.0 * z
+
+
+def test_predictive_is_the_delta_method_with_the_residual_variance():
+    """Kills: s² = SSE / n or SSE / (n − P − 1) instead of SSE / (n − P); var_param without the s²
+    factor; the central difference not divided by 2h (the gradient doubled against a cov not
+    built from the same Jacobian, as damped_trend's); the mean not NaN at a NaN query."""
+    cov = np.array([[[0.5, -0.1], [-0.1, 0.2]]])
+    fit = fitting.FitResult(theta=np.array([[0.3, 0.05]]), lo=np.full((1, 2), -np.inf), hi=np.full((1, 2), np.inf),
+                            sse=np.array([0.08]), n=np.array([6]), cov=cov, ok=np.array([True]), n_iter=np.zeros(1, int))
+    zq = np.array([[0.0, 1.0, 2.0, np.nan]])
+    mean, var_param, var_noise = fitting.predictive(f_linear, fit, zq)
+    s2 = 0.08 / (6 - 2)
+    g = np.stack([np.ones(3), zq[0, :3]], -1)  # d(a + b z)/d(a, b)
+    np.testing.assert_allclose(var_noise, [s2])
+    np.testing.assert_allclose(mean[0, :3], 0.3 + 0.05 * zq[0, :3])
+    np.testing.assert_allclose(var_param[0, :3], s2 * np.einsum("qp,pk,qk->q", g, cov[0], g), rtol=1e-6)
+    assert np.isnan(mean[0, 3]) and np.isnan(var_param[0, 3])
+
+
+def test_fitted_line_reports_the_ols_estimate_and_covariance():
+    """Kills: the covariance's central difference not divided by 2h (cov = (JᵀJ)⁺ / 4) and the
+    mask ignored in the cost. A line is linear least squares: theta, SSE and (XᵀX)⁻¹ are exact."""
+    z = np.array([[-2.0, -1.5, -1.0, -0.5, 0.0, 9.0]])
+    y = np.array([[0.20, 0.26, 0.29, 0.35, 0.41, 5.0]])
+    mask = np.array([[True] * 5 + [False]])  # the last point is padding
+    fit = fitting.least_squares(f_linear, z, y, mask, np.array([[[0.0, 0.0]]]), -np.inf, np.inf)
+    x = np.stack([np.ones(5), z[0, :5]], -1)
+    beta, sse, *_ = np.linalg.lstsq(x, y[0, :5], rcond=None)
+    np.testing.assert_allclose(fit.theta[0], beta, atol=1e-8)
+    np.testing.assert_allclose(fit.sse[0], sse[0], rtol=1e-6)
+    np.testing.assert_allclose(fit.cov[0], np.linalg.inv(x.T @ x), rtol=1e-5)
+    assert fit.n[0] == 5 and fit.dof[0] == 3
+
+
+def test_a_parameter_on_its_bound_is_held_fixed_in_the_covariance():
+    """Kills: _covariance not zeroing the Jacobian columns of parameters on a bound (module
+    docstring: "a parameter on a bound counts as fixed"). A rising line with its slope capped at 0
+    fits a constant; its predictive variance is the mean's, s²/n, at every horizon."""
+    z = np.linspace(-2.0, 0.0, 6)[None]
+    y = 0.5 + 0.1 * z
+    fit = fitting.least_squares(f_linear, z, y, np.ones_like(z, bool), np.array([[[0.4, -0.5]]]),
+                                np.array([-1.0, -1.0]), np.array([1.0, 0.0]))
+    assert abs(fit.theta[0, 1]) < 1e-6 and fit.theta[0, 0] == pytest.approx(y.mean(), abs=1e-6)
+    _, var_param, var_noise = fitting.predictive(f_linear, fit, np.array([[0.0, 1.0, 3.0]]))
+    np.testing.assert_allclose(var_param[0], var_noise[0] / 6, rtol=1e-4)
+
+
+def test_a_step_leaving_the_box_stops_short_of_the_bound():
+    """Kills: the lower-bound case of _into_box moving away from the bound (theta + 0.9·gap)."""
+    theta = np.array([[0.5, 0.5, 0.5, 1e-12]])
+    step = np.array([[-1.0, 1.0, 0.1, -1.0]])
+    lo, hi = np.zeros((1, 4)), np.ones((1, 4))
+    out = fitting._into_box(theta, step, lo, hi)
+    # 90% of the way to the bound; a step inside stays; a hair from the bound lands on it
+    np.testing.assert_allclose(out, [[0.05, 0.95, 0.6, 0.0]], atol=1e-15)
+
+
+def test_only_bounds_whose_descent_points_out_of_the_box_are_pinned():
+    """Kills: the lower bound's test of the gradient's sign flipped (descent = −grad)."""
+    theta = np.array([[0.0, 0.0, 1.0, 1.0, 0.5]])
+    grad = np.array([[1.0, -1.0, -1.0, 1.0, 1.0]])
+    pinned = fitting._pinned(theta, np.zeros((1, 5)), np.ones((1, 5)), grad)
+    assert pinned.tolist() == [[True, False, True, False, False]]
+
+
+def test_a_fit_needs_one_more_point_than_parameters():
+    """Kills: the failure rule's n ≥ P + 1 relaxed to n ≥ P (a line through two points is no fit)."""
+    z = np.array([[-1.0, 0.0, np.nan], [-1.0, -0.5, 0.0]])
+    y = np.array([[0.2, 0.3, np.nan], [0.2, 0.26, 0.3]])
+    fit = fitting.least_squares(f_linear, z, y, np.isfinite(z), np.zeros((2, 1, 2)), -1.0, 1.0)
+    assert fit.ok.tolist() == [False, True]
+
+
+def test_failure_rule_allows_a_quarter_and_half_a_point_over_persistence():
+    """Kills: FAIL_ABS dropped (rmse ≤ 1.25·rmse_ref) and rmse_ref taken from the SSE without
+    dividing by n. A constant fitted to .00 .10 .00 .10 has RMSE 0.05; the rule is
+    rmse ≤ 1.25·rmse_ref + 0.005, so rmse_ref = 0.0368 passes (1.25·r alone would not) and 0.0352 fails."""
+    z = np.zeros((2, 4))
+    y = np.tile([0.0, 0.1, 0.0, 0.1], (2, 1))
+    rmse_ref = np.array([(0.051 - 0.005) / 1.25, (0.049 - 0.005) / 1.25])
+    fit = fitting.least_squares(f_const, z, y, np.ones_like(z, bool), np.zeros((2, 1, 1)), -1.0, 1.0,
+                                ref_sse=4 * rmse_ref**2)
+    np.testing.assert_allclose(np.sqrt(fit.sse / 4), 0.05, rtol=1e-6)
+    assert fit.ok.tolist() == [True, False]
+
+
+def test_a_start_outside_the_bounds_is_clipped_into_them():
+    """Kills: the starts not clipped into [lo, hi] (documented): a start above the box, data above
+    it too, must end on the upper bound, not stay outside."""
+    z = np.zeros((1, 4))
+    y = np.full((1, 4), 2.0)
+    fit = fitting.least_squares(f_const, z, y, np.ones_like(z, bool), np.array([[[3.0]]]), 0.0, 1.0)
+    assert fit.theta[0, 0] == 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -10,8 +11,8 @@ import pytest
 
 from neuneu.benchmark import check_same_queries, run_benchmark
 from neuneu.episodes import build_episodes, checkpoint_episodes, scale_episodes
-from neuneu.metrics import (bootstrap_ci, horizon_errors, leaderboard, neuneu_mean, pinball, ranking_accuracy,
-                            summary_scores, trajectory_scores)
+from neuneu.metrics import (bootstrap_ci, horizon_errors, horizon_table, leaderboard, neuneu_mean, pinball,
+                            ranking_accuracy, summary_scores, trajectory_scores)
 from neuneu.predictor import Predictor, last_context_accuracy
 
 # Four trajectories: 2 runs × 2 tasks. At ratio 0.2 the context is the first floor(0.2 N) + 1 points.
@@ -434,3 +435,173 @@ def test_ranking_pairs_never_mix_metrics():
                            "run": ["r1", "r2", "r1", "r2"], "final_truth": [0.3, 0.5, 0.35, 0.6],
                            "final_q50": [0.31, 0.49, 0.36, 0.58]})
     assert ranking_accuracy(scores) == (pytest.approx(1.0), 2)
+
+
+# Exact definitions (metrics): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_current_accuracy_is_nan_where_the_query_run_has_no_context_of_its_own():
+    """Kills: _current_accuracy taking the last context point of any run (the smaller runs of a
+    scale ladder) instead of the query run's own; the docstring says NaN, e.g. the scale protocol."""
+    rows = [dict(source="toy", family="toy", run=run, task="t", metric="acc", params=p, tokens=k * 1e9,
+                 flops=6 * p * k * 1e9, accuracy=0.1 * k, split="test")
+            for run, p, n in (("r1", 1e8, 3), ("r2", 2e8, 2)) for k in range(1, n + 1)]
+    eps = scale_episodes(pd.DataFrame(rows), context_max_params=1.5e8, query_min_params=1.5e8)
+    scores = trajectory_scores(eps, np.full((*eps.target.shape, 5), 0.2))
+    assert scores["run"].tolist() == ["r2"] and scores["current_accuracy"].isna().all()
+
+
+def test_horizon_table_counts_points_and_trajectories_separately():
+    """Kills: n_points of a bin counted as rows (trajectories) instead of summing each
+    trajectory's points; the MAE is the plain mean of the trajectories' bin MAEs."""
+    errors = pd.DataFrame({"method": "m", "episode": [0, 1, 1], "run": ["a", "b", "b"], "bin": [2, 2, 3],
+                           "bin_lo": [0.25, 0.25, 0.5], "bin_hi": [0.5, 0.5, 1.0], "horizon": [0.3, 0.4, 0.7],
+                           "mae": [0.1, 0.3, 0.2], "n_points": [3, 2, 4]})
+    table = horizon_table(errors, ["method"]).set_index("bin")
+    assert table.loc[2, ["n_trajectories", "n_points"]].tolist() == [2, 5]
+    assert table.loc[2, "mae"] == pytest.approx(0.2) and table.loc[3, "n_points"] == 4
+
+
+# Exact definitions (benchmark): each test below turns red under one realistic slip (a mutation audit).
+
+
+class Recorder(Constant):
+    """Records the pool `prepare` is handed (a class list: the harness deep-copies predictors)."""
+
+    pools: list = []
+
+    def prepare(self, pool):
+        Recorder.pools.append(pool.copy())
+        return self
+
+
+def test_prepare_sees_only_the_train_split_of_the_scored_source(tmp_path, monkeypatch):
+    """Kills: training_pool handing the whole frame (test split included) to `prepare`."""
+    import neuneu.benchmark as bm
+
+    monkeypatch.setattr(bm, "write_outputs", lambda *a, **k: None)
+    points = toy_points()
+    points.loc[points["run"] == "r2", "split"] = "train"
+    Recorder.pools.clear()
+    run_benchmark(["toy"], "checkpoint", [0.2], "forecast", "test", [Recorder(0.4)], tmp_path,
+                  progress=False, points={"toy": points}, n_boot=10)
+    (pool,) = Recorder.pools
+    assert set(pool["split"]) == {"train"} and set(pool["run"]) == {"r2"} and len(pool) == 7
+
+
+class SlowPrepare(Constant):
+    def prepare(self, pool):
+        time.sleep(0.3)
+        return self
+
+
+def test_row_seconds_add_up_to_the_methods_wall_time(tmp_path, monkeypatch):
+    """Kills: every row given the set's whole wall time (not divided by its trajectories) and the
+    prepare time charged to every ratio in full (not shared): the leaderboard's `seconds` is the
+    sum of the rows, so it must be the method's wall time once (0.3 s of prepare, a little fit)."""
+    import neuneu.benchmark as bm
+
+    monkeypatch.setattr(bm, "write_outputs", lambda *a, **k: None)
+    scores, board = run_benchmark(["toy"], "checkpoint", [0.2, 0.4], "forecast", "test", [SlowPrepare(0.4)], tmp_path,
+                                  progress=False, points={"toy": toy_points()}, n_boot=10)
+    assert len(scores) == 8  # two ratios × four trajectories
+    assert 0.3 <= scores["seconds"].sum() < 0.5
+
+
+def test_fan_charts_pick_the_mae_percentiles_of_the_best_method():
+    """Kills: pick_trajectories not sorting by MAE (documented: the 25/50/75/95th percentiles of
+    the best method's MAE). Four trajectories → sorted positions 1, 2, 3 (round(q · 3), unique)."""
+    from neuneu.benchmark import pick_trajectories
+
+    eps = checkpoint_episodes(toy_points(), 0.2)
+    meta = eps.meta.reset_index(drop=True)
+    best = pd.DataFrame({"episode": meta["episode"], "run": meta["run"], "mae": [0.4, 0.1, 0.3, 0.2]})
+    picks = pick_trajectories(eps, best, 4)
+    code = {name: i for i, name in enumerate(eps.run_names)}
+    by_mae = [3, 2, 0]  # rows with the 2nd, 3rd and 4th smallest MAE: 0.2, 0.3, 0.4
+    assert picks == [(i, code[meta.loc[i, "run"]]) for i in by_mae]
+
+
+def test_ratio_arguments_accept_a_scalar_and_refuse_one():
+    """Kills: ratio 1 (no query left) let through by `r <= 1`; a scalar ratio not wrapped in a list."""
+    from neuneu.benchmark import _check_arguments
+    from neuneu.data import InputError
+
+    assert _check_arguments("checkpoint", "forecast", 0.3, None) == ([0.3], None)
+    assert _check_arguments("checkpoint", "forecast", [0.0, 0.5], "test,train") == ([0.0, 0.5], ["test", "train"])
+    with pytest.raises(InputError, match=r"--ratio must be in \[0, 1\)"):
+        _check_arguments("checkpoint", "forecast", [0.2, 1.0], None)
+
+
+def test_holdout_family_scores_every_split_unless_one_is_given(tmp_path, monkeypatch):
+    """Kills: --holdout-family defaulting to the test split (its help: "split 'all' unless --split
+    is given"): a held-out family is scored on every run."""
+    import argparse
+
+    import neuneu.benchmark as bm
+
+    (tmp_path / "data" / "fam").mkdir(parents=True)
+    toy_points().to_csv(tmp_path / "data" / "fam" / "fam.csv", index=False)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(sources, protocol, ratios, variant, split, *a, **k):
+        seen.append((sources, split))
+        raise Stop
+
+    monkeypatch.setattr(bm, "run_benchmark", fake_run)
+    monkeypatch.setattr(bm, "neural_methods", lambda *a: [])
+    parser = argparse.ArgumentParser()
+    bm.add_arguments(parser)
+    for extra, split in (([], "all"), (["--split", "test"], "test")):
+        args = parser.parse_args(["--holdout-family", "fam", "--data", str(tmp_path / "data"),
+                                  "--out", str(tmp_path / "out"), "--methods", "persistence", *extra])
+        with pytest.raises(Stop):
+            bm.main(args)
+        assert seen[-1] == ("fam", split)
+
+
+# Exact definitions (report): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_pretty_table_units_follow_the_leaderboard_note():
+    """Kills: MAE not ×100 (the note: accuracy points), the CI built from mae_lo twice, skill ×100
+    (it is a ratio, printed as ±0.xx), the fallback rate printed in points instead of percent."""
+    from neuneu.report import pretty_table
+
+    board = pd.DataFrame({"method": ["m"], "mae": [0.0123], "mae_lo": [0.01], "mae_hi": [0.015],
+                          "mae_neuneu": [0.02], "mae_neuneu_lo": [0.018], "mae_neuneu_hi": [0.025], "skill": [0.25],
+                          "coverage80": [0.8], "pinball": [0.005], "ranking_accuracy": [0.75], "n_pairs": [4],
+                          "ranking_accuracy_current": [np.nan], "fallback_rate": [0.25], "seconds": [1.234]})
+    row = pretty_table(board).iloc[0].to_dict()
+    assert row == {"method": "m", "MAE": "1.23", "95% CI": "[1.00, 1.50]", "MAE NeuNeu agg.": "2.00 [1.80, 2.50]",
+                   "skill vs persistence": "+0.25", "coverage80": "80%", "pinball": "0.50", "ranking": "75% of 4",
+                   "ranking by current ckpt": "–", "fallback": "25%", "seconds": "1.2"}
+
+
+def test_markdown_leaderboard_headers_and_cells():
+    """Kills: a '|' in a cell not escaped (it would split the Markdown row); the header's trajectory
+    count summed over methods instead of the group's count; ', ratio r' shown for the scale
+    protocol (NaN ratio) and not for a checkpoint ratio."""
+    from neuneu.report import markdown_leaderboard, markdown_table
+
+    assert markdown_table(pd.DataFrame({"a": ["x|y"], "b": ["1"]})).splitlines()[-1] == "| x\\|y | 1 |"
+    base = dict(variant="forecast", source="toy", mae_lo=0.1, mae_hi=0.2, mae_neuneu=0.1, mae_neuneu_lo=0.1,
+                mae_neuneu_hi=0.2, skill=0.0, coverage80=0.8, pinball=0.1, ranking_accuracy=0.5, n_pairs=2,
+                fallback_rate=0.0, seconds=1.0, n_trajectories=4, mae=0.1)
+    board = pd.DataFrame([{**base, "protocol": "checkpoint", "ratio": 0.2, "method": m} for m in ("a", "b")]
+                         + [{**base, "protocol": "scale", "ratio": np.nan, "method": "a"}])
+    md = markdown_leaderboard(board, {"date": "d"})
+    assert "## checkpoint protocol, forecast, ratio 0.2, toy (4 trajectories)" in md
+    assert "## scale protocol, forecast, toy (4 trajectories)" in md
+
+
+def test_report_tables_are_html_escaped(tmp_path):
+    """Kills: the section tables written with escape=False (a method name is user text)."""
+    from neuneu.report import Section, write_report
+
+    page = write_report(tmp_path / "r.html", [Section("s", pd.DataFrame({"method": ["<b>x</b>"]}))], {"k": "v"})
+    text = page.read_text()
+    assert "&lt;b&gt;x&lt;/b&gt;" in text and "<b>x</b>" not in text

@@ -152,3 +152,46 @@ def test_loss_share_and_decreasing():
         assert loss[-1] < loss[0] - 0.05
         assert np.max(np.diff(loss)) < 0.04  # only noise (std 0.005) makes it go up
         assert 1.6 < loss.min() and loss.max() < 5.2
+
+
+# Exact definitions (prior): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_each_of_the_four_token_spacings_is_drawn():
+    """Kills: the log-uniform draws left unsorted (the strictly-increasing check then swaps them
+    for a log grid, so one of `_tokens`' four spacings silently becomes another): a quarter of
+    the grids are log grids, not half."""
+    from neuneu.prior import _tokens
+
+    rng = np.random.default_rng(0)
+    grids = [_tokens(rng, 20)[0] for _ in range(400)]
+    log_grid = np.mean([np.allclose(np.diff(np.log(x)), np.log(x[1] / x[0])) for x in grids])
+    assert 0.15 < log_grid < 0.35, log_grid
+
+
+def test_prior_loss_follows_the_schedule_progress(monkeypatch):
+    """Kills: the loss read at the raw log-token position s instead of the schedule's s_eff (the
+    area under the lr, `_draw_schedule`). A schedule that makes no progress (s_eff = 0) must leave
+    the loss flat: its start value plus noise (std 0.005)."""
+    import neuneu.prior as prior
+
+    def no_progress(rng, x, lo, hi, kinds):
+        return {"lr": np.full(len(x), 1e-3), "s_eff": np.zeros(len(x)), "gain": np.zeros(len(x)), "kind": "constant"}
+
+    monkeypatch.setattr(prior, "_draw_schedule", no_progress)
+    cfg = PriorConfig(min_points=40, max_points=40, p_loss=1.0, p_schedule=1.0)
+    for seed in range(5):
+        loss = sample_trajectory(np.random.default_rng(seed), cfg, family="flat")["loss"]
+        assert abs(loss[-10:].mean() - loss[:10].mean()) < 0.02, seed
+
+
+def test_the_annealing_lift_lowers_the_loss():
+    """Kills: the annealing term added to the loss instead of subtracted (the accuracy is lifted,
+    the loss must fall with it: `_draw_schedule`'s gain rises with the annealing area)."""
+    lowered = 0
+    for seed in range(20):
+        a, b = (sample_trajectory(np.random.default_rng(seed), PriorConfig(p_schedule=1.0, p_loss=1.0,
+                                  schedule_kinds=("wsd",), lift=lift)) for lift in (True, False))
+        assert (a["loss"] <= b["loss"]).all()
+        lowered += (a["loss"] < b["loss"]).any()
+    assert lowered >= 10

@@ -374,3 +374,43 @@ def test_lr_rel_is_relative_to_each_runs_own_peak():
     c, _ = schedule_tokens(ctx, qry, np.array([19]))
     assert c[0, 0, 1] == 1.0 and c[0, 10, 1] == 1.0
     np.testing.assert_allclose(c[0, :10], c[0, 10:], atol=1e-6)
+
+
+# Exact definitions (annealing): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_lr_annealing_carries_the_stage1_loss_variance_to_the_queries():
+    """Kills: _query_loss returning the variance of the packed law's zero columns (N..2N) instead
+    of its loss columns: the forecast variant would drop the loss law's own uncertainty, which
+    (delta method) is positive and grows with the distance past the context."""
+    from neuneu.annealing import LrAnnealing
+    from neuneu.episodes import checkpoint_episodes
+
+    points = _annealed_runs()
+    points["loss"] += 0.01 * np.random.default_rng(0).standard_normal(len(points))
+    eps = checkpoint_episodes(points, 0.3)
+    law = LrAnnealing().fit(eps.context)
+    assert law.converged_.all()
+    law._query = eps.query
+    mean, var = law._query_loss(None)
+    real = eps.query.mask
+    assert np.isfinite(mean[real]).all() and (var[real] > 0).all()
+    for e in range(len(eps)):
+        v = var[e, real[e]]
+        assert v[-1] > 2 * v[0]
+
+
+def test_lr_annealing_loss_floor_stays_below_the_lowest_context_loss():
+    """Kills: L0's upper bound lmin dropped (as two_stage's E_L, the irreducible loss lies below
+    the lowest loss seen). A context loss that creeps up is best fitted by a constant; the law must
+    put it in A·u^−alpha, not in a floor above every observed loss."""
+    from neuneu.annealing import LrAnnealing
+    from neuneu.episodes import checkpoint_episodes
+
+    points = _annealed_runs()
+    points = points[points["run"] == "constant"].copy()
+    points["loss"] = 3.0 + 0.02 * np.arange(len(points)) / len(points)
+    eps = checkpoint_episodes(points, 0.3)
+    law = LrAnnealing().fit(eps.context)
+    assert law.converged_.all()
+    assert law.loss_fit_.theta[0, 0] <= 3.0
