@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import pandas as pd
@@ -489,23 +488,39 @@ def test_prepare_sees_only_the_train_split_of_the_scored_source(tmp_path, monkey
     assert set(pool["split"]) == {"train"} and set(pool["run"]) == {"r2"} and len(pool) == 7
 
 
+class Clock:
+    """A fake `time` for neuneu.benchmark: only `SlowPrepare` moves it, so timings are exact."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
 class SlowPrepare(Constant):
+    clock = Clock()  # a class attribute: the benchmark runs a copy of the instance it is given
+
     def prepare(self, pool):
-        time.sleep(0.3)
+        self.clock.now += 3.0
         return self
 
 
 def test_row_seconds_add_up_to_the_methods_wall_time(tmp_path, monkeypatch):
     """Kills: every row given the set's whole wall time (not divided by its trajectories) and the
     prepare time charged to every ratio in full (not shared): the leaderboard's `seconds` is the
-    sum of the rows, so it must be the method's wall time once (0.3 s of prepare, a little fit)."""
+    sum of the rows, so it must be the method's wall time once (3 s of prepare on a fake clock)."""
     import neuneu.benchmark as bm
 
+    clock = Clock()
+    monkeypatch.setattr(SlowPrepare, "clock", clock)
+    monkeypatch.setattr(bm, "time", clock)
     monkeypatch.setattr(bm, "write_outputs", lambda *a, **k: None)
-    scores, board = run_benchmark(["toy"], "checkpoint", [0.2, 0.4], "forecast", "test", [SlowPrepare(0.4)], tmp_path,
-                                  progress=False, points={"toy": toy_points()}, n_boot=10)
+    scores, board = run_benchmark(["toy"], "checkpoint", [0.2, 0.4], "forecast", "test", [SlowPrepare(0.4)],
+                                  tmp_path, progress=False, points={"toy": toy_points()}, n_boot=10)
     assert len(scores) == 8  # two ratios × four trajectories
-    assert 0.3 <= scores["seconds"].sum() < 0.5
+    assert scores["seconds"].sum() == pytest.approx(3.0)
+    assert board["seconds"].sum() == pytest.approx(3.0)
 
 
 def test_fan_charts_pick_the_mae_percentiles_of_the_best_method():
