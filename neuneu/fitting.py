@@ -73,15 +73,6 @@ class FitResult:
     def take(self, index) -> "FitResult":
         return FitResult(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
-    def where(self, use_other: np.ndarray, other: "FitResult") -> "FitResult":
-        """Per episode, this result or `other` (same shapes) where `use_other`."""
-        out = {}
-        for f in fields(self):
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            cond = use_other.reshape((-1,) + (1,) * (a.ndim - 1))
-            out[f.name] = np.where(cond, b, a)
-        return FitResult(**out)
-
 
 # ----------------------------------------------------------------------------- the solver
 
