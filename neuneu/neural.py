@@ -35,6 +35,11 @@ BACKTEST_RATIOS = (0.25, 0.5)  # pseudo-splits of each context in `backtest_cali
 # Contexts at which the backtest and the validation factors weigh the same (`BlendedCalibration`):
 # fixed a priori (the former all-or-nothing threshold was 50 contexts), never tuned on a family.
 BLEND_PRIOR = 50  # knobs of earlier checkpoints that never did anything
+# Tokens (context + query points of all its episodes) per forward pass in `predict_quantiles`:
+# the network is small, so a pass costs the same per token at a few thousand tokens as at more,
+# and its activations (~3 MB) stay in cache and in the allocator's heap. At 512 episodes of 40
+# points (~16 MB each) they went back to the OS and were faulted in again at every batch.
+BATCH_TOKENS = 4096
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
@@ -162,7 +167,12 @@ def predict_quantiles(model: torch.nn.Module, context: Context, query: Query, ma
     for sel, ctx, qry in width_groups(vars(context), vars(query), max_context):
         feats = featurize(ctx, qry, max_context, laws=laws)
         part = np.full(feats.query_mask.shape + (5,), np.nan)
-        for (a, b), sub, _ in feature_batches(feats, None, batch_size, max_tokens):
+        # Fewer episodes per pass than batch_size (about BATCH_TOKENS tokens), their queries cut into
+        # the chunks of batch_size episodes still: the attention's small products round
+        # differently at other query counts, not at other episode counts.
+        q_chunk = max(1, min(feats.query.shape[1], max_tokens // max(batch_size, 1)))
+        per_batch = max(1, min(batch_size, BATCH_TOKENS // (feats.context.shape[1] + q_chunk)))
+        for (a, b), sub, _ in feature_batches(feats, None, per_batch, per_batch * q_chunk):
             batch = {k: v.to(device) for k, v in to_batch(sub).items()}
             pred = model(batch["context"], batch["context_mask"], batch["query"], batch["query_mask"], batch["anchor"])
             acc = from_target(pred.float().cpu().numpy().astype(float), sub.anchor)
