@@ -112,10 +112,13 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, h, n_context, key_bias, self_bias):
+    def forward(self, h, n_context, key_bias, self_bias, queries_only=False):
         """h (B, T, D): the C = n_context context tokens, then the queries. key_bias (B, 1, 1, C):
         0 at real context keys, -inf at padding; self_bias (T, 1): -inf on context rows (their own
-        key is a context key already), 0 on query rows.
+        key is a context key already), 0 on query rows. `queries_only` (the last block: nothing
+        reads its context rows) returns the query rows (B, T - C, D) only: the attention runs over
+        all T rows as in the other blocks (its small products round differently at other row
+        counts), the projection and MLP, row by row, over the query rows alone.
 
         Every token attends to the context keys, and a query also to itself: a softmax over C + 1
         logits, the extra one per row, computed without the (T, T) matrix (a few context points
@@ -137,6 +140,8 @@ class Block(nn.Module):
             top = torch.maximum(s.amax(-1, keepdim=True), s_self)
             e, e_self = s.sub_(top).exp_(), s_self.sub_(top).exp_()
             a = (e @ vc).add_(e_self * v).div_(e.sum(-1, keepdim=True).add_(e_self))
+        if queries_only:
+            a, h, T = a[:, :, n_context:], h[:, n_context:], T - n_context  # (B, H, Q, Dh), (B, Q, D)
         h = h + self.drop(self.proj(a.transpose(1, 2).reshape(B, T, D)))
         return h + self.drop(self.mlp(self.ln2(h)))
 
@@ -162,9 +167,10 @@ class NeuneuTransformer(nn.Module):
         key_bias = key_bias.masked_fill_(~context_mask, float("-inf"))[:, None, None, :]  # (B, 1, 1, C)
         rows = torch.arange(h.shape[1], device=h.device)[:, None]
         self_bias = torch.zeros(rows.shape, dtype=h.dtype, device=h.device).masked_fill_(rows < C, float("-inf"))
-        for block in self.blocks:
+        for block in self.blocks[:-1]:
             h = block(h, C, key_bias, self_bias)
-        return monotone_quantiles(self.head(self.ln_f(h[:, C:])))  # (B, Q, 5)
+        h = self.blocks[-1](h, C, key_bias, self_bias, queries_only=True) if len(self.blocks) else h[:, C:]
+        return monotone_quantiles(self.head(self.ln_f(h)))  # (B, Q, 5)
 
 
 class RefLayoutTransformer(nn.Module):
