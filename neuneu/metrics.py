@@ -233,6 +233,29 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+def _pairs_tied(*columns: np.ndarray) -> int:
+    """Pairs of rows equal on every one of `columns`: the sum of C(k, 2) over groups of size k."""
+    k = np.unique(np.stack(columns, 1), axis=0, return_counts=True)[1].astype(np.int64)
+    return int((k * (k - 1) // 2).sum())
+
+
+def _inversions(rank: np.ndarray) -> int:
+    """Pairs i < j with rank[i] > rank[j] (integer ranks in [0, n)), in O(n log² n): for block width
+    w = 1, 2, 4, … each left block is sorted and every element of its right sibling counts the
+    left elements above it, so each pair is counted once, at the width where they part."""
+    n = len(rank)
+    index, total, w = np.arange(n), 0, 1
+    while w < n:
+        block = index // w
+        pair, left = block // 2, block % 2 == 0
+        keys = np.sort(pair[left] * (n + 1) + rank[left])  # (pair, rank), within-pair sorted
+        right = pair[~left] * (n + 1) + rank[~left]
+        end = np.searchsorted(keys, (pair[~left] + 1) * (n + 1))
+        total += int((end - np.searchsorted(keys, right, side="right")).sum())
+        w *= 2
+    return total
+
+
 def ranking_accuracy(scores: pd.DataFrame, by: list[str] | None = None, predicted: str = "final_q50") -> tuple[float, int]:
     """Pairs of runs on one (source, task, metric): is the order of their final-checkpoint truth
     predicted right by the q50 at each run's final query? Pairs with tied truth are skipped; a
@@ -240,19 +263,25 @@ def ranking_accuracy(scores: pd.DataFrame, by: list[str] | None = None, predicte
 
     `predicted="current_accuracy"` ranks by each run's last context checkpoint instead: the
     comparator a forecast must beat (DataDecide: ranking small runs by their current accuracy
-    gets about 80% of pairwise decisions right). Pairs with an unknown prediction are skipped."""
+    gets about 80% of pairwise decisions right). Pairs with an unknown prediction (or truth) are
+    skipped. Counted, not enumerated (a group of n runs costs O(n log² n), not n²/2 pairs): of the
+    pairs with different truths, those tied in the prediction, and the rest concordant or not."""
     by = by or ["source", "task", "metric"]
     correct, total = 0.0, 0
     for _, g in scores.groupby(by, sort=False, dropna=False):
-        if len(g) < 2:
-            continue
-        t = g["final_truth"].to_numpy()
+        t = g["final_truth"].to_numpy(float)
         y = g[predicted].to_numpy(float)
-        i, j = np.triu_indices(len(g), k=1)
-        dt, dy = np.sign(t[i] - t[j]), np.sign(y[i] - y[j])
-        keep = (dt != 0) & np.isfinite(dy)
-        correct += float(np.sum(dt[keep] == dy[keep]) + 0.5 * np.sum(dy[keep] == 0))
-        total += int(keep.sum())
+        known = np.isfinite(t) & np.isfinite(y)
+        t, y = t[known], y[known]
+        n = len(t)
+        if n < 2:
+            continue
+        untied = n * (n - 1) // 2 - _pairs_tied(t)  # the pairs scored: different truths
+        tied_y = _pairs_tied(y) - _pairs_tied(t, y)  # of those, a tie in the prediction: half
+        order = np.lexsort((y, t))  # truth ascending, ties by prediction: an inversion is discordant
+        discordant = _inversions(np.unique(y, return_inverse=True)[1].ravel()[order])
+        correct += untied - tied_y - discordant + 0.5 * tied_y
+        total += untied
     return (correct / total if total else np.nan), total
 
 

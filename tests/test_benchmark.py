@@ -223,6 +223,30 @@ def test_ranking_accuracy_counts_pairs_and_half_credits_tied_predictions():
     assert accuracy == pytest.approx(2.5 / 4)
 
 
+def test_ranking_accuracy_counts_what_every_pair_enumerated_gives():
+    """ranking_accuracy counts pairs (ties, inversions) instead of enumerating them: on groups
+    with tied truths, tied and unknown predictions, it must equal the pair-by-pair definition
+    exactly (a slip in the tie terms or in the inversion count changes the accuracy or the count)."""
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n, levels = int(rng.integers(2, 40)), int(rng.integers(1, 6))
+        scores = pd.DataFrame({"source": "s", "metric": "acc", "task": rng.choice(["a", "b"], n),
+                               "final_truth": rng.integers(0, levels, n) / levels,
+                               "final_q50": rng.integers(0, levels + 1, n) / levels})
+        scores.loc[rng.random(n) < 0.1, "final_q50"] = np.nan
+        right, pairs = 0.0, 0
+        for _, g in scores.groupby("task"):
+            t, y = g["final_truth"].to_numpy(), g["final_q50"].to_numpy()
+            for i in range(len(g)):
+                for j in range(i + 1, len(g)):
+                    if t[i] != t[j] and np.isfinite(y[i]) and np.isfinite(y[j]):
+                        pairs += 1
+                        right += 0.5 if y[i] == y[j] else float((t[i] < t[j]) == (y[i] < y[j]))
+        accuracy, counted = ranking_accuracy(scores)
+        assert counted == pairs
+        assert accuracy == pytest.approx(right / pairs if pairs else np.nan, nan_ok=True, rel=1e-12)
+
+
 def test_horizon_is_log_distance_from_the_last_context_point():
     eps = checkpoint_episodes(toy_points(), 0.2)
     q = np.full((*eps.target.shape, 5), 0.45)
