@@ -50,8 +50,8 @@ def start_worker(procs, tmp_path: Path, storage: str, study: str, trials: int, t
         "--trials", str(trials), "--storage", storage, "--study", study, "--write-best", str(tmp_path / "tuned.yaml"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    log = open(tmp_path / f"{tag}.log", "w")
-    p = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(tmp_path / f"{tag}.log", "w") as log:  # the worker keeps its own copy of the descriptor
+        p = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     p.log_path = tmp_path / f"{tag}.log"
     procs.append(p)
     return p
