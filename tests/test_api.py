@@ -157,3 +157,47 @@ def test_at_rows_write_the_asked_flops_in_a_run_whose_flops_were_derived(tmp_pat
     pred = pd.read_csv(out)
     asked = pred[np.isclose(pred["flops"], 1e22)]
     assert asked["run"].nunique() == demo["run"].nunique() + 1  # every run's asked row says what was asked
+
+
+# Exact definitions (api, registry): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_load_predictor_reads_a_checkpoint_now_and_takes_a_file_over_a_method_of_its_name(tmp_path, monkeypatch):
+    """Kills: load_predictor leaving the checkpoint unread until the first prediction (its docstring: a bad
+    file fails here), and a file in the working directory named like a method read as that method."""
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError):
+        neuneu.load_predictor(bad)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "persistence").write_bytes(b"not a checkpoint either")
+    with pytest.raises(InputError):
+        neuneu.load_predictor("persistence")
+
+
+def test_predict_df_indexes_each_methods_block_by_the_blank_rows_in_input_order():
+    """Kills: predict_df labelling the rows of several methods with each blank row repeated in place
+    (np.repeat) instead of the whole list once per method (np.tile)."""
+    frame = _frame()
+    blank = frame[frame["accuracy"].isna()]
+    pred = neuneu.predict_df(frame, method="persistence,log_linear")
+    assert list(pred.index) == list(blank.index) * 2
+    assert list(pred["method"]) == ["persistence"] * len(blank) + ["log_linear"] * len(blank)
+    last = frame.dropna(subset=["accuracy"]).groupby(["run", "task"])["accuracy"].last()
+    persistence = pred[pred["method"] == "persistence"]
+    want = [last[(r, t)] for r, t in zip(blank.loc[persistence.index, "run"], blank.loc[persistence.index, "task"])]
+    np.testing.assert_allclose(persistence["q50"], want)
+
+
+def test_get_predictor_passes_its_keywords_over_the_registered_defaults():
+    """Kills: get_predictor dropping the keyword arguments of a baseline, or letting a lazy method's registered
+    defaults (neuneu-ref-layout's checkpoint) override the caller's; list_predictors not listing the baselines first."""
+    from pathlib import Path
+
+    from neuneu import registry
+
+    assert registry.get_predictor("log_linear", max_iter=7).max_iter == 7
+    assert registry.get_predictor("neuneu-ref-layout", checkpoint="/elsewhere/mine.pt").checkpoint == Path("/elsewhere/mine.pt")
+    assert registry.list_predictors()[: len(registry.PREDICTORS)] == list(registry.PREDICTORS)
+    with pytest.raises(KeyError, match="unknown method 'nope'"):
+        registry.get_predictor("nope")

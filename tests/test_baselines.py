@@ -525,3 +525,27 @@ def test_a_start_outside_the_bounds_is_clipped_into_them():
     y = np.full((1, 4), 2.0)
     fit = fitting.least_squares(f_const, z, y, np.ones_like(z, bool), np.array([[[3.0]]]), 0.0, 1.0)
     assert fit.theta[0, 0] == 1.0
+
+
+# Exact definitions (predictor): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_the_predictor_base_refuses_a_query_of_other_episodes_and_marks_every_fit_converged():
+    """Kills: Predictor.predict accepting more query episodes than `fit` saw (only fewer refused), and the
+    base `fit` starting every episode as not converged (a method with nothing to fail reporting fallbacks)."""
+    points = make_points({"a": lambda t: 0.3 + 0.01 * np.log(t / 1e9), "b": lambda t: 0.4 + 0.0 * t})
+    eps = episodes_of(points, 5)
+    method = get_predictor("persistence").fit(eps.subset(np.array([0])).context)
+    assert method.converged_.tolist() == [True]
+    with pytest.raises(ValueError, match="fit saw 1 episodes, predict got 2"):
+        method.predict(eps.query)
+
+
+def test_last_context_accuracy_is_the_accuracy_at_the_reference_point():
+    """Kills: last_context_accuracy reading the point before the reference (an off-by-one)."""
+    from neuneu.predictor import last_context_accuracy
+
+    points = make_points({"a": lambda t: 0.3 + 0.02 * np.log(t / 1e9), "b": lambda t: 0.5 + 0.01 * np.log(t / 1e9)})
+    eps = episodes_of(points, 5)
+    want = points.groupby("run")["accuracy"].nth(4).to_numpy()  # the 5th, last context checkpoint
+    np.testing.assert_allclose(last_context_accuracy(eps.context), want)

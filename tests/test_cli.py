@@ -121,3 +121,73 @@ def test_predict_names_the_family_a_run_shares_and_family_episodes_do_not(tmp_pa
     alone.to_csv(runs, index=False)
     assert main(["predict", str(runs), "--method", "persistence", "-o", str(tmp_path / "a.csv")]) == 0
     assert "share a family" not in capsys.readouterr().err
+
+
+# Exact definitions (cli): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_data_episodes_at_ratio_zero_keep_one_context_point(tmp_path, capsys):
+    """Kills: --ratio 0 refused (documented range [0, 1); context = first floor(ratio·N) + 1 points)."""
+    runs, out = tmp_path / "runs.csv", tmp_path / "q.csv"
+    make_points(n_runs=2, n_tasks=1, n_points=8).drop(columns=["source"]).to_csv(runs, index=False)
+    assert main(["data", "episodes", str(runs), "--ratio", "0", "-o", str(out)]) == 0
+    frame = read_runs(out)
+    assert (frame.groupby(["run", "task"])["accuracy"].count() == 1).all()
+
+
+def test_a_reader_leaving_the_pipe_is_not_an_error(monkeypatch):
+    """Kills: a BrokenPipeError (`neuneu predict runs.csv | head`) exiting non-zero."""
+    import io
+    import sys
+
+    import neuneu.cli
+
+    def gone(args):
+        raise BrokenPipeError
+
+    monkeypatch.setattr(neuneu.cli, "cmd_methods", gone)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # main closes it, as the reader is gone
+    assert main(["methods"]) == 0
+
+
+def test_data_episodes_split_keeps_that_splits_episodes_only(tmp_path, monkeypatch, capsys):
+    """Kills: --split keeping every episode but that split's."""
+    import neuneu.cli
+
+    points = make_points(n_runs=3, n_tasks=1, n_points=8)
+    points["split"] = np.where(points["run"] == "run0", "test", "train")
+    monkeypatch.setattr(neuneu.cli, "_load", lambda spec, data, episode="run": points)
+    out = tmp_path / "q.csv"
+    assert main(["data", "episodes", "toy", "--split", "test", "-o", str(out)]) == 0
+    assert set(read_runs(out)["run"]) == {"run0"}
+
+
+def test_a_lazy_verb_is_parsed_with_its_own_flags_whatever_follows_it():
+    """Kills: build_parser taking the first flag, not the first word, as the verb whose flags it builds."""
+    from neuneu.cli import build_parser
+
+    argv = ["benchmark", "--no-progress", "--sources", "toy"]
+    args = build_parser(argv).parse_args(argv)
+    assert args.sources is not None and args.func.__module__ == "neuneu.benchmark"
+
+
+def test_predicting_to_standard_output_does_not_report_a_written_file(tmp_path, capsys):
+    """Kills: `-o -` (standard output) reported as "wrote -" on stderr, as if a file named '-' were written."""
+    runs = tmp_path / "runs.csv"
+    points = make_points(n_runs=2, n_tasks=1, n_points=8).drop(columns=["source"])
+    points.loc[points["step"] > 4, "accuracy"] = np.nan
+    points.to_csv(runs, index=False)
+    assert main(["predict", str(runs), "--method", "persistence", "-o", "-"]) == 0
+    captured = capsys.readouterr()
+    assert "q50" in captured.out and "wrote" not in captured.err
+
+
+def test_data_summary_lists_the_runs_per_split_in_the_splits_order(monkeypatch, capsys):
+    """Kills: the runs-per-split line in another order than neuneu.data.SPLITS (train, validation, test, …)."""
+    import neuneu.cli
+
+    points = make_points(n_runs=4, n_tasks=1, n_points=5)
+    points["split"] = points["run"].map({"run0": "train", "run1": "train", "run2": "validation", "run3": "test"})
+    monkeypatch.setattr(neuneu.cli, "_load", lambda spec, data, episode="run": points)
+    assert main(["data", "summary", "toy"]) == 0
+    assert "runs per split: train=2, validation=1, test=1" in capsys.readouterr().out

@@ -403,3 +403,76 @@ def test_the_variant_label_matches_whether_the_queries_keep_their_loss():
     assert given.any() and (~given).any()
     has_loss = np.isfinite(np.where(eps.query.mask, eps.query.loss, np.nan)).any(1)
     np.testing.assert_array_equal(has_loss, given)
+
+
+# Exact definitions (model): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_pinball_scores_each_level_on_its_own_side():
+    """Kills: pinball_loss with the residual reversed (pred − target), which scores level tau as 1 − tau.
+    y = 1 against quantiles (0, 0, 0, 0, 2): the four lower levels pay tau each, q90 pays 1 − 0.9."""
+    pred = torch.tensor([[[0.0, 0.0, 0.0, 0.0, 2.0]]])
+    loss = pinball_loss(pred, torch.tensor([[1.0]]), torch.tensor([[True]]))
+    assert loss.item() == pytest.approx((0.1 + 0.25 + 0.5 + 0.75 + 0.1) / 5)
+
+
+def test_an_episode_without_a_real_query_does_not_count_in_the_loss():
+    """Kills: pinball_loss averaging over every episode, counting a query-less one as a zero loss."""
+    pred = torch.zeros(2, 2, 5)
+    target = torch.ones(2, 2)
+    mask = torch.tensor([[True, True], [False, False]])
+    assert pinball_loss(pred, target, mask).item() == pytest.approx(0.5)
+
+
+def test_one_attention_head_is_a_valid_shape():
+    """Kills: ModelConfig refusing n_heads = 1 (any d_model is divisible by it)."""
+    model = build_model(ModelConfig(d_model=8, n_heads=1, d_ff=16, n_layers=1)).eval()
+    ctx, cm, qry, qm, anchor = _inputs()
+    assert torch.isfinite(model(ctx, cm, qry, qm, anchor)).all()
+
+
+def _ref_model(**kw):
+    torch.manual_seed(0)
+    return build_model(ModelConfig(layout="ref", d_model=16, n_heads=2, d_ff=32, n_layers=1, **kw)).eval()
+
+
+def test_ref_layout_tokens_read_the_raw_accuracy_and_the_gap_on_the_last_real_context_point():
+    """Kills: the ref layout inverting the acc feature wrongly (acc = feature / 2 + 0.5), and the gap put on
+    another context token than the last real one (e.g. the first)."""
+    model = _ref_model(max_context=8)
+    ctx, cm, qry, qm, anchor = _inputs()  # episode 0: 5 real context points, then padding
+    seen = {}
+    model.acc_embed.register_forward_hook(lambda m, i, o: seen.__setitem__("acc", i[0]))
+    model.gap_embed.register_forward_hook(lambda m, i, o: seen.__setitem__("gap", i[0]))
+    model(ctx, cm, qry, qm, anchor)
+    B, C, Q = 3, 7, 5
+    acc = seen["acc"].reshape(B, Q, C)
+    torch.testing.assert_close(acc[:, 0], (ctx[..., F["acc"]] + 1) / 2)  # the feature is (accuracy − 0.5)·2
+    gap = seen["gap"].reshape(B, Q, C)
+    last = torch.tensor([4, 6, 6])
+    for b in range(B):
+        torch.testing.assert_close(gap[b, :, last[b]], qry[b, :, F["gap"]])
+        others = torch.arange(C) != last[b]
+        assert (gap[b][:, others] == 0).all()
+
+
+def test_ref_layout_answers_in_accuracy_whatever_the_anchor():
+    """Kills: the ref layout's conversion to the target space with the sign flipped (anchor − accuracy):
+    its head predicts raw accuracy, so back in accuracy its answer cannot depend on the anchor."""
+    model = _ref_model(max_context=8)
+    ctx, cm, qry, qm, anchor = _inputs()
+    with torch.no_grad():
+        a = from_target(model(ctx, cm, qry, qm, anchor).numpy(), anchor.numpy())
+        b = from_target(model(ctx, cm, qry, qm, anchor + 0.2).numpy(), anchor.numpy() + 0.2)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_ref_layout_takes_exactly_max_context_points_and_refuses_more():
+    """Kills: the ref layout's position table read off by one (no room for BOS at C = max_context), or the
+    bound checked with >= instead of >."""
+    model = _ref_model(max_context=7)
+    ctx, cm, qry, qm, anchor = _inputs(C=7)
+    assert model(ctx, cm, qry, qm, anchor).shape == (3, 5, 5)
+    ctx, cm, qry, qm, anchor = _inputs(C=8)
+    with pytest.raises(ValueError, match="max_context"):
+        model(ctx, cm, qry, qm, anchor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -213,3 +214,419 @@ def test_a_bad_trainer_section_is_a_clear_error_that_deletes_no_checkpoint(tmp_p
     with pytest.raises(InputError, match="trainer: Precision 'bogus' is invalid"):
         train(cfg, points=_points(), quiet=True)
     assert last.read_bytes() == b"an interrupted run's state"  # still there for --resume
+
+
+# Exact definitions (lit): each test below turns red under one realistic slip (a mutation audit).
+
+
+TINY = {"d_model": 8, "n_heads": 2, "d_ff": 8, "n_layers": 1}
+
+
+def test_the_lr_warms_up_linearly_then_decays_by_cosine_to_a_tenth():
+    """Kills: the warmup starting at 0 or overshooting at step `warmup_steps`, the cosine run over the whole
+    `max_steps` instead of what follows the warmup, a floor other than 10%, and the lr rising again past the end."""
+    from neuneu.lit import LitNeuneu
+
+    module = LitNeuneu(TINY, lr=1.0, warmup_steps=4, max_steps=20)
+    factor = module.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
+    assert [factor(s) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert factor(4) == pytest.approx(1.0)
+    assert factor(12) == pytest.approx(0.1 + 0.9 * 0.5)  # halfway through the 16 decay steps
+    assert factor(20) == pytest.approx(0.1) and factor(100) == pytest.approx(0.1)
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in network answering fixed target-space quantiles."""
+
+    def __init__(self, pred):
+        super().__init__()
+        self.pred = pred
+
+    def forward(self, context, context_mask, query, query_mask, anchor):
+        return self.pred
+
+
+def _val_batch(acc_quantiles, truth, mask, anchor):
+    """A validation batch as EpisodeDataModule builds it: each query weighs 1 / its episode's query count."""
+    from neuneu.features import to_target
+
+    mask = torch.tensor(mask)
+    truth = torch.tensor(truth, dtype=torch.float32)
+    anchor = torch.tensor(anchor, dtype=torch.float32)
+    pred = torch.from_numpy(to_target(np.asarray(acc_quantiles, np.float32), anchor.numpy()[:, None]))
+    batch = dict(context=torch.zeros(len(mask), 1, 13), context_mask=torch.ones(len(mask), 1, dtype=torch.bool),
+                 query=torch.zeros(*mask.shape, 13), query_mask=mask, anchor=anchor, accuracy=truth,
+                 target=torch.from_numpy(to_target(truth.numpy(), anchor.numpy())),
+                 weight=mask.float() / mask.sum(1, keepdim=True).clamp(min=1))
+    return pred, batch
+
+
+def _validate(batches):
+    from neuneu.lit import LitNeuneu
+
+    module = LitNeuneu(TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log without a trainer
+        for pred, batch in batches:
+            module.model = _Fixed(pred)
+            module.validation_step(batch, 0)
+    return (module.val_mae.compute().item(), module.val_coverage.compute().item(),
+            module.val_pinball.compute().item())
+
+
+def test_validation_scores_the_clipped_median_and_the_q10_q90_interval_per_episode():
+    """Kills: val/mae read off another quantile than q50 or without clipping to [0, 1]; val/coverage80 read
+    off another interval than q10–q90 or averaged per query instead of per episode."""
+    qs = [0.4, 0.45, 0.5, 0.55, 0.6]
+    # episode 0: one query inside (0.58); episode 1: three queries, all above q90 (0.7)
+    pred, batch = _val_batch([[qs, qs, qs, qs], [qs, qs, qs, qs]], [[0.58, 0, 0, 0], [0.7, 0.7, 0.7, 0]],
+                             [[True, False, False, False], [True, True, True, False]], [0.5, 0.5])
+    mae, coverage, _ = _validate([(pred, batch)])
+    assert mae == pytest.approx((0.08 + 0.2) / 2, abs=1e-6)
+    assert coverage == pytest.approx(0.5)
+    # A median past 1 counts as 1: the truth 1.0 is met exactly.
+    high = [0.9, 0.95, 1.05, 1.1, 1.2]
+    pred, batch = _val_batch([[high]], [[1.0]], [[True]], [0.95])
+    assert _validate([(pred, batch)])[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_validation_pinball_weighs_every_episode_the_same_across_batches():
+    """Kills: val/pinball's batches weighted by their query count instead of their episode count."""
+    from neuneu.model import pinball_loss
+
+    qs = [0.4, 0.45, 0.5, 0.55, 0.6]
+    one = _val_batch([[qs, qs]], [[0.9, 0.0]], [[True, False]], [0.5])  # 1 episode, 1 query: a large loss
+    two = _val_batch([[qs, qs], [qs, qs]], [[0.5, 0.5], [0.5, 0.5]], [[True, True], [True, True]], [0.5, 0.5])
+    losses = [pinball_loss(p, b["target"], b["query_mask"]).item() for p, b in (one, two)]
+    assert losses[0] > 5 * losses[1]
+    assert _validate([one, two])[2] == pytest.approx((losses[0] + 2 * losses[1]) / 3, rel=1e-6)
+
+
+def _sampled(epoch, rank=0, world=1, pretrain_epochs=0, seen=None):
+    from neuneu.config import DataConfig
+    from neuneu.lit import _SampledEpisodes
+    from neuneu.sampling import TrajectoryBank
+
+    cfg = DataConfig(max_context=16, max_query=8, pretrain_epochs=pretrain_epochs)
+    bank = TrajectoryBank(make_points(n_runs=3, n_tasks=2, n_points=20).assign(split="train"))
+    return list(_SampledEpisodes(bank, cfg, 8, 2, seed=0, epoch_fn=lambda: epoch, rank=rank, world=world))
+
+
+def test_training_batches_are_seeded_by_seed_and_epoch():
+    """Kills: the episode sampler seeded by the seed alone (every epoch the same batches)."""
+    a, again, b = _sampled(0), _sampled(0), _sampled(1)
+    torch.testing.assert_close(a[0]["query"], again[0]["query"])  # reproducible (resumable)
+    assert not torch.equal(a[0]["anchor"], b[0]["anchor"])
+
+
+def test_only_the_first_pretrain_epochs_draw_synthetic_curves(monkeypatch):
+    """Kills: `epoch <= pretrain_epochs` (one synthetic epoch too many; with 0 the first epoch is synthetic)."""
+    import neuneu.lit
+
+    flags = []
+    real = neuneu.lit.sample_batch
+    monkeypatch.setattr(neuneu.lit, "sample_batch", lambda *a: flags.append(a[-1]) or real(*a))
+    for pretrain, epoch, want in ((0, 0, False), (1, 0, True), (1, 1, False)):
+        flags.clear()
+        _sampled(epoch, pretrain_epochs=pretrain)
+        assert flags == [want, want], (pretrain, epoch)
+
+
+def test_each_ddp_rank_keeps_its_interleaved_share_of_the_global_batch():
+    """Kills: a rank's share of the global batch cut by another rule than episodes rank, rank + world, …"""
+    whole = _sampled(0)[0]["anchor"]
+    shares = [_sampled(0, rank=r, world=2)[0]["anchor"] for r in (0, 1)]
+    torch.testing.assert_close(shares[0], whole[0::2])
+    torch.testing.assert_close(shares[1], whole[1::2])
+
+
+def test_the_data_module_trains_on_the_train_split_and_weighs_chunked_validation_episodes_once():
+    """Kills: the training bank drawn from more than the train split; a chunked validation episode weighed
+    by the chunk's query count (or another episode's, or counting its queries without a truth) instead of
+    its own full count of scored queries."""
+    from neuneu.config import DataConfig
+    from neuneu.lit import EpisodeDataModule
+
+    points = _points()
+    points.loc[(points["run"] == "run4") & (points["step"] == 20), "accuracy"] = np.nan  # a query with no truth
+    data = EpisodeDataModule(DataConfig(max_context=16), 8, 2, 0, val_batch_size=3, points=points, val_max_tokens=12)
+    data.setup()
+    train_names = {f"{r.run} / {r.task} / {r.metric}" for r in points[points["split"] == "train"].itertuples()}
+    assert set(data.bank.names[:-1]) == train_names  # (the last name is the synthetic curves')
+    from neuneu.features import featurize
+    from neuneu.neural import feature_batches
+
+    feats = featurize(vars(data.val_episodes.context), vars(data.val_episodes.query), 16)
+    per_episode = np.zeros(len(data.val_episodes))
+    pairs = list(zip(feature_batches(feats, data.val_episodes.target, 3, 12), data.val_batches, strict=True))
+    assert len(pairs) > -(-len(data.val_episodes) // 3)  # episodes were cut into chunks
+    for ((first, _), sub, _), batch in pairs:
+        per_episode[first : first + len(sub.anchor)] += batch["weight"].sum(1).numpy()
+    np.testing.assert_allclose(per_episode, 1.0, rtol=1e-5)
+
+
+def test_the_training_loader_follows_the_trainers_epoch_and_ddp_rank():
+    """Kills: EpisodeDataModule reading epoch 0 whatever the trainer's epoch (every epoch the same batches),
+    or ignoring the trainer's rank and world size (every DDP process training on the whole batch)."""
+    from types import SimpleNamespace
+
+    from neuneu.config import DataConfig
+    from neuneu.lit import EpisodeDataModule
+
+    data = EpisodeDataModule(DataConfig(max_context=16), 8, 2, 0, points=_points())
+    data.setup()
+    data.trainer = SimpleNamespace(current_epoch=3, global_rank=1, world_size=2)
+    sampled = data.train_dataloader().dataset
+    assert sampled.epoch_fn() == 3 and (sampled.rank, sampled.world) == (1, 2)
+
+
+def test_the_progress_bar_shows_the_mae_in_accuracy_points_and_tips_are_filtered(monkeypatch):
+    """Kills: the progress bar's "val MAE" left as a fraction (documented: "val MAE 2.71 pts"), and the
+    Lightning filter inverted (dropping every message but the "💡 Tip" adverts)."""
+    import logging
+
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from neuneu.lit import PointsProgressBar, _NoTips
+
+    monkeypatch.setattr(TQDMProgressBar, "get_metrics", lambda self, trainer, module: {
+        "v_num": 0, "train/loss": 0.5, "val/mae": 0.0271})
+    assert PointsProgressBar().get_metrics(None, None) == {"loss": 0.5, "val MAE": "2.71 pts"}
+
+    def record(message):
+        return logging.LogRecord("lightning", logging.INFO, __file__, 1, message, None, None)
+
+    assert not _NoTips().filter(record("💡 Tip: for seamless cloud uploads, try litlogger"))
+    assert _NoTips().filter(record("GPU available: False"))
+
+
+# Exact definitions (training): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_best_weights_keep_the_lowest_validation_mae_and_ignore_the_sanity_check():
+    """Kills: BestWeights keeping a later or worse epoch (a flipped comparison), or counting Lightning's
+    sanity-check pass (a validation before any training) as an epoch."""
+    from types import SimpleNamespace
+
+    from neuneu.training import BestWeights
+
+    best, module = BestWeights("val/mae"), torch.nn.Linear(1, 1)
+
+    def epoch(mae, sanity=False):
+        with torch.no_grad():
+            module.weight.fill_(mae)
+        best.on_validation_end(SimpleNamespace(sanity_checking=sanity, callback_metrics={"val/mae": torch.tensor(mae)}),
+                               module)
+
+    epoch(0.1, sanity=True)
+    for mae in (0.5, 0.3, 0.4):
+        epoch(mae)
+    assert best.best == pytest.approx(0.3) and best.weights["weight"].item() == pytest.approx(0.3)
+    again = BestWeights("val/mae")
+    again.load_state_dict(best.state_dict())  # what last.ckpt carries across --resume
+    assert again.best == best.best and torch.equal(again.weights["weight"], best.weights["weight"])
+
+
+def test_ensemble_members_get_consecutive_seeds_and_their_own_folders(tmp_path):
+    """Kills: _member_config giving every member the same seed, or the members one shared folder."""
+    from neuneu.training import _member_config, run_dir
+
+    cfg = _debug_cfg(tmp_path, "train.ensemble=3", "train.seed=7")
+    members = [_member_config(cfg, k) for k in range(3)]
+    assert [m.train.seed for m in members] == [7, 8, 9]
+    assert [run_dir(m) for m in members] == [run_dir(cfg) / f"member-{k}" for k in range(3)]
+    single = _debug_cfg(tmp_path, "train.seed=7")
+    assert _member_config(single, 0) is single  # one network: the run's own folder
+
+
+def test_the_cosine_schedule_spans_every_planned_step(trained):
+    """Kills: LitNeuneu given another max_steps than max_epochs × steps_per_epoch (the lr would not end at 10%)."""
+    cfg, _ = trained
+    state = torch.load(Path(cfg.train.runs_dir) / cfg.train.name / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["hyper_parameters"]["max_steps"] == cfg.train.max_epochs * cfg.train.steps_per_epoch
+
+
+def test_no_time_cap_when_max_minutes_is_zero(tmp_path):
+    """Kills: `train.max_minutes: 0` (documented: no cap) read as a cap of zero minutes."""
+    from lightning.pytorch.callbacks import Timer
+
+    from neuneu.training import _trainer
+
+    for minutes, capped in ((0, False), (2, True)):
+        cfg = _debug_cfg(tmp_path, f"train.max_minutes={minutes}")
+        trainer = _trainer({"enable_progress_bar": False}, cfg, tmp_path / "runs" / "x", [], [])
+        assert any(isinstance(c, Timer) for c in trainer.callbacks) == capped
+
+
+def test_assemble_needs_two_checkpoints_before_reading_any(tmp_path):
+    """Kills: assemble accepting a single checkpoint (an 'ensemble' of one)."""
+    with pytest.raises(InputError, match="at least two"):
+        assemble([tmp_path / "missing.pt"], tmp_path / "out.pt")
+
+
+def test_recipe_diff_ignores_the_seed_names_paths_and_trainer_but_not_the_model():
+    """Kills: recipe_diff comparing what NOT_RECIPE leaves out, or reporting the keys that agree."""
+    from neuneu.config import config_to_dict
+    from neuneu.training import recipe_diff
+
+    base = config_to_dict(load_config(REPO / "configs" / "debug.yaml"))
+    other = config_to_dict(load_config(REPO / "configs" / "debug.yaml",
+                                       ["train.seed=5", "train.name=x", "train.runs_dir=elsewhere", "train.max_minutes=9",
+                                        "train.workers=2", "train.num_threads=3", "trainer.accelerator=cpu"]))
+    assert recipe_diff(base, other) == []
+    deeper = config_to_dict(load_config(REPO / "configs" / "debug.yaml", ["model.n_layers=5", "train.lr=0.5"]))
+    assert recipe_diff(base, deeper) == ["model.n_layers", "train.lr"]
+
+
+def test_trained_on_counts_each_splits_runs_and_trajectories():
+    """Kills: trained_on counting trajectories by (run, task) only, or listing only the sources both splits share."""
+    from neuneu.training import trained_on
+
+    points = _points()
+    extra = points[points["run"] == "run4"].assign(metric="acc_norm", source="other", family="other")
+    seen = trained_on(pd.concat([points, extra], ignore_index=True))
+    assert seen["train"]["runs"] == 4 and seen["train"]["trajectories"] == 4 * 4
+    assert seen["validation"]["runs"] == 1 and seen["validation"]["trajectories"] == 4 * 2  # two metrics per task
+    assert seen["sources"] == ["other", "synthetic"] and seen["train"]["sources"] == ["synthetic"]
+
+
+def test_the_summary_names_the_lowest_mae_baseline_as_the_best():
+    """Kills: summary() ranking the baselines by descending MAE or calling the worst one the best."""
+    from neuneu.training import summary
+
+    figures = dict(n_episodes=3, neuneu_mae=0.02, neuneu_coverage80=0.8, fit_seconds=1.0, steps=10,
+                   baselines={"worse": {"mae": 0.05, "coverage80": 0.5}, "better": {"mae": 0.04, "coverage80": 0.6}})
+    text = summary(figures, Path("x.pt"))
+    assert "best baseline (better) = 0.500" in text
+    assert text.index("  better") < text.index("  worse")
+
+
+def test_calibration_weighs_every_validation_episode_the_same(monkeypatch):
+    """Kills: fit_calibration weighing each query 1 instead of 1 / its episode's query count (documented:
+    each episode weighing 1), so long trajectories would dominate the conformal fit."""
+    from types import SimpleNamespace
+
+    import neuneu.calibration
+    import neuneu.neural
+    from neuneu.training import fit_calibration
+
+    points = _points()
+    points = points[(points["run"] != "run4") | (points["task"] != "task0") | (points["step"] <= 15)]  # a shorter one
+    eps = checkpoint_episodes(points[points["split"] == "validation"], 0.2, variant="forecast")
+    monkeypatch.setattr(neuneu.neural, "predict_quantiles", lambda model, c, q, *a, **k: (
+        np.repeat(np.nan_to_num(c.accuracy[:, :1, None]), q.mask.shape[1], 1).repeat(5, 2), np.ones(q.mask.shape)))
+    got = {}
+    monkeypatch.setattr(neuneu.calibration.Calibration, "fit", classmethod(
+        lambda cls, quantiles, truth, horizon, weight: got.setdefault("weight", weight)))
+    cfg = _debug_cfg(Path("unused"), "data.calibration_ratios=[0.2]", "data.val_ratio=0.2")
+    fit_calibration(None, SimpleNamespace(val_episodes=eps, points=points), cfg)
+    n = eps.query.mask.sum(1)
+    assert len(set(n)) > 1
+    np.testing.assert_allclose(np.sort(got["weight"]), np.sort(np.repeat(1.0 / n, n)))
+    assert got["weight"].sum() == pytest.approx(len(eps))
+
+
+
+def test_the_validation_figures_score_the_calibrated_quantiles_and_the_raw_ones_apart(monkeypatch):
+    """Kills: evaluate_validation scoring the raw quantiles as neuneu's (calibrated) figures."""
+    from types import SimpleNamespace
+
+    import neuneu.training as training
+
+    points = _points()
+    eps = checkpoint_episodes(points[points["split"] == "validation"], 0.2, variant="forecast")
+    raw = np.repeat(eps.target[..., None] + 0.1, 5, -1)  # zero width, 0.1 too high: covers nothing
+
+    class Shift:  # the calibration: back by 0.1, widened to ±0.05
+        def apply(self, quantiles, horizon):
+            return quantiles - 0.1 + np.array([-0.05, -0.02, 0.0, 0.02, 0.05])
+
+    monkeypatch.setattr(training, "fit_calibration", lambda model, data, cfg: (Shift(), {0.2: (eps, raw, None)}))
+    cfg = _debug_cfg(Path("unused"), "data.val_ratio=0.2")
+    figures, _ = training.evaluate_validation(None, SimpleNamespace(val_episodes=eps, points=points), cfg)
+    assert figures["neuneu_mae"] == pytest.approx(0.0, abs=1e-9) and figures["neuneu_coverage80"] == 1.0
+    assert figures["neuneu_coverage80_uncalibrated"] == 0.0 and figures["validation_runs"] == 1
+
+
+class _RecordSeed(L.Callback):
+    def __init__(self):
+        self.seeds = []
+
+    def on_train_start(self, trainer, pl_module):
+        self.seeds.append(trainer.datamodule.seed)
+
+
+def test_each_ensemble_member_draws_its_own_training_episodes(tmp_path):
+    """Kills: the members of `train.ensemble` all sampling their episodes with the run's seed (same batches)."""
+    cfg = _debug_cfg(tmp_path, "train.ensemble=2", "train.seed=3", "train.name=pair", "train.max_epochs=1")
+    record = _RecordSeed()
+    train(cfg, points=_points(), quiet=True, callbacks=[record])
+    assert record.seeds == [3, 4]
+
+
+# Exact definitions (train_cli): each test below turns red under one realistic slip (a mutation audit).
+
+
+def _fake_train(monkeypatch, tmp_path, error=None):
+    """`neuneu.training.train` replaced: records (config, resume), writes a stand-in checkpoint."""
+    import neuneu.training
+
+    seen = []
+
+    def fake(cfg, resume=False):
+        if error is not None:
+            raise error
+        seen.append((cfg, resume))
+        out = tmp_path / "trained.pt"
+        out.write_bytes(b"weights")
+        return out
+
+    monkeypatch.setattr(neuneu.training, "train", fake)
+    return seen
+
+
+def test_train_cli_overrides_alone_keep_the_default_config_in_their_order(monkeypatch, tmp_path):
+    """Kills: an override given in the config's place moved after the others (the last one given must win),
+    and --resume not reaching train()."""
+    from neuneu.train_cli import main
+
+    seen = _fake_train(monkeypatch, tmp_path)
+    assert main(["train.lr=0.1", "train.lr=0.2", f"train.runs_dir={tmp_path}", "--resume"]) == 0
+    (cfg, resume), = seen
+    assert cfg.train.lr == 0.2 and resume
+    assert cfg.train.name == load_config(REPO / "configs" / "default.yaml").train.name
+
+
+def test_train_cli_copies_the_checkpoint_where_promote_to_says(monkeypatch, tmp_path):
+    """Kills: --promote-to ignored in favour of the default target (or the copy not made)."""
+    from neuneu.train_cli import main
+
+    _fake_train(monkeypatch, tmp_path)
+    dest = tmp_path / "shipped" / "mine.pt"
+    assert main([str(REPO / "configs" / "debug.yaml"), f"train.runs_dir={tmp_path}", "--promote-to", str(dest)]) == 0
+    assert dest.read_bytes() == b"weights" and not list(dest.parent.glob(".*.tmp"))
+
+
+def test_train_cli_a_missing_resume_exits_2_with_one_line(monkeypatch, tmp_path, capsys):
+    """Kills: train_cli's exit code for a user error other than 2, or a FileNotFoundError (no last.ckpt to
+    --resume from) escaping as a traceback."""
+    from neuneu.train_cli import main
+
+    _fake_train(monkeypatch, tmp_path, error=FileNotFoundError("--resume: no last.ckpt to resume from"))
+    assert main([str(REPO / "configs" / "debug.yaml"), "--resume"]) == 2
+    assert capsys.readouterr().err == "error: --resume: no last.ckpt to resume from\n"
+
+
+def test_promote_targets_and_the_default_config_are_the_repositorys(monkeypatch, tmp_path):
+    """Kills: --promote sending neuneu-default anywhere but the packaged default checkpoint (or another name
+    there), and default_config() preferring a configs/default.yaml of the working directory over the repository's."""
+    from neuneu.data import REPO_ROOT
+    from neuneu.neural import DEFAULT_CHECKPOINT
+    from neuneu.train_cli import default_config, promote_target
+
+    assert promote_target("neuneu-default") == DEFAULT_CHECKPOINT
+    assert promote_target("neuneu-wide") == REPO_ROOT / "checkpoints" / "neuneu-wide.pt"
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "default.yaml").write_text("train: {lr: 1.0}\n")
+    monkeypatch.chdir(tmp_path)
+    assert default_config() == REPO_ROOT / "configs" / "default.yaml"
