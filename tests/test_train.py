@@ -602,9 +602,12 @@ def test_train_cli_copies_the_checkpoint_where_promote_to_says(monkeypatch, tmp_
     from neuneu.train_cli import main
 
     _fake_train(monkeypatch, tmp_path)
+    default = tmp_path / "default-target"  # where --promote would copy: never the repository, even under a slip
+    monkeypatch.setattr("neuneu.train_cli.promote_target", lambda name: default / f"{name}.pt")
     dest = tmp_path / "shipped" / "mine.pt"
     assert main([str(REPO / "configs" / "debug.yaml"), f"train.runs_dir={tmp_path}", "--promote-to", str(dest)]) == 0
     assert dest.read_bytes() == b"weights" and not list(dest.parent.glob(".*.tmp"))
+    assert not default.exists()
 
 
 def test_train_cli_a_missing_resume_exits_2_with_one_line(monkeypatch, tmp_path, capsys):
