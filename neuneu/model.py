@@ -118,7 +118,9 @@ class Block(nn.Module):
         key is a context key already), 0 on query rows. `queries_only` (the last block: nothing
         reads its context rows) returns the query rows (B, T - C, D) only: the attention runs over
         all T rows as in the other blocks (its small products round differently at other row
-        counts), the projection and MLP, row by row, over the query rows alone.
+        counts), the projection and MLP, row by row, over the query rows alone. The same function;
+        the last float32 bit can move where a pass has very few query rows (the matmul kernels
+        depend on the row count), and in training the weight gradients sum over fewer rows.
 
         Every token attends to the context keys, and a query also to itself: a softmax over C + 1
         logits, the extra one per row, computed without the (T, T) matrix (a few context points

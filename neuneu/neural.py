@@ -36,9 +36,11 @@ BACKTEST_RATIOS = (0.25, 0.5)  # pseudo-splits of each context in `backtest_cali
 # fixed a priori (the former all-or-nothing threshold was 50 contexts), never tuned on a family.
 BLEND_PRIOR = 50  # knobs of earlier checkpoints that never did anything
 # Tokens (context + query points of all its episodes) per forward pass in `predict_quantiles`:
-# the network is small, so a pass costs the same per token at a few thousand tokens as at more,
-# and its activations (~3 MB) stay in cache and in the allocator's heap. At 512 episodes of 40
-# points (~16 MB each) they went back to the OS and were faulted in again at every batch.
+# the network is small, so on a CPU a pass costs the same per token at a few thousand tokens as
+# at more, and its activations (~3 MB) stay in cache and in the allocator's heap. At 512 episodes
+# of 40 points (~16 MB each) they went back to the OS and were faulted in again at every batch.
+# A count of episodes' points, not of what the network runs: the ref layout runs C + 1 tokens per
+# query (about 3x more at 48 context points); on a GPU it is only a cap on the pass.
 BATCH_TOKENS = 4096
 
 
@@ -125,11 +127,18 @@ def to_batch(features: Features, target: np.ndarray | None = None) -> dict[str, 
     return batch
 
 
-def feature_batches(features: Features, target: np.ndarray | None, batch_size: int, max_tokens: int = 200_000):
+def query_chunk(n_query: int, batch_size: int, max_tokens: int) -> int:
+    """Queries per pass: about `max_tokens` query tokens over `batch_size` episodes, at least 1."""
+    return max(1, min(n_query, max_tokens // max(batch_size, 1)))
+
+
+def feature_batches(features: Features, target: np.ndarray | None, batch_size: int, max_tokens: int = 200_000,
+                    q_chunk: int | None = None):
     """Split features into batches of at most `batch_size` episodes and about `max_tokens`
-    query tokens; queries are independent, so long episodes are cut along the query axis."""
+    query tokens; queries are independent, so long episodes are cut along the query axis, into
+    chunks of `q_chunk` queries where given (else `query_chunk`)."""
     E, Q = features.query_mask.shape
-    q_chunk = max(1, min(Q, max_tokens // max(batch_size, 1)))
+    q_chunk = q_chunk or query_chunk(Q, batch_size, max_tokens)
     for a in range(0, E, batch_size):
         for b in range(0, Q, q_chunk):
             sub = Features(
@@ -169,10 +178,12 @@ def predict_quantiles(model: torch.nn.Module, context: Context, query: Query, ma
         part = np.full(feats.query_mask.shape + (5,), np.nan)
         # Fewer episodes per pass than batch_size (about BATCH_TOKENS tokens), their queries cut into
         # the chunks of batch_size episodes still: the attention's small products round
-        # differently at other query counts, not at other episode counts.
-        q_chunk = max(1, min(feats.query.shape[1], max_tokens // max(batch_size, 1)))
+        # differently at other query counts. The episode count of a pass can still move the last
+        # float32 bit (≤ 1e-7 in accuracy) where a pass has very few rows: the matmul kernels
+        # depend on the row count.
+        q_chunk = query_chunk(feats.query.shape[1], batch_size, max_tokens)
         per_batch = max(1, min(batch_size, BATCH_TOKENS // (feats.context.shape[1] + q_chunk)))
-        for (a, b), sub, _ in feature_batches(feats, None, per_batch, per_batch * q_chunk):
+        for (a, b), sub, _ in feature_batches(feats, None, per_batch, q_chunk=q_chunk):
             batch = {k: v.to(device) for k, v in to_batch(sub).items()}
             pred = model(batch["context"], batch["context_mask"], batch["query"], batch["query_mask"], batch["anchor"])
             acc = from_target(pred.float().cpu().numpy().astype(float), sub.anchor)

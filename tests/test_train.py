@@ -103,6 +103,21 @@ def test_predictions_do_not_depend_on_the_batch_size(trained):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_predictions_do_not_depend_on_the_tokens_per_pass(trained, monkeypatch):
+    """Kills: episodes dropped, repeated or misplaced when `predict_quantiles` cuts a width group
+    into passes of about BATCH_TOKENS tokens (the toy file fits in one pass at the default)."""
+    import neuneu.neural
+
+    cfg, path = trained
+    episodes = checkpoint_episodes(_points(), 0.2)
+    model, width = load_checkpoint(path)[0], cfg.data.max_context
+    a = predict_quantiles(model, episodes.context, episodes.query, width)
+    monkeypatch.setattr(neuneu.neural, "BATCH_TOKENS", 16)  # one or two episodes a pass
+    b = predict_quantiles(model, episodes.context, episodes.query, width, batch_size=7, max_tokens=21)
+    assert np.isfinite(a[episodes.query.mask]).all() and np.array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
     torch.manual_seed(0)
     cfg = load_config(REPO / "configs" / "debug.yaml")
@@ -616,7 +631,7 @@ def test_train_cli_a_missing_resume_exits_2_with_one_line(monkeypatch, tmp_path,
     from neuneu.train_cli import main
 
     _fake_train(monkeypatch, tmp_path, error=FileNotFoundError("--resume: no last.ckpt to resume from"))
-    assert main([str(REPO / "configs" / "debug.yaml"), "--resume"]) == 2
+    assert main([str(REPO / "configs" / "debug.yaml"), f"train.runs_dir={tmp_path}", "--resume"]) == 2
     assert capsys.readouterr().err == "error: --resume: no last.ckpt to resume from\n"
 
 
