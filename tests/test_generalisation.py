@@ -678,3 +678,39 @@ def test_loss_oracle_pairs_the_same_queries_with_and_without_their_true_loss():
     np.testing.assert_array_equal(given.context.accuracy, forecast.context.accuracy)
     rows = given.query.row[m]
     np.testing.assert_allclose(given.query.loss[m], points.loc[rows, "loss"].to_numpy())  # the true loss, at its row
+
+
+@pytest.mark.parametrize("families", [None, ["pythia"]])
+def test_make_generalisation_reuse_ablations_rescores_only_the_committed_models(tmp_path, monkeypatch, families):
+    """`--reuse-ablations` (a clean checkout): one benchmark per family into results/lofo-<F>/, no
+    training, no ensemble assembled, the seed columns read from results/ablations-<F>/; the
+    ablation table covers olmo_ladder only (the README's), and is neither written nor pasted when
+    olmo_ladder is not among --families. Runs on copies of the committed leaderboards."""
+    import shutil
+    import sys
+
+    import scripts.make_generalisation as mg
+
+    for f in mg.FAMILIES:
+        for kind in ("lofo", "ablations"):
+            shutil.copytree(REPO / "results" / f"{kind}-{f}", tmp_path / "results" / f"{kind}-{f}",
+                            ignore=shutil.ignore_patterns("*.png", "*.html", "*.csv.gz"))
+        (tmp_path / "checkpoints" / "lofo").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "checkpoints" / "lofo" / f"neuneu-without-{f}.pt").write_bytes(b"")
+    calls, pasted = [], {}
+    monkeypatch.setattr(mg, "ROOT", tmp_path)
+    monkeypatch.setattr(mg, "benchmark", lambda family, out, extra: calls.append((family, out, extra))
+                        or pd.read_csv(tmp_path / out / "leaderboard.csv"))
+    monkeypatch.setattr(mg, "train_one", lambda *a: pytest.fail(f"trained {a}"))
+    monkeypatch.setattr(mg, "assemble_one", lambda *a, **k: pytest.fail(f"assembled {a}"))
+    monkeypatch.setattr(mg, "replace_block", lambda name, body: pasted.setdefault(name, body))
+    monkeypatch.setattr(sys, "argv", ["make_generalisation.py", "--reuse-ablations", *(["--families", *families] if families else [])])
+    mg.main()
+    scored = families or list(mg.FAMILIES)
+    assert calls == [(f, f"results/lofo-{f}", []) for f in scored]
+    assert "± " in pasted["lofo"]  # the seed columns, from the committed ablation leaderboards
+    if families:
+        assert "ablations" not in pasted and not (tmp_path / "results" / "ablations.md").exists()
+    else:
+        header = pasted["ablations"].splitlines()[0]
+        assert "olmo_ladder r=0.1" in header and "pythia" not in header
