@@ -251,7 +251,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pred.add_argument("--episode", choices=("run", "family"), default="run", help="run: one trajectory per episode; family: each trajectory with blank rows "
                            "plus every other run of its family, task and metric (a partial run predicted from its ladder)")
     pred.add_argument("--plot", metavar="DIR", help="write a fan chart per trajectory to DIR")
-    pred.add_argument("--plot-n", type=positive_int, help="how many trajectories to plot, taken in turn from each run (default 12)")
+    pred.add_argument("--plot-n", type=positive_int, help="how many trajectories to plot, taken in turn from each run, each on the task plotted least so far (default 12)")
     pred.add_argument("--plot-run", action="append", help="plot only these runs (repeatable)")
     pred.add_argument("--truth", help="a truth CSV (from `neuneu data episodes --truth`): print MAE, 80%% coverage and "
                                       "skill vs persistence at the rows it matches, and draw it on the fan charts")

@@ -158,14 +158,27 @@ def trajectories(episodes) -> list[tuple[int, int]]:
     return list(pairs)
 
 
-def round_robin(picks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def round_robin(picks: list[tuple[int, int]], topics: list | None = None, limit: int | None = None) -> list[tuple[int, int]]:
     """`picks` reordered to take one trajectory from each run in turn (runs in order of first
-    appearance), so the first few charts span the runs rather than one run's tasks."""
+    appearance), so the first few charts span the runs rather than one run's tasks. With `topics`
+    (one per pick, e.g. its task), each run's turn takes its trajectory on the topic charted least
+    so far (the first in file order among ties), so they span the tasks too, not one task per round.
+    `limit`: the first so many only (each takes a pass over its run's trajectories)."""
+    if topics is None:
+        topics = [None] * len(picks)
     by_run: dict[int, list] = {}
-    for pick in picks:
-        by_run.setdefault(pick[1], []).append(pick)
-    queues = list(by_run.values())
-    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+    for pick, topic in zip(picks, topics):
+        by_run.setdefault(pick[1], []).append((pick, topic))
+    queues, shown, out = list(by_run.values()), {}, []
+    limit = len(picks) if limit is None else limit
+    while any(queues) and len(out) < limit:
+        for queue in queues:
+            if queue and len(out) < limit:
+                i = min(range(len(queue)), key=lambda j: shown.get(queue[j][1], 0))  # first of the least shown
+                pick, topic = queue.pop(i)
+                shown[topic] = shown.get(topic, 0) + 1
+                out.append(pick)
+    return out
 
 
 def trajectory_label(run, task, metric) -> str:
@@ -216,7 +229,8 @@ def save_fan_charts(frame, episodes, quantiles: dict, out_dir, *, limit: int = 1
     Args:
         frame: the validated RUNS.csv point frame the episodes were built from.
         episodes: its episodes; quantiles: method name → (E, Q, 5).
-        limit: at most this many trajectories, one run after another in turn (`round_robin`);
+        limit: at most this many trajectories, one run after another in turn, each run's next the
+            one on the task charted least so far (`round_robin`);
             runs: only these runs.
         truth: optional held-back accuracies (`neuneu data episodes --truth`): a path or the
             frame of `neuneu.ask.read_truth`, matched on run, task, metric and the time coordinate.
@@ -235,7 +249,7 @@ def save_fan_charts(frame, episodes, quantiles: dict, out_dir, *, limit: int = 1
         table = truth if isinstance(truth, pd.DataFrame) else read_truth(truth)
         target_acc[episodes.query.mask] = truth_at(frame.loc[episodes.query.row[episodes.query.mask]], table)
     picks = [(e, r) for e, r in trajectories(episodes) if not runs or episodes.run_names[r] in set(runs)]
-    picks = round_robin(picks)[:limit]
+    picks = round_robin(picks, [episodes.meta.iloc[e].get("task") for e, _ in picks], limit)
     colors = method_colors(quantiles)
     xlabel = time_column(frame)
     paths = []

@@ -249,9 +249,14 @@ def test_fan_charts_take_runs_in_turn_and_title_without_metric(tmp_path):
     frame = read_runs(path)
     _, episodes, quantiles = predict_runs(frame, "persistence")
     paths = save_fan_charts(frame, episodes, quantiles, tmp_path / "plots", limit=3)
-    runs = [p.name.split("_")[1] for p in paths]
+    runs, tasks = zip(*(p.stem.split("_")[1:3] for p in paths))
     assert sorted(runs) == ["run0", "run1", "run2"]  # one per run, not run0's first three tasks
+    assert sorted(tasks) == ["task0", "task1", "task2"]  # and one per task, not each run's task0
     assert round_robin([(0, 0), (1, 0), (2, 1), (3, 2), (4, 1)]) == [(0, 0), (2, 1), (3, 2), (1, 0), (4, 1)]
+    # by topic: each run's turn takes the topic shown least so far (file order among ties)
+    picks, topics = [(0, 0), (1, 0), (2, 1), (3, 1), (4, 2)], ["a", "b", "a", "b", "a"]
+    assert round_robin(picks, topics) == [(0, 0), (3, 1), (4, 2), (1, 0), (2, 1)]
+    assert round_robin(picks, topics, limit=2) == [(0, 0), (3, 1)]
 
     fig = plot_fan_charts(fan_frame(episodes, quantiles, trajectories(episodes)[:1]))
     title = fig._suptitle.get_text()
