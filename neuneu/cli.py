@@ -74,7 +74,7 @@ def cmd_data_episodes(args) -> int:
     from neuneu.episodes import checkpoint_episodes, scale_episodes
     from neuneu.io import STDOUT, check_outputs, episodes_to_runs, write_csv_atomic
 
-    check_outputs([args.output, args.truth])  # before any work: nothing is written when one cannot be
+    check_outputs([args.output, args.truth], inputs=[args.source])  # before any work: nothing is written when one cannot be
     if not 0 <= args.ratio < 1:
         raise InputError(f"--ratio must be in [0, 1), got {args.ratio}")
     runs_file = _is_runs_file(args.source)
@@ -136,7 +136,7 @@ def cmd_predict(args) -> int:
     from neuneu.schedule import fill_lr, parse_schedule
 
     schedule = parse_schedule(args.schedule) if args.schedule else None
-    check_outputs([args.output or STDOUT])
+    check_outputs([args.output or STDOUT], inputs=[args.runs, args.truth])
     if args.plot:
         check_output_dir(args.plot)
     truth = ask.read_truth(args.truth) if args.truth else None

@@ -572,6 +572,9 @@ def _write(frame: pd.DataFrame, source, output: str, what: str) -> int:
 
 
 def cmd_import_lm_eval(args) -> int:
+    from neuneu.io import check_outputs
+
+    check_outputs([args.output])  # before reading: nothing is read when nothing can be written
     frame = read_lm_eval(args.folder, args.run, tokens_per_step=args.tokens_per_step, params=args.params,
                          family=args.family, metrics=args.metric, shot_suffix=args.shot_suffix)
     files = frame.attrs["files"]
@@ -582,6 +585,9 @@ def cmd_import_lm_eval(args) -> int:
 
 
 def cmd_import_wide(args) -> int:
+    from neuneu.io import check_outputs
+
+    check_outputs([args.output], inputs=[args.file])
     frame = read_wide(args.file, args.run, step_column=args.step_column, tokens_column=args.tokens_column,
                       tokens_per_step=args.tokens_per_step, params=args.params, family=args.family,
                       columns=args.columns, loss_column=args.loss_column, percent=args.percent)

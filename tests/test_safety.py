@@ -65,6 +65,37 @@ def test_output_through_a_symlink_writes_the_target_and_keeps_the_link(tmp_path)
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.parametrize("how", ["same name", "symlink", "hard link", "truth"])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(how, tmp_path, capsys):
+    runs = _runs(tmp_path)
+    truth = tmp_path / "truth.csv"
+    points = make_points(n_runs=2, n_tasks=2, n_points=6)  # `_runs`'s points, their blanked accuracies known
+    points[points["step"] > 3].drop(columns=["source"]).to_csv(truth, index=False)
+    target = {"same name": runs, "truth": truth, "symlink": tmp_path / "link.csv", "hard link": tmp_path / "hard.csv"}[how]
+    if how == "symlink":
+        target.symlink_to(runs.name)
+    elif how == "hard link":
+        os.link(runs, target)
+    before = runs.read_bytes(), truth.read_bytes()
+    assert _predict(runs, "--truth", str(truth), "-o", str(target)) == 2
+    message = _error(capsys)
+    assert f"error: {target}: " in message and "an input of this command" in message
+    assert (runs.read_bytes(), truth.read_bytes()) == before
+    other = tmp_path / "other.csv"  # another name is written as ever
+    assert _predict(runs, "--truth", str(truth), "-o", str(other)) == 0 and other.exists()
+
+
+def test_data_episodes_and_import_wide_refuse_to_write_over_their_source(tmp_path, capsys):
+    runs = _runs(tmp_path)
+    before = runs.read_bytes()
+    assert main(["data", "episodes", str(runs), "-o", str(runs)]) == 2
+    assert "an input of this command" in _error(capsys) and runs.read_bytes() == before
+    wide = tmp_path / "wide.csv"
+    wide.write_text("step,hellaswag_acc\n100,0.30\n200,0.35\n")
+    assert main(["data", "import", "wide", str(wide), "--run", "w", "-o", str(wide)]) == 2
+    assert "an input of this command" in _error(capsys) and wide.read_text().startswith("step,hellaswag_acc")
+
+
 def test_output_to_a_fifo_streams_into_it(tmp_path):
     runs = _runs(tmp_path)
     fifo = tmp_path / "pipe"
