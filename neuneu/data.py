@@ -165,7 +165,28 @@ def _read_csv_lines(path: Path, **kwargs) -> tuple[pd.DataFrame, np.ndarray]:
         maybe = np.flatnonzero(first_col.isna().to_numpy() | (first_col.to_numpy(dtype=object) == ""))
         rest = frame.iloc[maybe]
         empty[maybe] = (rest.isna() | (rest.astype(str).apply(lambda c: c.str.strip()) == "")).all(axis=1).to_numpy()
+    fields = _field_counts(body, kwargs.get("skipinitialspace", False))
+    if len(fields) == len(frame) + 1:  # the header, then one record per row (else pandas read it otherwise: no check)
+        short = (fields[1:] < len(frame.columns)) & ~empty
+        if short.any():
+            named = lines[short]
+            more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+            raise InputError(f"{path}: fewer fields than the header's {len(frame.columns)} columns on line(s) "
+                             f"{', '.join(map(str, named[:5]))}{more}; give every row one field per column "
+                             "(a missing field would be read as a blank, shifting or dropping a value)")
     return frame[~empty].reset_index(drop=True), lines[~empty]
+
+
+def _field_counts(body: bytes, skipinitialspace: bool = False) -> np.ndarray:
+    """The number of fields of each record of a CSV body, the header first (a blank line: 0 or 1).
+    pandas pads a record shorter than the header with blanks, without a word: this finds them."""
+    if b'"' not in body and b"\r" not in body.replace(b"\r\n", b"\n"):  # a record per line: count the commas
+        records = body.split(b"\n")
+        if records and records[-1] == b"":
+            records.pop()
+        return np.fromiter((r.count(b",") + 1 for r in records), dtype=np.int64, count=len(records))
+    text = io.StringIO(body.decode("utf-8", errors="replace"), newline="")
+    return np.array([len(r) for r in csv.reader(text, skipinitialspace=skipinitialspace)], dtype=np.int64)
 
 
 def _read_bytes(path: Path) -> bytes:

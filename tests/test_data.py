@@ -34,6 +34,11 @@ BAD_INPUTS = {
     "no_time_column": ("run,task,accuracy\na,t,0.5\n", None, "tokens, flops, step", None),
     "blank_run": (HEADER + "a,t,0.5,100\n,t,,200\n", "run", "blank value", "3"),
     "trailing_commas": (HEADER + "a,t,0.5,100,\na,t,,200,\n", None, "more fields than the header's 4 columns", None),
+    # pandas pads a short row with blanks: a known point would become a query, or values shift
+    "a_missing_field": (HEADER + "a,t,0.5,100\na,t,0.6\na,t,,300\n", None, "fewer fields than the header's 4", "3"),
+    "missing_fields_crlf_blank_lines": (HEADER.replace("\n", "\r\n") + "a,t,0.5\r\n\r\na,t,0.6,200\r\na,t\r\n",
+                                        None, "fewer fields than the header's 4", "2, 5"),
+    "a_missing_field_quoted": (HEADER + 'a,"t",0.5,100\n"a","t, x",0.6\na,t,,300\n', None, "fewer fields", "3"),
     # a contract column in another case passed through unread; an output name was overwritten
     "upper_case_loss": ("run,task,accuracy,tokens,Loss\na,t,0.5,100,3\na,t,,200,2.9\n", "Loss", "rename it 'loss'", None),
     "upper_case_tokens": ("run,task,accuracy,step,TOKENS\na,t,0.5,1,100\na,t,,2,200\n", "TOKENS", "rename it 'tokens'", None),
