@@ -351,9 +351,10 @@ def read_wide(
     if percent and len(given) and np.abs(given).max() <= 1:
         raise InputError(f"{path}: --percent, but every value of every metric column is within [0, 1]: these look "
                          "like fractions; drop --percent")
+    within = [] if percent else [c for c, v in metric_values.items() if np.isfinite(v).any() and not (np.abs(v) > 1).any()]
     parts = []
     for col, task, metric in chosen:
-        value = _wide_accuracy(path, raw, col, metric_values[col], lines, percent)
+        value = _wide_accuracy(path, raw, col, metric_values[col], lines, percent, [c for c in within if c != col])
         present = np.isfinite(value)
         part = pd.DataFrame({"task": task, "metric": metric, "step": step[present], "accuracy": value[present],
                              "_line": lines[present], "_column": col})
@@ -431,13 +432,19 @@ def _wide_numbers(path: Path, raw: pd.DataFrame, col: str, lines: np.ndarray, al
 
 
 def _wide_accuracy(path: Path, raw: pd.DataFrame, col: str, value: np.ndarray, lines: np.ndarray,
-                   percent: bool) -> np.ndarray:
-    """A metric column's values as accuracies in [0, 1] (`percent`: divided by 100), else an error."""
+                   percent: bool, fractions: list[str] = ()) -> np.ndarray:
+    """A metric column's values as accuracies in [0, 1] (`percent`: divided by 100), else an error.
+    `fractions`: the other metric columns whose every value is within [0, 1] (named in the hint:
+    --percent divides them too)."""
     if percent:
         value = value / 100.0
     outside = np.isfinite(value) & ((value < 0) | (value > 1))
     if outside.any():
         hint = "; if these are percentages, pass --percent" if not percent and np.nanmax(value) <= 100 else ""
+        if hint and fractions:
+            shown = ", ".join(fractions[:3]) + (f" and {len(fractions) - 3} more" if len(fractions) > 3 else "")
+            hint += (f" (it divides every metric column by 100, and {shown} hold{'s' if len(fractions) == 1 else ''} "
+                     "only values within [0, 1]: if those are fractions, import them apart with --columns)")
         if any(word in col.lower() for word in ("loss", "perplexity", "ppl")):
             hint = "; a loss is not an accuracy: pass it as --loss-column, or narrow --columns"
         raise InputError(f"{path}: column '{col}': accuracy outside [0, 1] on line(s) "

@@ -236,6 +236,7 @@ def test_wide_csv_columns_and_percent(tmp_path):
         ("step,hellaswag_acc\n1,0.3\n,0.4\n", "column 'step': blank value on line(s) 3"),
         ("step,hellaswag_acc\n1,0.3\n1,0.4\n", "hellaswag acc at step 1 has different values on lines 2, 3"),
         ("step,hellaswag_acc\n", "has a header but no rows"),
+        ("step,hellaswag_acc,arc_acc\n1,0.3,0.2\n2,0.4\n", "fewer fields than the header's 3 columns on line(s) 3"),
     ],
 )
 def test_bad_wide_csv_exits_2_naming_the_file_and_writes_nothing(tmp_path, capsys, content, message):
@@ -253,6 +254,10 @@ def test_percent_is_judged_on_every_metric_column_together(tmp_path):
     path.write_text("step,hellaswag_acc,gsm8k_exact_match\n1000,30.1,0\n2000,35.2,0\n3000,38.0,0.8\n")
     frame = read_wide(path, "r", percent=True)  # gsm8k at 0-0.8% early in training: still percentages
     np.testing.assert_allclose(frame.loc[frame["task"] == "gsm8k", "accuracy"], [0.0, 0.0, 0.008])
+    # without --percent, the hint toward it names the columns it would divide that look like fractions
+    with pytest.raises(InputError, match=r"pass --percent \(it divides every metric column by 100, and gsm8k_exact_match "
+                                         r"holds only values within \[0, 1\]: if those are fractions, import them apart"):
+        read_wide(path, "r")
 
 
 def test_wide_rows_without_metrics_need_no_time_and_messages_name_the_files_lines(tmp_path, capsys):
