@@ -51,9 +51,10 @@ def runs_to_episodes(frame: pd.DataFrame, episode: str = "run") -> Episodes:
 
 
 def _make_predictor(name: str, checkpoint: str | None):
+    """`checkpoint` replaces the shipped one of the method `neuneu` (`neuneu-ref-layout` keeps its own)."""
     from neuneu.registry import get_predictor
 
-    if name.startswith("neuneu") and checkpoint is not None:
+    if name == DEFAULT_METHOD and checkpoint is not None:
         return get_predictor(name, checkpoint=checkpoint)
     return get_predictor(name)
 
@@ -115,6 +116,9 @@ def predict_runs(
     rows = np.concatenate([eps.query.row[eps.query.mask] for _, eps in chunks])  # every query, chunk by chunk
     no_loss = np.sort(rows[~np.isfinite(frame.loc[rows, "loss"].to_numpy(float))]) if "loss" in frame else np.sort(rows)
     names = [method] if isinstance(method, Predictor) else _methods(method)
+    if checkpoint is not None and DEFAULT_METHOD not in names:
+        raise InputError(f"checkpoint {checkpoint}: only the method {DEFAULT_METHOD} reads it, and the methods "
+                         f"asked for ({', '.join(getattr(n, 'name', n) for n in names)}) do not include it")
     predictors = []
     for name in names:  # every method checked before any runs: a refusal costs no prediction
         predictor = as_run(name if isinstance(name, Predictor) else _make_predictor(name, checkpoint), protocol)

@@ -11,7 +11,7 @@ import pytest
 
 import neuneu
 from neuneu.cli import main
-from neuneu.data import InputError
+from neuneu.data import REPO_ROOT, InputError
 from neuneu.examples import path as example_path
 
 from conftest import make_points
@@ -53,6 +53,26 @@ def test_predict_df_neural_default_and_a_loaded_checkpoint():
     model = neuneu.load_predictor(DEFAULT_CHECKPOINT)
     np.testing.assert_allclose(neuneu.predict_df(frame, method=model)["q50"], default["q50"])
     assert neuneu.load_predictor("power_law").name == "power_law"
+
+
+def test_a_checkpoint_replaces_the_neuneu_method_only_and_needs_it_asked_for():
+    """`checkpoint` once replaced neuneu-ref-layout's checkpoint too, its rows labelled neuneu."""
+    from neuneu.registry import list_predictors
+
+    if "neuneu-ref-layout" not in list_predictors():
+        pytest.skip("checkpoints/neuneu-ref-layout.pt is not in this checkout")
+    frame = pd.read_csv(example_path("demo_runs.csv"))
+    plain = neuneu.predict_df(frame, method="neuneu,neuneu-ref-layout")
+    other = REPO_ROOT / "checkpoints" / "neuneu-schedule.pt"
+    mixed = neuneu.predict_df(frame, method="neuneu,neuneu-ref-layout", checkpoint=other)
+    assert mixed["method"].value_counts().to_dict() == plain["method"].value_counts().to_dict()
+    ref = (mixed["method"] == "neuneu-ref-layout").to_numpy()
+    pd.testing.assert_frame_equal(mixed[ref], plain[ref])  # the published layout keeps its own checkpoint
+    alone = neuneu.predict_df(frame, checkpoint=other)
+    np.testing.assert_array_equal(mixed.loc[~ref, "q50"], alone["q50"])
+    assert not np.allclose(mixed.loc[~ref, "q50"], plain.loc[~ref, "q50"])  # neuneu read the other checkpoint
+    with pytest.raises(InputError, match="only the method neuneu reads it.*\\(power_law\\) do not include it"):
+        neuneu.predict_df(frame, method="power_law", checkpoint=other)
 
 
 def test_predict_df_validates_like_read_runs():
