@@ -191,8 +191,8 @@ def target_frame(frame: pd.DataFrame, horizon: float = 100.0, points: int = GRID
     beyond its last context point to `horizon` × that point (a trajectory without context: from
     its first row to `horizon` × its last), each tagged with `ASK_ID` = its trajectory code.
     Returns (that frame, what `target_table` needs to read the answers back)."""
-    if not horizon > 1:
-        raise InputError(f"--horizon must be > 1 (a multiple of the last checkpoint), got {horizon:g}")
+    if not (horizon > 1 and np.isfinite(horizon)):
+        raise InputError(f"--horizon must be a finite number > 1 (a multiple of the last checkpoint), got {horizon:g}")
     tid = _trajectory_codes(frame)
     n = int(tid.max()) + 1
     time = time_column(frame)
@@ -432,6 +432,12 @@ def truth_at(points: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
     key = [c for c in ("run", "task", "metric") if c in truth and c in points] + ([time] if time else [])
     if time is None:
         raise InputError(f"{truth.attrs.get('path', 'truth')}: shares no time coordinate (tokens, flops, step) with the predicted file")
+    if "metric" in points and "metric" not in truth:  # one truth row would score every metric of its task
+        several = points.groupby(["run", "task"], dropna=False)["metric"].nunique(dropna=False)
+        if (several > 1).any():
+            (run, task), n = several.idxmax(), several.max()
+            raise InputError(f"{truth.attrs.get('path', 'truth')}: has no column 'metric', but the predicted file has "
+                             f"{n} metrics of one run and task (e.g. run {run!r}, task {task!r}); add the metric to the truth")
     points = points[key].reset_index(drop=True)
     table = truth[key + ["accuracy"]].copy()
     for col in key:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuneu.data import DERIVED_FLOPS, InputError
+from neuneu.data import DERIVED_FLOPS, TIME_COORDS, InputError
 from neuneu.episodes import QUANTILES, Episodes
 
 RUNS_COLUMNS = ("family", "run", "task", "metric", "params", "tokens", "step", "flops", "loss", "lr", "accuracy")
@@ -249,7 +249,7 @@ def episodes_to_runs(points: pd.DataFrame, episodes: Episodes) -> tuple[pd.DataF
     out.loc[out["_query"], "accuracy"] = np.nan
     if episodes.variant == "forecast" and "loss" in out:
         out.loc[out["_query"], "loss"] = np.nan
-    truth = truth[[c for c in ("family", "run", "task", "metric", "tokens", "step", "accuracy") if c in truth]]
+    truth = truth[[c for c in ("family", "run", "task", "metric", *TIME_COORDS, "accuracy") if c in truth]]
     return whole_numbers(out.drop(columns=["_query"])), whole_numbers(truth)
 
 

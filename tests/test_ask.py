@@ -245,6 +245,9 @@ def test_target_grid_starts_beyond_the_last_checkpoint_and_ends_at_the_horizon()
     assert len(grid) == 8 and grid.min() > 1e10
     assert grid.max() == pytest.approx(1e11, rel=1e-12)
     np.testing.assert_allclose(np.diff(np.log(grid)), np.log(10) / 8, rtol=1e-9)  # log-spaced, 8 steps to 10x
+    for bad in (1.0, np.inf, np.nan):  # an infinite horizon once gave "not reached by inf tokens"
+        with pytest.raises(InputError, match="--horizon must be a finite number > 1"):
+            ask.target_frame(frame, horizon=bad)
 
 
 def test_target_crossing_is_interpolated_in_log_tokens():
@@ -297,3 +300,7 @@ def test_truth_is_matched_on_the_metric_too():
                           "accuracy": [0.5, 0.6]})
     np.testing.assert_allclose(ask.truth_at(points, truth), [0.5, 0.6])
     np.testing.assert_allclose(ask.truth_at(points.iloc[::-1], truth), [0.6, 0.5])
+    # a truth without a metric column would score both metrics against one value: refused
+    with pytest.raises(InputError, match="no column 'metric', but the predicted file has 2 metrics of one run and task"):
+        ask.truth_at(points, truth.drop(columns=["metric"]).iloc[:1])
+    np.testing.assert_allclose(ask.truth_at(points.iloc[:1], truth.drop(columns=["metric"]).iloc[:1]), [0.5])  # one metric: fine

@@ -46,6 +46,16 @@ def test_data_episodes_writes_a_predictable_file_and_the_truth(data_dir, tmp_pat
     assert one.loc[one["accuracy"].notna(), "tokens"].max() < one.loc[one["accuracy"].isna(), "tokens"].min()
 
 
+def test_data_episodes_of_a_flops_only_file_writes_a_truth_predict_can_read(tmp_path, capsys):
+    source, runs, truth = tmp_path / "flops.csv", tmp_path / "q.csv", tmp_path / "truth.csv"
+    pd.DataFrame({"run": "r", "task": "t", "flops": np.geomspace(1e18, 1e21, 10),
+                  "accuracy": np.linspace(0.3, 0.5, 10)}).to_csv(source, index=False)
+    assert main(["data", "episodes", str(source), "-o", str(runs), "--truth", str(truth)]) == 0
+    assert list(pd.read_csv(truth).columns) == ["run", "task", "flops", "accuracy"]  # the time coordinate kept
+    assert main(["predict", str(runs), "--method", "persistence", "--truth", str(truth), "-o", str(tmp_path / "p.csv")]) == 0
+    assert "7 of 7 predicted rows matched" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
