@@ -116,6 +116,16 @@ def _file_step(path: Path, folder: Path, payload: dict) -> int:
     return step
 
 
+def _model_of(payload: dict, step: int) -> str | None:
+    """The model a result file evaluated (`config.model_args` pretrained=…), the step's own number
+    masked (a checkpoint path names its step: /ckpt/run/step1000); None when it does not say."""
+    model = _model_args(payload.get("config") or {}).get("pretrained")
+    if not model:
+        return None
+    model = _STEP_IN_NAME.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + "<step>", model)  # step1000
+    return "/".join("<step>" if part.isdigit() and int(part) == step else part for part in model.split("/"))  # /001000/
+
+
 def _shots(payload: dict, task: str) -> int | None:
     """num_fewshot of one task: `n-shot` / `configs` (newer harness), else `config.num_fewshot`."""
     n_shot = payload.get("n-shot") or {}
@@ -162,12 +172,19 @@ def read_lm_eval(
     files = sorted(p for p in folder.rglob("*.json") if p.is_file())
     if not files:
         raise InputError(f"{folder}: no .json result files in this folder or below")
-    records, empty_files = [], []
+    records, empty_files, models = [], [], {}
     dropped: dict[str, int] = {}
     not_numbers = 0
     for order, path in enumerate(files):
         payload = _load_json(path)
         step = _file_step(path, folder, payload)
+        if (model := _model_of(payload, step)) is not None:
+            models.setdefault(model, path)
+            if len(models) > 1:  # one run is one model: the values of two would be merged step by step
+                (a, path_a), (b, path_b) = list(models.items())[:2]
+                raise InputError(f"{folder}: result files of more than one model (config.model_args pretrained={a} "
+                                 f"in {path_a}, pretrained={b} in {path_b}); import each model's files on their own, "
+                                 "each with its --run")
         if not payload["results"]:
             empty_files.append(str(path))
         for task, values in payload["results"].items():

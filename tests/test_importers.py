@@ -102,6 +102,24 @@ def test_step_from_the_file_name_and_shot_conflicts(tmp_path):
     assert {"arc_easy|0shot", "arc_easy|5shot"} <= tasks
 
 
+def test_files_of_two_models_are_refused_and_checkpoint_paths_naming_their_step_are_one_model(tmp_path):
+    folder = tmp_path / "evals"
+    for step in (1000, 2000):  # a model's checkpoints: the path names the step, or the revision does
+        _results_file(folder / f"a{step}.json", None, NEW_LAYOUT, model_args=f"pretrained=/ckpts/run-a/step{step}")
+        _results_file(folder / f"b{step}.json", None, NEW_LAYOUT, model_args=f"pretrained=/ckpts/run-b/{step:06d}/hf")
+        _results_file(folder / f"c{step}.json", f"step{step}", NEW_LAYOUT, model_args=f"pretrained=org/m-v1.1,revision=step{step}")
+    for run in "abc":
+        files = folder / run
+        files.mkdir()
+        for f in folder.glob(f"{run}*.json"):
+            f.rename(files / f.name.replace(run, "step"))
+        assert sorted(read_lm_eval(files, run)["step"].unique()) == [1000, 2000]
+    _results_file(folder / "a" / "other" / "step3000.json", None, NEW_LAYOUT, model_args="pretrained=/ckpts/run-b/step3000")
+    with pytest.raises(InputError, match=r"more than one model \(config.model_args pretrained=/ckpts/run-b/step<step> "
+                                         r"in .*other/step3000.json, pretrained=/ckpts/run-a/step<step> in .*step1000.json\)"):
+        read_lm_eval(folder / "a", "a")  # the files in sorted order: other/ before step1000.json
+
+
 @pytest.mark.parametrize(
     "name, content, message",
     [
