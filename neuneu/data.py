@@ -329,6 +329,12 @@ def _validate_runs(raw: pd.DataFrame, path, episode: str, *, first_line: int = 2
                 frame[DERIVED_FLOPS] = fill  # these cells are written back blank (neuneu.io)
     frame["_line"] = lines
     frame = _drop_duplicates(frame, [k for k in TRAJECTORY_KEY if k in frame] + [time_col], fail)
+    if episode == "family":  # a run split between families would be predicted from part of its points
+        families = frame.groupby("run")["family"].transform("nunique").to_numpy()
+        if (families > 1).any():
+            first = frame.loc[families > 1, "run"].iloc[0]
+            fail("family", (frame["run"] == first).to_numpy(), f"run {first!r} in more than one family "
+                 f"({', '.join(map(repr, pd.unique(frame.loc[frame['run'] == first, 'family'])))})")
     _check_every_episode_has_context(path, frame, episode, unit)
     frame.attrs["path"] = str(path)
     frame.attrs["derived_columns"] = derived  # computed here, not the input's: not written back (neuneu.io)

@@ -47,6 +47,15 @@ BAD_INPUTS = {
 }
 
 
+def test_a_run_in_two_families_is_refused_under_episode_family(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    path.write_text("run,family,task,tokens,accuracy\na,f1,hs,1e10,0.3\nb,f1,hs,1e10,0.3\nb,f1,hs,2e10,\n"
+                    "a,f2,hs,4e10,0.4\na,f2,hs,8e10,\n")
+    assert main(["predict", str(path), "--episode", "family", "--method", "persistence", "-o", str(tmp_path / "o.csv")]) == 2
+    assert "column 'family': run 'a' in more than one family ('f1', 'f2') on line(s) 2, 5, 6" in capsys.readouterr().err
+    assert main(["predict", str(path), "--method", "persistence", "-o", str(tmp_path / "o.csv")]) == 0  # unread there
+
+
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_runs_csv_exits_2_with_one_line_naming_file_column_rows(case, tmp_path, capsys):
     content, column, phrase, lines = BAD_INPUTS[case]
