@@ -12,6 +12,7 @@ predictions do not depend on the batch size.
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -58,7 +59,11 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: not a readable neuneu checkpoint (corrupt or truncated?): {first}") from None
-    except Exception as err:  # weights_only refuses pickled objects: a foreign file
+    except pickle.UnpicklingError:  # not a torch file, or one holding pickled objects (torch's advice
+        # to load it with weights_only=False is not ours to give)
+        raise InputError(f"{path}: not a neuneu checkpoint: not a torch file of tensors and plain values "
+                         "(neuneu loads checkpoints with weights_only=True and never unpickles objects)") from None
+    except Exception as err:  # anything else torch refuses: a foreign file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: not a neuneu checkpoint ({type(err).__name__}: {first})") from None
     if not isinstance(payload, dict) or any(k not in payload for k in _REQUIRED):
