@@ -531,17 +531,22 @@ def describe_methods() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _header(path) -> list[str] | None:
-    """The first non-blank line of a CSV (gzip or plain) as fields, or None when unreadable."""
+def _first_lines(path, n: int = 1) -> list[str] | None:
+    """The first `n` non-blank lines of a text file (gzip or plain), or None when unreadable."""
     try:
         raw = Path(path).read_bytes()[:1 << 20]
         if raw[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=io.BytesIO(Path(path).read_bytes())) as fh:
-                raw = fh.readline()
-        lines = [line for line in raw.decode("utf-8-sig", errors="replace").splitlines() if line.strip()]
-        return next(csv.reader(lines[:1])) if lines else []
-    except (OSError, EOFError, IndexError):
+                raw = b"".join(fh.readline() for _ in range(4 * n))
+        return [line for line in raw.decode("utf-8-sig", errors="replace").splitlines() if line.strip()][:n]
+    except (OSError, EOFError):
         return None
+
+
+def _header(path) -> list[str] | None:
+    """The first non-blank line of a CSV (gzip or plain) as fields, or None when unreadable."""
+    lines = _first_lines(path)
+    return None if lines is None else next(csv.reader(lines)) if lines else []
 
 
 def sibling_note(frame: pd.DataFrame) -> str | None:
@@ -564,10 +569,20 @@ def input_hint(err: InputError, path, episode: str) -> InputError:
     header = _header(path) or []
     hints = []
     if len(header) == 1:
+        decimal_commas = any(re.search(r"(^|[;\t])\s*[-+]?\d+,\d+\s*([;\t]|$)", line) for line in (_first_lines(path, 6) or [])[1:])
         for sep, name, shown in (("\t", "tab", "\\t"), (";", "semicolon", ";")):
-            if sep in header[0]:
+            if sep in header[0] and decimal_commas:  # tr would split 0,4 into two fields
+                hints.append(f"the file looks {name}-separated, with decimal commas; neuneu reads comma-separated "
+                             f"files with decimal points (e.g. convert it with pandas: pd.read_csv(FILE, sep='{shown}', "
+                             "decimal=',').to_csv('runs.csv', index=False))")
+            elif sep in header[0]:
                 hints.append(f"the file looks {name}-separated; neuneu reads comma-separated files "
                              f"(e.g. convert it with `tr '{shown}' , < FILE > runs.csv`)")
+    if "accuracy outside [0, 1]" in str(err):
+        hints.append("accuracies are fractions in [0, 1]; if these are percentages, divide them by 100")
+    repeated = re.search(r"column '([^']+)': non-numeric value on line\(s\) (\d+).*\(e\.g\. '\1'\)", str(err))
+    if repeated:  # `cat a.csv b.csv`: the second header is a row
+        hints.append(f"line {repeated.group(2)} repeats the header: were files concatenated? keep the first header only")
     if episode == "run" and "no row with accuracy" in str(err):
         try:
             raw = pd.read_csv(path, dtype=str, keep_default_na=False)

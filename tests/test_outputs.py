@@ -226,6 +226,24 @@ def test_a_tab_separated_file_gets_a_hint(tmp_path, capsys):
     assert "looks tab-separated" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content, hint", [
+    ("run;task;tokens;accuracy\nr;hs;1e10;0,4\nr;hs;2e10;\n", "semicolon-separated, with decimal commas; neuneu reads "
+     "comma-separated files with decimal points (e.g. convert it with pandas: pd.read_csv(FILE, sep=';', decimal=',')"),
+    ("run;task;tokens;accuracy\nr;hs;1e10;0.4\nr;hs;2e10;\n", "looks semicolon-separated; neuneu reads comma-separated "
+     "files (e.g. convert it with `tr ';' , < FILE > runs.csv`)"),
+    ("run,task,tokens,accuracy\nr,hs,1e10,40\nr,hs,2e10,\n", "if these are percentages, divide them by 100"),
+    ("run,task,tokens,accuracy\nr,hs,1e10,0.4\nr,hs,2e10,\nrun,task,tokens,accuracy\nq,hs,1e10,0.4\nq,hs,2e10,\n",
+     "line 4 repeats the header: were files concatenated?"),
+])
+def test_common_mistakes_get_a_hint(content, hint, tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    path.write_text(content)
+    assert main(["predict", str(path), "--method", "persistence"]) == 2
+    err = capsys.readouterr().err
+    assert f"hint: {hint}" in err or hint in err.split("hint: ", 1)[-1], err
+    assert err.count("hint:") == 1
+
+
 def test_whole_blank_runs_without_episode_family_get_a_hint(tmp_path, capsys):
     points = make_points(n_runs=3, n_tasks=1, n_points=6).drop(columns=["source"])
     points.loc[points["run"] == "run2", "accuracy"] = np.nan  # the largest run: predict it from the others
