@@ -216,7 +216,8 @@ def _parse_csv(path: Path, raw: bytes, **kwargs) -> pd.DataFrame:
             # reading bytes in memory fails only when a signal interrupts it (Ctrl-C); pandas'
             # C parser turns that into a ParserError, which is not the file's fault
             raise KeyboardInterrupt from None
-        raise InputError(f"{path}: not a readable CSV file ({first})") from None
+        hint = "; save it as UTF-8 text" if isinstance(err, UnicodeDecodeError) else ""
+        raise InputError(f"{path}: not a readable CSV file ({first}){hint}") from None
     header = next(csv.reader(io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", errors="replace", newline="")), [])
     if not isinstance(frame.index, pd.RangeIndex) and "index_col" not in kwargs:
         # pandas reads a first row longer than the header as "the first fields are an index" and

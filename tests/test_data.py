@@ -86,6 +86,10 @@ def test_truncated_gzip_and_binary_file_are_rejected(tmp_path):
     binary.write_bytes(bytes(range(256)) * 8)
     with pytest.raises(InputError, match="not a readable CSV"):
         read_runs(binary)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(HEADER.encode() + "a,thé,0.5,1\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin.csv: not a readable CSV file \('utf-8' codec.*\); save it as UTF-8 text"):
+        read_runs(latin)
     (tmp_path / "ok.csv.gz").write_bytes(whole)
     assert len(read_runs(tmp_path / "ok.csv.gz")) == 2000
 
