@@ -78,12 +78,12 @@ def plot_error_vs_horizon(table: pd.DataFrame, title: str = "", colors: dict | N
 
 def plot_fan_charts(fan: pd.DataFrame, title: str = "", colors: dict | None = None, max_methods_with_bands: int = 12,
                     xlabel: str = "tokens", target: float | None = None):
-    """One panel per trajectory: context points (filled), truth at the queries (hollow), and each
+    """One panel per trajectory: context points (filled; the family's other runs grey), truth at the queries (hollow), and each
     method's q50 line with its q25–q75 (darker) and q10–q90 (lighter) bands, against the time
     coordinate on a log axis. The legend lists only what is drawn.
 
     Args:
-        fan: long rows with columns trajectory (panel label), role ∈ {context, truth,
+        fan: long rows with columns trajectory (panel label), role ∈ {context, other runs, truth,
             prediction}, method (prediction rows), x, accuracy (context/truth rows), q10, q25,
             q50, q75, q90 (q25/q75 optional).
         xlabel: the time coordinate's name; target: an accuracy to draw as a dashed line.
@@ -102,10 +102,14 @@ def plot_fan_charts(fan: pd.DataFrame, title: str = "", colors: dict | None = No
     for ax, label in zip(axes, panels):
         here = fan[fan["trajectory"] == label]
         ctx, truth = here[here["role"] == "context"], here[here["role"] == "truth"]
+        others = here[here["role"] == "other runs"]
         truth = truth.dropna(subset=["accuracy"])
-        many = len(ctx) > 200  # a scale-protocol context holds every smaller run: draw it lighter
+        if len(others):  # the family's other runs in the context (--episode family): grey, under the run's own
+            many = len(others) > 200
+            ax.plot(others["x"], 100 * others["accuracy"], "o", ms=1.5 if many else 2.5, alpha=0.35 if many else 0.6,
+                    color="0.55", label="other runs")
         if len(ctx):
-            ax.plot(ctx["x"], 100 * ctx["accuracy"], "o", ms=1.5 if many else 3, alpha=0.35 if many else 1.0, color="black", label="context")
+            ax.plot(ctx["x"], 100 * ctx["accuracy"], "o", ms=3, color="black", label="context")
         if len(truth):
             ax.plot(truth["x"], 100 * truth["accuracy"], "o", ms=3, mfc="none", color="black", alpha=0.6, label="truth")
         for i, (method, g) in enumerate(here[here["role"] == "prediction"].groupby("method", sort=True)):
@@ -127,7 +131,7 @@ def plot_fan_charts(fan: pd.DataFrame, title: str = "", colors: dict | None = No
         # Frame the data and the medians, not a runaway band: their range plus half of it again
         # (≥ 2 points).
         medians = here.loc[here["role"] == "prediction", "q50"]
-        seen = 100 * pd.concat([ctx["accuracy"], truth["accuracy"], medians]
+        seen = 100 * pd.concat([ctx["accuracy"], others["accuracy"], truth["accuracy"], medians]
                                + ([pd.Series([target])] if target is not None else [])).dropna()
         if len(seen):
             pad = max(2.0, 0.5 * (seen.max() - seen.min()))
@@ -207,7 +211,9 @@ def fan_frame(episodes, quantiles: dict, picks, target: np.ndarray | None = None
         meta = episodes.meta.iloc[e]
         label = trajectory_label(episodes.run_names[run], meta.get("task"), meta.get("metric"))
         c = ctx.mask[e]
-        parts.append(pd.DataFrame({"trajectory": label, "role": "context", "x": ctx.x[e, c], "accuracy": ctx.accuracy[e, c]}))
+        own = np.asarray(ctx.own[e, c], bool)  # the run's own points; the family's other runs (ladder, scale) apart
+        parts.append(pd.DataFrame({"trajectory": label, "role": np.where(own, "context", "other runs"),
+                                   "x": ctx.x[e, c], "accuracy": ctx.accuracy[e, c]}))
         here = qry.mask[e] & (qry.run[e] == run)
         parts.append(pd.DataFrame({"trajectory": label, "role": "truth", "x": qry.x[e, here], "accuracy": target[e, here]}).dropna())
         for method, q in quantiles.items():

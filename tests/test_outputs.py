@@ -293,6 +293,24 @@ def test_fan_charts_take_runs_in_turn_and_title_without_metric(tmp_path):
     assert len(spans) == 2 and all(s[0][0] == s[1][0] and s[1][1] > s[0][1] for s in spans)  # vertical, q_lo < q_hi
 
 
+def test_fan_charts_draw_the_familys_other_runs_apart_from_the_runs_own_context():
+    from neuneu.data import read_runs
+    from neuneu.examples import path as example_path
+    from neuneu.plotting import fan_frame, plot_fan_charts, trajectories
+    from neuneu.predict import predict_runs
+
+    frame = read_runs(example_path("ladder.csv"), episode="family")
+    _, episodes, quantiles = predict_runs(frame, "persistence", episode="family")
+    pick = trajectories(episodes)[:1]
+    fan = fan_frame(episodes, quantiles, pick)
+    e = pick[0][0]
+    own = episodes.context.own[e] & episodes.context.mask[e]
+    counts = fan["role"].value_counts()
+    assert counts["context"] == own.sum() > 0 and counts["other runs"] == (episodes.context.mask[e] & ~own).sum() > 0
+    labels = [t.get_text() for t in plot_fan_charts(fan).legends[0].get_texts()]
+    assert labels[:2] == ["other runs", "context"]
+
+
 # ----------------------------------------------------------------------------- progress
 
 
