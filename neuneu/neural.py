@@ -346,7 +346,7 @@ class BlendedCalibration:
 
     @property
     def label(self) -> str:
-        return f"context backtest on {self.n} trajectories (weight {self.weight:.2f}) + validation"
+        return f"context backtest on {self.n} trajector{'y' if self.n == 1 else 'ies'} (weight {self.weight:.2f}) + validation"
 
 
 class NeuralPredictor(Predictor):

@@ -228,6 +228,8 @@ def test_the_blend_weighs_the_context_backtest_by_n_over_n_plus_the_prior():
     out = BlendedCalibration(context, validation, n).apply(q, np.zeros(1))
     # offsets from the median: 0.75 · 2 + 0.25 · 1 = 1.75 times the raw ones
     np.testing.assert_allclose(out, [[0.5 - 0.35, 0.5 - 0.175, 0.5, 0.5 + 0.175, 0.5 + 0.35]], atol=1e-12)
+    assert BlendedCalibration(context, validation, n).label.startswith(f"context backtest on {n} trajectories (weight 0.75)")
+    assert BlendedCalibration(context, validation, 1).label.startswith("context backtest on 1 trajectory (weight")
 
 
 def test_a_context_of_two_own_points_is_not_backtested():

@@ -140,6 +140,14 @@ def test_plot_options_need_plot_and_name_runs_of_the_file(tmp_path, capsys):
     assert "--plot-run only applies with --plot DIR" in capsys.readouterr().err
     assert main(["predict", str(path), "--plot", str(tmp_path / "p"), "--plot-run", "nope", "-o", str(out)]) == 2
     assert "--plot-run: no run 'nope'" in capsys.readouterr().err and not out.exists()
+    _, _, points, _ = _runs_file(tmp_path)
+    points[points["run"] == "run1"].dropna(subset=["accuracy"]).pipe(  # run1: every accuracy known
+        lambda known: pd.concat([points[points["run"] == "run0"], known])).to_csv(path, index=False)
+    assert main(["predict", str(path), "--method", "persistence", "--plot", str(tmp_path / "p"), "--plot-run", "run1",
+                 "-o", str(out)]) == 2
+    assert "--plot-run: run 'run1' in" in capsys.readouterr().err and not out.exists()
+    assert main(["predict", str(path), "--method", "persistence", "--plot", str(tmp_path / "p"), "--plot-run", "run1",
+                 "--at", "tokens=1e12", "-o", str(out)]) == 0  # --at gives it rows to predict
 
 
 def test_a_plot_folder_with_older_charts_is_named(tmp_path, capsys):
