@@ -136,6 +136,7 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
     """
     frame = _parse_csv(path, _read_bytes(path), **kwargs)
     frame.attrs.pop("header_newlines", None)
+    frame.attrs.pop("unnamed", None)
     return frame
 
 
@@ -174,7 +175,17 @@ def _read_csv_lines(path: Path, **kwargs) -> tuple[pd.DataFrame, np.ndarray]:
             raise InputError(f"{path}: fewer fields than the header's {len(frame.columns)} columns on line(s) "
                              f"{', '.join(map(str, named[:5]))}{more}; give every row one field per column "
                              "(a missing field would be read as a blank, shifting or dropping a value)")
-    return frame[~empty].reset_index(drop=True), lines[~empty]
+    unnamed = frame.attrs.pop("unnamed", [])
+    frame, lines = frame[~empty].reset_index(drop=True), lines[~empty]
+    # a column without a name (a trailing comma on every line): nothing to read when it is blank
+    for col in unnamed:
+        col = str(col).strip()
+        given = frame[col].notna() & (frame[col].astype(str).str.strip() != "")
+        if given.any():
+            raise InputError(f"{path}: column {list(frame.columns).index(col) + 1} of the header has no name but holds "
+                             f"values (e.g. {frame.loc[given, col].iloc[0]!r} on line {lines[given.to_numpy()][0]}); name it")
+        frame = frame.drop(columns=col)
+    return frame, lines
 
 
 def _field_counts(body: bytes, skipinitialspace: bool = False) -> np.ndarray:
@@ -230,6 +241,7 @@ def _parse_csv(path: Path, raw: bytes, **kwargs) -> pd.DataFrame:
         counts = ", ".join(f"'{n}' {names.count(n)} times" for n in twice)
         raise InputError(f"{path}: duplicate column names in the header ({counts}); keep one of each")
     frame.attrs["header_newlines"] = sum(name.count("\n") for name in header)
+    frame.attrs["unnamed"] = [frame.columns[i] for i, name in enumerate(names) if not name and i < len(frame.columns)]
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 

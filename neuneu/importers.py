@@ -585,7 +585,7 @@ def _write(frame: pd.DataFrame, source, output: str, what: str) -> int:
     key = [c for c in ("task", "metric") if c in frame]
     n_traj = frame.groupby(key).ngroups
     steps = frame["step"].nunique()
-    print(f"wrote {output}: {len(frame):,} rows, {n_traj:,} trajector{'y' if n_traj == 1 else 'ies'} "
+    print(f"wrote {'standard output' if output == STDOUT else output}: {len(frame):,} rows, {n_traj:,} trajector{'y' if n_traj == 1 else 'ies'} "
           f"at {steps:,} step{'' if steps == 1 else 's'} {what}", file=sys.stderr)
     for reason, count in frame.attrs["dropped"].items():
         print(f"neuneu: skipped {count:,} value{'' if count == 1 else 's'} ({reason})", file=sys.stderr)

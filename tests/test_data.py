@@ -38,6 +38,8 @@ BAD_INPUTS = {
     "a_missing_field": (HEADER + "a,t,0.5,100\na,t,0.6\na,t,,300\n", None, "fewer fields than the header's 4", "3"),
     "missing_fields_crlf_blank_lines": (HEADER.replace("\n", "\r\n") + "a,t,0.5\r\n\r\na,t,0.6,200\r\na,t\r\n",
                                         None, "fewer fields than the header's 4", "2, 5"),
+    "an_unnamed_column_with_values": (HEADER.strip() + ",\na,t,0.5,100,\na,t,,200,x\n", None,
+                                      "column 5 of the header has no name but holds values (e.g. 'x' on line 3)", None),
     "a_missing_field_quoted": (HEADER + 'a,"t",0.5,100\n"a","t, x",0.6\na,t,,300\n', None, "fewer fields", "3"),
     # a contract column in another case passed through unread; an output name was overwritten
     "upper_case_loss": ("run,task,accuracy,tokens,Loss\na,t,0.5,100,3\na,t,,200,2.9\n", "Loss", "rename it 'loss'", None),
@@ -45,6 +47,16 @@ BAD_INPUTS = {
     "an_output_column": (HEADER.strip() + ",q50\na,t,0.5,100,x\na,t,,200,y\n", "q50", "would be overwritten", None),
     "a_private_column": (HEADER.strip() + ",_line\na,t,0.5,100,x\na,t,,200,y\n", "_line", "reserved", None),
 }
+
+
+def test_an_unnamed_blank_column_is_ignored(tmp_path):
+    """A trailing comma on every line (spreadsheet exports): pandas called the column 'Unnamed: 4'
+    and it was written back under that name."""
+    path = tmp_path / "runs.csv"
+    path.write_text(HEADER.strip() + ",\na,t,0.5,100,\na,t,,200, \n")
+    frame = read_runs(path)
+    assert not [c for c in frame.columns if "Unnamed" in str(c) or c == ""]
+    assert frame["accuracy"].tolist()[0] == 0.5 and frame["_line"].tolist() == [2, 3]
 
 
 def test_a_run_in_two_families_is_refused_under_episode_family(tmp_path, capsys):

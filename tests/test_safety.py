@@ -152,6 +152,11 @@ def test_data_episodes_writes_standard_output_with_dash(tmp_path, monkeypatch, c
     assert main(["data", "episodes", str(runs), "-o", "-"]) == 0
     assert capsys.readouterr().out.startswith("family,run,")
     assert not (tmp_path / "-").exists()
+    wide = tmp_path / "wide.csv"
+    wide.write_text("step,hellaswag_acc\n100,0.30\n200,0.35\n")
+    assert main(["data", "import", "wide", str(wide), "--run", "w", "-o", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("run,") and err.startswith("wrote standard output: 2 rows") and not (tmp_path / "-").exists()
 
 
 @pytest.mark.parametrize("case", ["directory", "under_a_file", "same_as_truth"])
