@@ -59,8 +59,8 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: not a readable neuneu checkpoint (corrupt or truncated?): {first}") from None
-    except pickle.UnpicklingError:  # not a torch file, or one holding pickled objects (torch's advice
-        # to load it with weights_only=False is not ours to give)
+    except pickle.UnpicklingError:  # not a torch file, or one holding pickled objects (torch's advice,
+        # to load it unrestricted, is not ours to give)
         raise InputError(f"{path}: not a neuneu checkpoint: not a torch file of tensors and plain values "
                          "(neuneu loads checkpoints with weights_only=True and never unpickles objects)") from None
     except Exception as err:  # anything else torch refuses: a foreign file
