@@ -425,19 +425,27 @@ def read_truth(path) -> pd.DataFrame:
     return table
 
 
-def truth_at(points: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
-    """The truth's accuracy at each row of `points` (NaN where it has none), matched on run,
-    task, metric and the first time coordinate both have. (N,)"""
+def truth_key(points: pd.DataFrame, truth: pd.DataFrame) -> tuple[list[str], str]:
+    """(the columns `truth_at` matches on, the time coordinate among them): run, task, metric and
+    the first time coordinate both have. InputError when they share none, or when the truth has no
+    metric but a task of `points` has several (one truth row would score them all); `neuneu
+    predict` calls it before predicting."""
     time = next((c for c in TIME_COORDS if c in truth and c in points), None)
-    key = [c for c in ("run", "task", "metric") if c in truth and c in points] + ([time] if time else [])
     if time is None:
         raise InputError(f"{truth.attrs.get('path', 'truth')}: shares no time coordinate (tokens, flops, step) with the predicted file")
-    if "metric" in points and "metric" not in truth:  # one truth row would score every metric of its task
+    if "metric" in points and "metric" not in truth:
         several = points.groupby(["run", "task"], dropna=False)["metric"].nunique(dropna=False)
         if (several > 1).any():
             (run, task), n = several.idxmax(), several.max()
             raise InputError(f"{truth.attrs.get('path', 'truth')}: has no column 'metric', but the predicted file has "
                              f"{n} metrics of one run and task (e.g. run {run!r}, task {task!r}); add the metric to the truth")
+    return [c for c in ("run", "task", "metric") if c in truth and c in points] + [time], time
+
+
+def truth_at(points: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+    """The truth's accuracy at each row of `points` (NaN where it has none), matched on
+    `truth_key`. (N,)"""
+    key, time = truth_key(points, truth)
     points = points[key].reset_index(drop=True)
     table = truth[key + ["accuracy"]].copy()
     for col in key:
@@ -606,6 +614,6 @@ def input_hint(err: InputError, path, episode: str) -> InputError:
 
 __all__ = [
     "plural", "parse_at", "at_rows", "target_frame", "target_table", "quantile_samples", "prob_above",
-    "rank_table", "rank_note", "read_truth", "truth_at", "truth_summary", "describe_methods",
+    "rank_table", "rank_note", "read_truth", "truth_key", "truth_at", "truth_summary", "describe_methods",
     "input_hint", "check_modes",
 ]

@@ -156,6 +156,8 @@ def cmd_predict(args) -> int:
         frame, grid = ask.target_frame(frame, args.horizon)
     if schedule is not None:
         frame = fill_lr(frame, schedule, str(args.runs))
+    if truth is not None:
+        ask.truth_key(frame[frame["accuracy"].isna()], truth)  # one that cannot be matched fails before predicting
     if args.plot_run and (idle := sorted(set(args.plot_run) - set(frame.loc[frame["accuracy"].isna(), "run"].astype(str)))):
         raise InputError(f"--plot-run: run {', '.join(map(repr, idle))} in {args.runs} has no row to predict, so no "
                          "fan chart (add rows with a blank accuracy, or ask with --at / --target)")

@@ -254,6 +254,17 @@ def test_a_truth_file_without_the_needed_columns_is_refused_before_writing(tmp_p
     assert _predict(runs, "-o", str(out), "--plot", str(tmp_path / "plots"), "--truth", str(truth)) == 2
     assert "truth.csv" in _error(capsys)
     assert not out.exists()
+    # a valid truth file whose only time coordinate the predicted file lacks: refused before predicting
+    runs.write_text("run,task,tokens,accuracy\nrun0,task0,1e9,0.4\nrun0,task0,2e9,\n")
+    truth.write_text("run,task,step,accuracy\nrun0,task0,2000,0.5\n")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("predicted before checking the truth file")
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("neuneu.predict.predict_runs", must_not_run)
+        assert _predict(runs, "-o", str(out), "--truth", str(truth)) == 2
+    assert "shares no time coordinate" in _error(capsys) and not out.exists()
 
 
 # ----------------------------------------------------------------------------- outputs and checkpoints
