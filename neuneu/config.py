@@ -26,6 +26,7 @@ class DataConfig(SamplerConfig):
 
     sources: list[str] = field(default_factory=lambda: ["olmo_ladder"])
     data_dir: str | None = None  # None: --data / $NEUNEU_DATA / ../shared/data
+    splits: str | None = None  # a splits YAML (a copy of neuneu/splits.yaml with rules for your own sources); None: that one
     min_points: int = 3  # shorter trajectories cannot be split into context and queries
     val_ratio: float = 0.2  # validation episodes: checkpoint protocol at this ratio, forecast
     pretrain_epochs: int = 0  # the first epochs train on synthetic curves only (neuneu.prior)

@@ -73,8 +73,10 @@ def _source_file(folder: Path) -> Path | None:
 # ----------------------------------------------------------------------------- sources
 
 
-def load_source(name: str, data: str | os.PathLike | None = None, *, with_splits: bool = True) -> pd.DataFrame:
-    """Load one source of the shared data as a point frame.
+def load_source(name: str, data: str | os.PathLike | None = None, *, with_splits: bool = True,
+                splits: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Load one source of the shared data as a point frame; `splits`: the splits YAML whose rules
+    label its rows (default: the packaged neuneu/splits.yaml).
 
     Rows that cannot be a point are dropped and counted in `frame.attrs["dropped"]`
     (reason → rows): no accuracy, no positive time coordinate (e.g. Pythia's step 0), duplicates.
@@ -85,6 +87,10 @@ def load_source(name: str, data: str | os.PathLike | None = None, *, with_splits
     if path is None:
         raise InputError(f"unknown source {name!r} in {data_dir}; available: {', '.join(list_sources(data_dir))}")
     frame = _read_csv(path, dtype={"run": str, "task": str, "metric": str, "family": str, "source": str})
+    missing = [c for c in SOURCE_COLUMNS if c not in frame]
+    if missing:  # the code downstream reads every one (blank cells are fine)
+        raise InputError(f"{path}: missing column(s) {', '.join(map(repr, missing))}: a source holds the tidy schema "
+                         f"{', '.join(SOURCE_COLUMNS)} (blank = unknown; ../shared/data/README.md)")
     frame = frame.rename(columns={"value": "accuracy"})
     frame, dropped = _drop_unusable(frame)
     from neuneu.schedule import source_lr  # the source's published schedule, where there is one
@@ -95,7 +101,7 @@ def load_source(name: str, data: str | os.PathLike | None = None, *, with_splits
     frame.attrs["dropped"] = dropped
     frame.attrs["path"] = str(path)
     if with_splits:
-        frame["split"] = assign_splits(frame)
+        frame["split"] = assign_splits(frame, None if splits is None else split_rules(str(splits)))
     return frame
 
 
@@ -503,8 +509,16 @@ def _check_every_episode_has_context(path: Path, frame: pd.DataFrame, episode: s
 
 @lru_cache(maxsize=None)
 def split_rules(path: str = str(SPLITS_FILE)) -> dict:
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+    try:
+        with open(path) as fh:
+            rules = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such splits file") from None
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: not a readable YAML file ({str(err).splitlines()[0]})") from None
+    if not isinstance(rules, dict) or not isinstance(rules.get("heldout_task_families"), dict):
+        raise InputError(f"{path}: a splits file is a mapping with 'sources' and 'heldout_task_families' (as neuneu/splits.yaml)")
+    return rules
 
 
 def task_family(tasks: pd.Series, rules: dict | None = None) -> pd.Series:

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from torchmetrics import MeanMetric
 
 from neuneu.config import DataConfig
+from neuneu.data import InputError
 from neuneu.episodes import checkpoint_episodes
 from neuneu.features import featurize, from_target
 from neuneu.model import ModelConfig, build_model, pinball_loss
@@ -102,7 +103,7 @@ def load_points(cfg: DataConfig, report=print) -> pd.DataFrame:
     (e.g. Pythia's step 0) are reported through `report` (None: silent), never dropped quietly."""
     from neuneu.data import load_source
 
-    frames = [load_source(s, cfg.data_dir) for s in cfg.sources]
+    frames = [load_source(s, cfg.data_dir, splits=cfg.splits) for s in cfg.sources]
     if report is not None:
         for source, frame in zip(cfg.sources, frames):
             for why, n in (frame.attrs.get("dropped") or {}).items():
@@ -115,7 +116,10 @@ def validation_episodes(points: pd.DataFrame, cfg: DataConfig, ratio: float | No
     validation split of every training source."""
     val = points[points["split"] == "validation"]
     if val.empty:
-        raise ValueError(f"no validation-split points in sources {cfg.sources}")
+        raise InputError(f"no validation runs in sources {cfg.sources}: early stopping and the calibration need some; "
+                         f"a source's validation runs are named by {cfg.splits or 'neuneu/splits.yaml'} (sources: NAME: "
+                         "validation: {runs: [...]}); for a source of your own, copy that file, add a rule and pass "
+                         "data.splits=PATH")
     return checkpoint_episodes(val, cfg.val_ratio if ratio is None else ratio, variant="forecast", min_points=cfg.min_points)
 
 

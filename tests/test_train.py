@@ -37,6 +37,37 @@ def _debug_cfg(tmp_path, *overrides):
     )
 
 
+def test_a_source_of_your_own_needs_the_tidy_schema_and_takes_its_validation_runs_from_data_splits(tmp_path):
+    """Training on a source the packaged splits.yaml does not know: its rows were all 'train', and
+    the run ended in a traceback (no validation points); a missing column in a KeyError."""
+    import yaml
+
+    from neuneu.data import SPLITS_FILE, load_source, split_rules
+    from neuneu.lit import load_points, validation_episodes
+
+    folder = tmp_path / "data" / "mine"
+    folder.mkdir(parents=True)
+    points = make_points(n_runs=3, n_tasks=2, n_points=8).assign(source="mine", loss_name="")
+    points.rename(columns={"accuracy": "value"}).to_csv(folder / "mine.csv", index=False)
+    cfg = _debug_cfg(tmp_path, f"data.data_dir={tmp_path / 'data'}", "data.sources=[mine]").data
+    with pytest.raises(InputError, match=r"no validation runs in sources \['mine'\].*pass data.splits=PATH"):
+        validation_episodes(load_points(cfg, report=None), cfg)
+    rules = yaml.safe_load(SPLITS_FILE.read_text())
+    rules["sources"]["mine"] = {"validation": {"runs": ["run2"]}}
+    (tmp_path / "splits.yaml").write_text(yaml.safe_dump(rules))
+    cfg = _debug_cfg(tmp_path, f"data.data_dir={tmp_path / 'data'}", "data.sources=[mine]",
+                     f"data.splits={tmp_path / 'splits.yaml'}").data
+    labelled = load_points(cfg, report=None)
+    assert set(labelled.loc[labelled["split"] == "validation", "run"]) == {"run2"}
+    assert len(validation_episodes(labelled, cfg)) == 2  # run2's two tasks
+    points.drop(columns=["family"]).rename(columns={"accuracy": "value"}).to_csv(folder / "mine.csv", index=False)
+    with pytest.raises(InputError, match=r"mine.csv: missing column\(s\) 'family': a source holds the tidy schema"):
+        load_source("mine", tmp_path / "data")
+    (tmp_path / "bad.yaml").write_text("sources: {}\n")
+    with pytest.raises(InputError, match="bad.yaml: a splits file is a mapping with 'sources' and 'heldout_task_families'"):
+        split_rules(str(tmp_path / "bad.yaml"))
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
