@@ -235,15 +235,19 @@ def open_study(name: str, storage, base: Config | None, seed: int | None = None)
     it (a study mixing two base configs would compare unlike trials)."""
     from neuneu.config import config_to_dict
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(
-            n_startup_trials=8, multivariate=True, constant_liar=True, seed=seed  # liar: spreads parallel workers
-        )
+    def sampler(seed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                n_startup_trials=8, multivariate=True, constant_liar=True, seed=seed  # liar: spreads parallel workers
+            )
+
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     study = _retry(lambda: optuna.create_study(
-        study_name=name, storage=storage, direction="minimize", sampler=sampler, pruner=pruner, load_if_exists=True
+        study_name=name, storage=storage, direction="minimize", sampler=sampler(seed), pruner=pruner, load_if_exists=True
     ))
+    if seed is not None and (done := len(study.trials)):  # resumed or topped up: the seed's stream from where
+        study.sampler = sampler(seed + done)  # it is, not again from its start (its first trials repeated)
     if base is not None:
         ours = _comparable(config_to_dict(base))
         theirs = study.user_attrs.get("base_config")

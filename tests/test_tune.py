@@ -191,6 +191,30 @@ def test_study_refuses_another_base_config(tmp_path):
         tune.open_study("s", storage, load_config(DEBUG, ["model.d_ff=64"]))
 
 
+def test_a_resumed_seeded_study_does_not_repeat_its_first_trials(tmp_path):
+    """`neuneu tune --seed 0` run again on its study drew the first trials' configs again."""
+    storage, base = f"sqlite:///{tmp_path / 'study.db'}", load_config(DEBUG)
+
+    def ask_and_tell(n):
+        study = tune.open_study("s", storage, base, seed=0)
+        params = []
+        for _ in range(n):
+            trial = study.ask()
+            tune.suggest(trial, base)
+            params.append(trial.params)
+            study.tell(trial, 1.0)
+        return params
+
+    first = ask_and_tell(2)
+    again = ask_and_tell(2)
+    assert all(a != b for a in again for b in first)
+    fresh = tmp_path / "other.db"  # the same seed on a new study: the same first trials (reproducible)
+    study = tune.open_study("s", f"sqlite:///{fresh}", base, seed=0)
+    trial = study.ask()
+    tune.suggest(trial, base)
+    assert trial.params == first[0]
+
+
 @pytest.mark.parametrize("config", ["debug.yaml", "default.yaml"])
 def test_every_suggested_config_is_valid(config):
     """The search space only proposes configs that build (heads divide widths, ratios ordered)."""
