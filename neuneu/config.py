@@ -193,6 +193,20 @@ def config_from_dict(values: dict, source: str = "config") -> Config:
         raise ConfigError(f"{source}: {err}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing a key given twice in one mapping: PyYAML keeps the last silently, so
+    a second `train:` section would drop the first one's settings."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (or the defaults when `path` is None) and apply `key=value` overrides."""
     values: dict = {}
@@ -201,7 +215,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         source = str(path)
         try:
             with open(path) as fh:
-                values = yaml.safe_load(fh) or {}
+                values = yaml.load(fh, Loader=_UniqueKeyLoader) or {}  # noqa: S506 (a SafeLoader)
         except IsADirectoryError:
             raise ConfigError(f"{source}: is a folder, not a YAML config") from None
         except UnicodeDecodeError:

@@ -102,6 +102,13 @@ def test_a_config_that_is_not_yaml_or_is_a_folder_is_a_config_error(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match=r"\(with overrides modle.n_layers=2\): unknown section 'modle'"):
         load_config(None, ["modle.n_layers=2"])  # no stray ": :" where the section's name would be
+    # a key given twice: PyYAML kept the last, so a second `train:` section silently dropped the first
+    path.write_text("train:\n  name: a\n  max_epochs: 2\nmodel:\n  n_layers: 1\ntrain:\n  seed: 3\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML \('train' given twice .* line 6"):
+        load_config(path)
+    path.write_text("train:\n  seed: 3\n  seed: 4\n")
+    with pytest.raises(ConfigError, match=r"'seed' given twice"):
+        load_config(path)
 
 
 # Exact definitions (config): each test below turns red under one realistic slip (a mutation audit).
