@@ -136,6 +136,11 @@ def fit_member(cfg: Config, data: EpisodeDataModule, *, resume: bool, callbacks:
             raise InputError(f"--resume: {last} holds a model of another shape than this config's (model section "
                              "changed?); resume with the config it was trained with, or train afresh without --resume") from None
         raise
+    except MisconfigurationException as err:  # e.g. a checkpoint already past this config's max_epochs
+        if not resume_from:
+            raise
+        raise InputError(f"--resume: {last}: {' '.join(str(err).split())}; resume with the config it was trained "
+                         "with (train.max_epochs), or train afresh without --resume") from None
     if best.weights is not None:
         module.load_state_dict(best.weights)
     return module, trainer

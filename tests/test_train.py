@@ -219,6 +219,9 @@ def test_resume_after_an_interruption_continues_and_finishes(tmp_path):
                         f"model.n_layers={cfg.model.n_layers + 1}")
     with pytest.raises(InputError, match="a model of another shape than this config's"):
         train(deeper, points=_points(), quiet=True, resume=True)
+    shorter = _debug_cfg(tmp_path, "train.max_epochs=1", "train.patience=10", "train.name=resume-test")
+    with pytest.raises(InputError, match=r"--resume: .*last.ckpt: .*max_epochs.*resume with the config it was trained with"):
+        train(shorter, points=_points(), quiet=True, resume=True)  # the checkpoint is past 1 epoch
 
 
 def test_resume_without_a_previous_run_is_a_clear_error(tmp_path):
