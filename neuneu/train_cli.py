@@ -20,6 +20,7 @@ verb both call `main`. Torch and Lightning are imported only when a training sta
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     if not isinstance(args, argparse.Namespace):  # flags may come between the config and the overrides
         args = build_parser().parse_intermixed_args(args)
     from neuneu.config import ConfigError, load_config
-    from neuneu.training import train
+    from neuneu.training import run_dir, train
 
     overrides = list(args.overrides)
     config = args.config
@@ -88,6 +89,7 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         config = None
     if config is None:
         config = str(default_config())
+    cfg = None
     try:
         cfg = load_config(config, overrides)
         promote_to = getattr(args, "promote_to", None)
@@ -96,7 +98,7 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
             raise InputError("--promote and --promote-to both say where the checkpoint goes; give one")
         if promoting:
             dest = Path(promote_to) if promote_to else promote_target(cfg.train.name)
-            if dest.is_dir():  # refused before the training, not after it
+            if dest.is_dir() or str(promote_to or "").endswith(("/", os.sep)):  # refused before the training
                 flag = f"--promote-to {dest}" if promote_to else f"--promote: {dest}"
                 raise InputError(f"{flag}: is a folder; give the checkpoint file's path")
         out = train(cfg, resume=args.resume)
@@ -105,6 +107,11 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     except (ConfigError, InputError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C (parallel members: the pool re-raises it here)
+        where = f" under {run_dir(cfg)}/" if cfg is not None else ""
+        print(f"\ninterrupted: the last.ckpt files{where} are kept; the same command with --resume continues",
+              file=sys.stderr)
+        return 130
     return 0
 
 

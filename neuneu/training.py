@@ -212,6 +212,11 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
         The path of the exported checkpoint (`output_path`).
     """
     t0 = time.time()
+    from neuneu.registry import PREDICTORS
+
+    if unknown := [name for name in cfg.train.baselines if name not in PREDICTORS]:  # before the fit, not after it
+        raise InputError(f"train.baselines: unknown baseline(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(PREDICTORS)}")
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     folder = run_dir(cfg)

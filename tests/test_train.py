@@ -256,6 +256,10 @@ def test_promote_takes_no_argument_and_promote_to_a_folder_is_refused_before_tra
     code = main([str(REPO / "configs" / "debug.yaml"), f"train.runs_dir={tmp_path / 'runs'}", "--promote-to", str(tmp_path)])
     assert code == 2 and "is a folder" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing trained
+    new_folder = f"{tmp_path / 'new'}/"  # a folder yet to be made: it became a file of the folder's name
+    code = main([str(REPO / "configs" / "debug.yaml"), f"train.runs_dir={tmp_path / 'runs'}", "--promote-to", new_folder])
+    assert code == 2 and "is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "new").exists()
 
 
 def test_a_bad_trainer_section_is_a_clear_error_that_deletes_no_checkpoint(tmp_path):
@@ -670,6 +674,23 @@ def test_train_cli_a_missing_resume_exits_2_with_one_line(monkeypatch, tmp_path,
     _fake_train(monkeypatch, tmp_path, error=FileNotFoundError("--resume: no last.ckpt to resume from"))
     assert main([str(REPO / "configs" / "debug.yaml"), f"train.runs_dir={tmp_path}", "--resume"]) == 2
     assert capsys.readouterr().err == "error: --resume: no last.ckpt to resume from\n"
+
+
+def test_train_cli_ctrl_c_says_how_to_resume_and_exits_130(monkeypatch, tmp_path, capsys):
+    """Ctrl-C in the parallel ensemble (the shipped recipe) printed a concurrent.futures traceback."""
+    from neuneu.train_cli import main
+
+    _fake_train(monkeypatch, tmp_path, error=KeyboardInterrupt())
+    assert main([str(REPO / "configs" / "debug.yaml"), f"train.runs_dir={tmp_path}"]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: the last.ckpt files under {tmp_path / 'neuneu-debug'}/ are kept" in err and "--resume" in err
+
+
+def test_an_unknown_baseline_is_refused_before_training(tmp_path):
+    """A typo in train.baselines was reported after the whole training, which then exited 0."""
+    cfg = _debug_cfg(tmp_path, "train.baselines=[persistence,power_lw]")
+    with pytest.raises(InputError, match="train.baselines: unknown baseline\\(s\\) 'power_lw'; known: persistence"):
+        train(cfg, points=_points(), quiet=True, callbacks=[_StopAtEpoch(0)])  # _Interrupt, were the fit to start
 
 
 def test_promote_targets_and_the_default_config_are_the_repositorys(monkeypatch, tmp_path):
