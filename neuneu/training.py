@@ -270,11 +270,13 @@ NOT_RECIPE = ("seed", "name", "out_dir", "runs_dir", "workers", "num_threads", "
 
 
 def recipe(config: dict) -> dict:
-    """A config dict with its defaults filled, less `NOT_RECIPE` and the trainer section."""
+    """A config dict with its defaults filled, less `NOT_RECIPE`, the trainer section and
+    `data.data_dir` (where a machine keeps the data; the data fingerprints say whether it is the same)."""
     cfg = config_to_dict(config_from_dict(config, "checkpoint config"))
     for key in NOT_RECIPE:
         cfg["train"].pop(key, None)
     cfg.pop("trainer", None)
+    cfg["data"].pop("data_dir", None)
     return cfg
 
 

@@ -528,10 +528,12 @@ def test_recipe_diff_ignores_the_seed_names_paths_and_trainer_but_not_the_model(
     base = config_to_dict(load_config(REPO / "configs" / "debug.yaml"))
     other = config_to_dict(load_config(REPO / "configs" / "debug.yaml",
                                        ["train.seed=5", "train.name=x", "train.runs_dir=elsewhere", "train.max_minutes=9",
-                                        "train.workers=2", "train.num_threads=3", "trainer.accelerator=cpu"]))
+                                        "train.workers=2", "train.num_threads=3", "trainer.accelerator=cpu",
+                                        "data.data_dir=/another/machine/data"]))  # members trained apart
     assert recipe_diff(base, other) == []
-    deeper = config_to_dict(load_config(REPO / "configs" / "debug.yaml", ["model.n_layers=5", "train.lr=0.5"]))
-    assert recipe_diff(base, deeper) == ["model.n_layers", "train.lr"]
+    deeper = config_to_dict(load_config(REPO / "configs" / "debug.yaml", ["model.n_layers=5", "train.lr=0.5",
+                                                                          "data.splits=/my/splits.yaml"]))
+    assert recipe_diff(base, deeper) == ["data.splits", "model.n_layers", "train.lr"]
 
 
 def test_trained_on_counts_each_splits_runs_and_trajectories():
