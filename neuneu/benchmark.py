@@ -236,6 +236,8 @@ def _check_arguments(protocol: str, variant: str, ratios, split) -> tuple[list[f
     ratios = [float(r) for r in ([ratios] if np.isscalar(ratios) else ratios)]
     if protocol != "scale" and not all(0 <= r < 1 for r in ratios):
         raise InputError(f"--ratio must be in [0, 1), got {ratios}")
+    if twice := sorted({r for r in ratios if ratios.count(r) > 1}):  # each trajectory would be scored twice
+        raise InputError(f"--ratio {', '.join(f'{r:g}' for r in twice)} given twice; give each ratio once")
     splits = None if split in (None, "all") else [s.strip() for s in (split.split(",") if isinstance(split, str) else split)]
     unknown = sorted(set(splits or ()) - set(SPLITS))
     if unknown:

@@ -570,6 +570,8 @@ def test_ratio_arguments_accept_a_scalar_and_refuse_one():
     assert _check_arguments("checkpoint", "forecast", [0.0, 0.5], "test,train") == ([0.0, 0.5], ["test", "train"])
     with pytest.raises(InputError, match=r"--ratio must be in \[0, 1\)"):
         _check_arguments("checkpoint", "forecast", [0.2, 1.0], None)
+    with pytest.raises(InputError, match=r"--ratio 0.2 given twice"):  # it scored every trajectory twice
+        _check_arguments("checkpoint", "forecast", [0.2, 0.1, 0.2], None)
 
 
 def test_holdout_family_scores_every_split_unless_one_is_given(tmp_path, monkeypatch):
