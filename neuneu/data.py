@@ -182,7 +182,8 @@ def _read_csv_lines(path: Path, **kwargs) -> tuple[pd.DataFrame, np.ndarray]:
                              f"{', '.join(map(str, named[:5]))}{more}; give every row one field per column "
                              "(a missing field would be read as a blank, shifting or dropping a value)")
     unnamed = frame.attrs.pop("unnamed", [])
-    frame, lines = frame[~empty].reset_index(drop=True), lines[~empty]
+    if empty.any():  # else the frame as read, not a copy
+        frame, lines = frame[~empty].reset_index(drop=True), lines[~empty]
     # a column without a name (a trailing comma on every line): nothing to read when it is blank
     for col in unnamed:
         col = str(col).strip()
@@ -194,14 +195,17 @@ def _read_csv_lines(path: Path, **kwargs) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, lines
 
 
+_NOT_COMMA_OR_NEWLINE = bytes(sorted(set(range(256)) - set(b",\n")))
+
+
 def _field_counts(body: bytes, skipinitialspace: bool = False) -> np.ndarray:
     """The number of fields of each record of a CSV body, the header first (a blank line: 0 or 1).
     pandas pads a record shorter than the header with blanks, without a word: this finds them."""
-    if b'"' not in body and b"\r" not in body.replace(b"\r\n", b"\n"):  # a record per line: count the commas
-        records = body.split(b"\n")
-        if records and records[-1] == b"":
+    if b'"' not in body and body.count(b"\r") == body.count(b"\r\n"):  # a record per line: count the commas
+        records = body.translate(None, _NOT_COMMA_OR_NEWLINE).split(b"\n")  # each record's commas
+        if not body or body.endswith(b"\n"):
             records.pop()
-        return np.fromiter((r.count(b",") + 1 for r in records), dtype=np.int64, count=len(records))
+        return np.fromiter(map(len, records), dtype=np.int64, count=len(records)) + 1
     text = io.StringIO(body.decode("utf-8", errors="replace"), newline="")
     return np.array([len(r) for r in csv.reader(text, skipinitialspace=skipinitialspace)], dtype=np.int64)
 
@@ -405,26 +409,51 @@ def _check_columns(raw: pd.DataFrame, path, episode: str) -> tuple[pd.DataFrame,
 
 def _parse_cells(raw: pd.DataFrame, fail) -> pd.DataFrame:
     """Text cells → numbers in the `NUMERIC` columns (blank: NaN; anything else unreadable fails),
-    stripped text elsewhere (a blank run, task or family: NaN, refused by `_check_values`)."""
+    stripped text in the key columns (a blank run, task or family: NaN, refused by `_check_values`),
+    the other columns' cells as they are."""
     frame = pd.DataFrame(index=raw.index)
     for col in raw.columns:
-        text = raw[col].str.strip()
         if col in NUMERIC:
-            blank = (text == "").to_numpy()
-            value = parse_floats(text.where(~blank))
-            numeric = value.to_numpy(float)
-            bad = ~blank & np.isnan(numeric) & ~text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
-            if bad.any():
-                fail(col, bad, "non-numeric value", text)
-            bad = ~blank & ~np.isfinite(numeric)
-            if bad.any():
-                fail(col, bad, "NaN or infinite value", text)
+            numeric = _finite_floats(raw[col])
+            if numeric is None:  # some cell to strip, or to name
+                text = raw[col].str.strip()
+                blank = (text == "").to_numpy()
+                value = parse_floats(text.where(~blank))
+                numeric = value.to_numpy(float)
+                bad = ~blank & np.isnan(numeric) & ~text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
+                if bad.any():
+                    fail(col, bad, "non-numeric value", text)
+                bad = ~blank & ~np.isfinite(numeric)
+                if bad.any():
+                    fail(col, bad, "NaN or infinite value", text)
             frame[col] = numeric
-        else:
+        elif col in ("run", "task", "family", "metric"):
             # A blank metric is a metric of its own (one trajectory per run and task); a blank
             # run, task or family is refused where it is a key.
-            frame[col] = text.where(text != "") if col in ("run", "task", "family") else text if col == "metric" else raw[col]
+            text = _strip(raw[col])
+            frame[col] = text if col == "metric" else text.where(text != "")
+        else:
+            frame[col] = raw[col]
     return frame
+
+
+def _strip(cells: pd.Series) -> pd.Series:
+    """`cells.str.strip()` of text cells, stripping each distinct text once (a key column repeats a
+    few names on every row)."""
+    codes, names = pd.factorize(cells, use_na_sentinel=False)
+    return pd.Series(names.str.strip().to_numpy(object)[codes], index=cells.index)
+
+
+def _finite_floats(cells: pd.Series) -> np.ndarray | None:
+    """The common case of `_parse_cells`, at numpy's speed: a column's cells as floats (a blank
+    cell: NaN) when every other cell is a finite number as `float()` reads it (`parse_floats`:
+    it ignores the spaces around a number, as the strip would); None when some cell is not."""
+    blank = cells.to_numpy(object) == ""
+    try:
+        numeric = cells.where(~blank).astype(float).to_numpy()
+    except (ValueError, TypeError):
+        return None
+    return numeric if np.isfinite(numeric[~blank]).all() else None
 
 
 # columns that must be positive where given → the message where one is not
@@ -462,8 +491,9 @@ def _drop_duplicates(frame: pd.DataFrame, key: list[str], fail) -> pd.DataFrame:
     column that differs (a blank accuracy at a point known on another row, as such); copies are
     dropped (the first kept) and counted in `attrs["dropped"]`."""
     same = [c for c in ("accuracy", "loss", "params") if c in frame]
-    dup = frame.duplicated(key, keep=False).to_numpy()
-    if dup.any():
+    exact = frame.duplicated(key, keep="first").to_numpy()
+    if exact.any():  # some point has several rows
+        dup = frame.duplicated(key, keep=False).to_numpy()
         groups, points = frame[dup].groupby(key, dropna=False), frame.set_index(key).index
         known = groups["accuracy"].count()
         both = (known > 0) & (known < groups.size())  # some rows of the point blank, some not
@@ -474,7 +504,6 @@ def _drop_duplicates(frame: pd.DataFrame, key: list[str], fail) -> pd.DataFrame:
             conflict = groups[col].nunique(dropna=False).gt(1)
             if conflict.any():
                 fail(col, points.isin(conflict[conflict].index), f"conflicting duplicates (same {', '.join(key)}, different {col})")
-    exact = frame.duplicated(key, keep="first").to_numpy()
     out = frame[~exact]
     reason = f"repeated rows: same {', '.join(key)}, {', '.join(same[:-1]) + ' and ' if len(same) > 1 else ''}{same[-1]} as an earlier row, which is kept"
     out.attrs["dropped"] = {reason: int(exact.sum())} if exact.any() else {}

@@ -34,7 +34,6 @@ from dataclasses import dataclass, fields
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 
 from neuneu.episodes import QUANTILES
 
@@ -321,6 +320,8 @@ def predictive(fn: CurveFn, fit: FitResult, zq: np.ndarray) -> tuple[np.ndarray,
 
 def t_quantiles(mean: np.ndarray, sd: np.ndarray, dof: np.ndarray) -> np.ndarray:
     """Student-t quantiles at `QUANTILES`. mean, sd (E, Q), dof (E,) → (E, Q, 5)."""
+    from scipy import stats  # here: `neuneu predict` with the neural model needs none (a second to import)
+
     levels = np.asarray(QUANTILES)
     tq = stats.t.ppf(levels[None, :], np.asarray(dof, float)[:, None])  # (E, 5)
     return mean[..., None] + sd[..., None] * tq[:, None, :]

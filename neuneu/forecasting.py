@@ -50,7 +50,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from neuneu.baselines import (
     SD_FLOOR,
@@ -264,6 +263,8 @@ class StatsForecastPredictor(_Forecaster):
         return res
 
     def _predict(self, query: Query) -> np.ndarray:
+        from scipy import stats  # here, as in neuneu.fitting.t_quantiles
+
         zq = self._query_z(query)
         q = np.full(zq.shape + (5,), np.nan)
         fit = np.flatnonzero(self.converged_)

@@ -41,6 +41,7 @@ BAD_INPUTS = {
     "an_unnamed_column_with_values": (HEADER.strip() + ",\na,t,0.5,100,\na,t,,200,x\n", None,
                                       "column 5 of the header has no name but holds values (e.g. 'x' on line 3)", None),
     "a_missing_field_quoted": (HEADER + 'a,"t",0.5,100\n"a","t, x",0.6\na,t,,300\n', None, "fewer fields", "3"),
+    "a_last_line_of_one_field_without_newline": (HEADER + "a,t,0.5,100\na", None, "fewer fields", "3"),
     # a contract column in another case passed through unread; an output name was overwritten
     "upper_case_loss": ("run,task,accuracy,tokens,Loss\na,t,0.5,100,3\na,t,,200,2.9\n", "Loss", "rename it 'loss'", None),
     "upper_case_tokens": ("run,task,accuracy,step,TOKENS\na,t,0.5,1,100\na,t,,2,200\n", "TOKENS", "rename it 'tokens'", None),
@@ -182,6 +183,46 @@ def test_ctrl_c_while_the_file_is_parsed_is_an_interruption_not_bad_input(tmp_pa
 
 
 # Exact definitions (data): each test below turns red under one realistic slip (a mutation audit).
+
+
+def test_numbers_are_the_doubles_float_reads_and_keys_are_stripped(tmp_path):
+    """Kills: the reader's fast path (every cell of a column a number or blank) parsing with
+    `pd.to_numeric` (off in the last digit) or reading a blank cell as anything but NaN; its slow
+    path refusing a cell that only a strip makes a number, or a cell of spaces; a run's name kept
+    with its spaces."""
+    runs = [" r", "r ", "r", "\tr", "r", "r", "r", "r"]
+    accuracy = ["0.25891675029296335", "+0.30331272607892745", "2.5050634136244054E-01", " 9.097462559682401e-1",
+                "", "", "0.28183784439970383  ", ""]
+    tokens = [" 1e9", "2E+9", "+3000000000.5", "4_000_000_000", "5e9\t", "\u00a06e9", "\x1c7e9", "9009713747.972925"]
+    loss = ["3.5", "\t", "  ", "", "3.4", "3.3", "3.2", "3.1"]
+    path = tmp_path / "runs.csv"
+    path.write_text("run,task,tokens,loss,accuracy\n" + "".join(",".join(row) + "\n" for row in zip(runs, "t" * 8, tokens, loss, accuracy)),
+                    encoding="utf-8")
+    frame = read_runs(path)
+    assert frame["run"].tolist() == ["r"] * 8
+    assert frame["accuracy"].tolist()[:4] == [float(a) for a in accuracy[:4]] and frame["accuracy"].iloc[6] == float(accuracy[6])
+    assert frame["accuracy"].isna().tolist() == [a == "" for a in accuracy]
+    assert frame["tokens"].tolist() == [float(x.strip()) for x in tokens]
+    assert frame["loss"].isna().tolist() == [False, True, True, True, False, False, False, False]
+
+
+@pytest.mark.parametrize("column, cell, phrase", [
+    ("accuracy", "nan", "NaN or infinite value"), ("accuracy", " NaN ", "NaN or infinite value"),
+    ("tokens", "-inf", "NaN or infinite value"), ("tokens", "1e400", "NaN or infinite value"),
+    ("tokens", "1e9x", "non-numeric value"), ("params", "1.5.5", "non-numeric value"), ("loss", "-", "non-numeric value"),
+])
+def test_one_bad_number_among_thousands_is_named_by_its_line(tmp_path, column, cell, phrase):
+    """Kills: the reader's fast path taking a 'nan' cell for a blank one or an overflow for a number,
+    and a bad cell named by a line other than its own (a blank line comes before it)."""
+    rows = [dict(run=f"r{i // 10}", task="t", tokens=f"{1e9 * (i % 10 + 1)}", params="1e8", loss="3.5",
+                 accuracy="0.3" if i % 10 < 5 else "") for i in range(3000)]
+    rows[2000][column] = cell
+    lines = [",".join(row.values()) for row in rows]
+    path = tmp_path / "runs.csv"
+    path.write_text(",".join(rows[0]) + "\n" + "\n".join(lines[:100] + [""] + lines[100:]) + "\n")
+    with pytest.raises(InputError) as err:
+        read_runs(path)
+    assert f"column '{column}': {phrase} on line(s) 2003 (e.g. {cell.strip()!r})" in str(err.value)
 
 
 RULES = {"heldout_task_families": {}, "sources": {"s": {"validation": {"min_params": 1e9, "max_params": 3e9}}}}

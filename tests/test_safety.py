@@ -490,6 +490,15 @@ def test_no_module_loads_a_file_unrestricted():
 # ----------------------------------------------------------------------------- start-up
 
 
+def test_the_methods_registry_loads_no_scipy_stats():
+    """`neuneu predict` with the neural model never needs scipy.stats (about a second to import): the
+    baselines and forecasters that use it import it when they predict."""
+    code = "import sys, neuneu.cli, neuneu.predict, neuneu.registry; print('scipy.stats' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_the_cli_and_its_parsers_import_neither_torch_nor_lightning():
     """`neuneu --help`, `neuneu tune --help`, `neuneu train --help` and `python train.py --help`
     must start fast: building their parsers imports no torch and no Lightning.
