@@ -540,6 +540,13 @@ def test_row_seconds_add_up_to_the_methods_wall_time(tmp_path, monkeypatch):
     monkeypatch.setattr(SlowPrepare, "clock", clock)
     monkeypatch.setattr(bm, "time", clock)
     monkeypatch.setattr(bm, "write_outputs", lambda *a, **k: None)
+    pool = bm.training_pool
+
+    def slow_pool(*args):  # loading the other sources (--holdout-family) takes a while: not the method's time
+        clock.now += 5.0
+        return pool(*args)
+
+    monkeypatch.setattr(bm, "training_pool", slow_pool)
     scores, board = run_benchmark(["toy"], "checkpoint", [0.2, 0.4], "forecast", "test", [SlowPrepare(0.4)],
                                   tmp_path, progress=False, points={"toy": toy_points()}, n_boot=10)
     assert len(scores) == 8  # two ratios × four trajectories
