@@ -27,7 +27,9 @@
   A worker on another host that died within the grace period still counts as running until then.
 - The best trial is written as a full config (`runs/tune/<study>/best.yaml`, or `--write-best PATH`),
   loadable by `load_config`, that `python train.py runs/tune/<study>/best.yaml` retrains (same seed:
-  same numbers). No tracked file is written unless `--write-best` names one.
+  same numbers; a trial trains the recipe's first member only, and best.yaml has the base's
+  `train.ensemble` back, whose members then add to it). No tracked file is written unless
+  `--write-best` names one.
 - `--report` prints the best trials and the parameter importances and writes the optimisation
   history plot next to the database.
 """
@@ -105,10 +107,14 @@ def suggest(trial: optuna.trial.BaseTrial, base: Config) -> Config:
 
 def trial_config(trial: optuna.trial.BaseTrial, base: Config, study: str, workdir: Path) -> Config:
     """`suggest` plus where the trial writes, and one device: a trial is one process (scale out
-    by starting more workers; a DDP launcher would re-run the whole `neuneu tune` command)."""
+    by starting more workers; a DDP launcher would re-run the whole `neuneu tune` command). A trial
+    trains the recipe's first member only (`train.ensemble` 1): an ensemble averages members of one
+    recipe, so its knobs are tuned on one, and the pruner follows one training's epochs (members in
+    turn repeated them; in parallel they cannot report). `best_config` gives the ensemble back."""
     cfg = suggest(trial, base)
     train = dataclasses.replace(
-        cfg.train, name=f"{study}-trial{trial.number}", runs_dir=str(workdir), out_dir=str(workdir / "checkpoints")
+        cfg.train, name=f"{study}-trial{trial.number}", runs_dir=str(workdir), out_dir=str(workdir / "checkpoints"),
+        ensemble=1, workers=1,
     )
     trainer = dataclasses.replace(cfg.trainer, devices=1, num_nodes=1, strategy="auto", enable_progress_bar=False)
     return dataclasses.replace(cfg, train=train, trainer=trainer)
@@ -316,7 +322,8 @@ def best_config(study: optuna.Study, base: Config | None = None) -> Config:
     best = study.best_trial
     values = best.user_attrs["config"]
     base_train = config_to_dict(base)["train"] if base is not None else config_to_dict(Config())["train"]
-    values["train"].update(name=TUNED_NAME, out_dir=base_train["out_dir"], runs_dir=base_train["runs_dir"])
+    values["train"].update(name=TUNED_NAME, out_dir=base_train["out_dir"], runs_dir=base_train["runs_dir"],
+                           ensemble=base_train["ensemble"], workers=base_train["workers"])  # a trial trains one member
     if base is not None:
         values["trainer"] = config_to_dict(base)["trainer"]
     return config_from_dict(values, f"study {study.study_name}, trial {best.number}")

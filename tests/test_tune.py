@@ -191,6 +191,22 @@ def test_study_refuses_another_base_config(tmp_path):
         tune.open_study("s", storage, load_config(DEBUG, ["model.d_ff=64"]))
 
 
+def test_a_trial_trains_one_member_and_the_best_config_gets_the_ensemble_back(tmp_path):
+    """Tuning the shipped recipe (train.ensemble 2, workers 2): the pruning callback made the members
+    train in turn, the second repeating the first's epochs to the pruner (a warning each epoch)."""
+    from neuneu.config import config_to_dict
+
+    base = load_config(DEBUG, ["train.ensemble=2", "train.workers=2"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    cfg = tune.trial_config(trial, base, "s", tmp_path)
+    assert (cfg.train.ensemble, cfg.train.workers) == (1, 1)
+    trial.set_user_attr("config", config_to_dict(cfg))
+    study.tell(trial, 0.5)
+    best = tune.best_config(study, base)
+    assert (best.train.ensemble, best.train.workers) == (2, 2) and best.model.d_model == cfg.model.d_model
+
+
 def test_a_resumed_seeded_study_does_not_repeat_its_first_trials(tmp_path):
     """`neuneu tune --seed 0` run again on its study drew the first trials' configs again."""
     storage, base = f"sqlite:///{tmp_path / 'study.db'}", load_config(DEBUG)
