@@ -344,14 +344,12 @@ def check_same_queries(scores: pd.DataFrame) -> None:
 
 
 def write_outputs(out_dir: Path, scores, board, horizon, provenance: dict, notes, sets, predictions) -> None:
-    """scores.csv, leaderboard.csv, horizon.csv, leaderboard.md and report.html (+ figures)."""
+    """scores.csv, leaderboard.csv, horizon.csv, leaderboard.md and report.html (+ figures). The
+    figures (the slow part) are drawn before any file is written: an error or Ctrl-C while drawing
+    leaves an earlier run's folder as it was, not half replaced."""
     from neuneu.io import write_csv_atomic
     from neuneu.plotting import fan_frame, method_colors, plot_error_vs_horizon, plot_fan_charts, plot_mae_bars
     from neuneu.report import LEADERBOARD_NOTE, Section, markdown_leaderboard, pretty_table, write_report
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic({out_dir / "scores.csv": scores, out_dir / "leaderboard.csv": board, out_dir / "horizon.csv": horizon})
-    (out_dir / "leaderboard.md").write_text(markdown_leaderboard(board, provenance, notes), encoding="utf-8")
 
     colors = method_colors(board["method"])
     sections = []
@@ -372,6 +370,9 @@ def write_outputs(out_dir: Path, scores, board, horizon, provenance: dict, notes
             picks = pick_trajectories(eps, s[s["method"] == g["method"].iloc[0]], N_FAN)
             figures["fan"] = plot_fan_charts(fan_frame(eps, quantiles, picks), title + f" — best: {g['method'].iloc[0]}", colors)
         sections.append(Section(title, pretty_table(g), figures))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic({out_dir / "scores.csv": scores, out_dir / "leaderboard.csv": board, out_dir / "horizon.csv": horizon})
+    (out_dir / "leaderboard.md").write_text(markdown_leaderboard(board, provenance, notes), encoding="utf-8")
     write_report(out_dir / "report.html", sections, provenance, intro=LEADERBOARD_NOTE, notes=notes)
 
 

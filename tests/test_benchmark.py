@@ -554,6 +554,26 @@ def test_row_seconds_add_up_to_the_methods_wall_time(tmp_path, monkeypatch):
     assert board["seconds"].sum() == pytest.approx(3.0)
 
 
+def test_an_interruption_while_drawing_leaves_the_earlier_run_as_it_was(tmp_path, monkeypatch):
+    """write_outputs wrote the CSVs and leaderboard.md, then drew: a Ctrl-C there left a folder of the
+    new run's tables beside the old run's report.html and figures."""
+    import neuneu.plotting
+
+    run_benchmark(["toy"], "checkpoint", [0.2], "forecast", "test", [Constant(0.45)], tmp_path,
+                  progress=False, points={"toy": toy_points()}, n_boot=10)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert {"scores.csv", "leaderboard.md", "report.html"} <= set(before)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(neuneu.plotting, "plot_error_vs_horizon", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(["toy"], "checkpoint", [0.2], "forecast", "test", [Constant(0.55)], tmp_path,
+                      progress=False, points={"toy": toy_points()}, n_boot=10)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
 def test_fan_charts_pick_the_mae_percentiles_of_the_best_method():
     """Kills: pick_trajectories not sorting by MAE (documented: the 25/50/75/95th percentiles of
     the best method's MAE). Four trajectories → sorted positions 1, 2, 3 (round(q · 3), unique)."""
