@@ -17,7 +17,7 @@ import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger
 
 import neuneu
@@ -101,6 +101,20 @@ def _trainer(trainer_args: dict, cfg: Config, folder: Path, own: list, callbacks
     )
 
 
+def stop_reason(trainer: L.Trainer, cfg: Config) -> str:
+    """Why a member's fit ended: "finished" (every planned step), "early stopping" (train.patience),
+    "max_minutes" (the wall-clock cap: the model may be under-trained) or "stopped"."""
+    if trainer.global_step >= cfg.train.max_epochs * cfg.train.steps_per_epoch:
+        return "finished"
+    stopping = trainer.early_stopping_callback
+    if stopping is not None and stopping.stopped_epoch > 0:
+        return "early stopping"
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is not None and (left := timer.time_remaining()) is not None and left <= 0:
+        return "max_minutes"
+    return "stopped"
+
+
 def fit_member(cfg: Config, data: EpisodeDataModule, *, resume: bool, callbacks: list | None, quiet: bool):
     """Fit one network; returns (its best-validation weights loaded, trainer)."""
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -163,10 +177,10 @@ def _fit_member_job(values: dict, k: int, resume: bool) -> str:
     module, trainer = fit_member(member_cfg, data, resume=resume, callbacks=None, quiet=True)
     path = run_dir(member_cfg) / "weights.pt"
     torch.save({k: v.detach().cpu() for k, v in module.model.state_dict().items()}, path)
-    return str(path), int(trainer.global_step)
+    return str(path), int(trainer.global_step), stop_reason(trainer, member_cfg)
 
 
-def _fit_members_in_parallel(cfg: Config, resume: bool, quiet: bool) -> tuple[list[torch.nn.Module], int]:
+def _fit_members_in_parallel(cfg: Config, resume: bool, quiet: bool) -> tuple[list[torch.nn.Module], int, list[str]]:
     """`train.ensemble` members in `train.workers` processes at once (spawned: no shared state)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -183,11 +197,11 @@ def _fit_members_in_parallel(cfg: Config, resume: bool, quiet: bool) -> tuple[li
         done = list(pool.map(_fit_member_job, [values] * cfg.train.ensemble, range(cfg.train.ensemble),
                              [resume] * cfg.train.ensemble))
     members = []
-    for path, _ in done:
+    for path, _, _ in done:
         model = build_model(ModelConfig(**values["model"]))
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         members.append(model)
-    return members, sum(steps for _, steps in done)
+    return members, sum(steps for _, steps, _ in done), [reason for _, _, reason in done]
 
 
 def _data_module(cfg: Config, points=None) -> EpisodeDataModule:
@@ -224,10 +238,10 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     if resume and not first_last.is_file():
         raise FileNotFoundError(f"--resume: no {first_last} to resume from")
     data = _data_module(cfg, points)
-    members, trainer = [], None
+    members, trainer, stopped = [], None, []
     parallel = cfg.train.workers > 1 and cfg.train.ensemble > 1 and points is None and not callbacks
     if parallel:
-        members, member_steps = _fit_members_in_parallel(cfg, resume, quiet)
+        members, member_steps, stopped = _fit_members_in_parallel(cfg, resume, quiet)
         data.setup()
     for k in range(0 if parallel else cfg.train.ensemble):
         if not quiet and cfg.train.ensemble > 1:
@@ -236,6 +250,7 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
         data.seed = member_cfg.train.seed
         module, trainer = fit_member(member_cfg, data, resume=resume, callbacks=callbacks, quiet=quiet)
         members.append(module.model)
+        stopped.append(stop_reason(trainer, member_cfg))
     fit_seconds = time.time() - t0
     out = output_path(cfg)
     if trainer is not None and not trainer.is_global_zero:
@@ -253,6 +268,8 @@ def train(cfg: Config, *, resume: bool = False, callbacks: list | None = None, p
     else:
         figures["steps"] = member_steps  # summed over the members
     figures["ensemble"] = len(members)
+    figures["stopped"] = stopped  # per member: finished, early stopping, max_minutes or stopped
+    figures["planned_steps"] = cfg.train.max_epochs * cfg.train.steps_per_epoch  # per member
     export_checkpoint(model, cfg, out, data_fingerprint(data.train_points), figures, calibration.to_dict(),
                       trained_on(data.points))
     folder.mkdir(parents=True, exist_ok=True)
@@ -476,4 +493,8 @@ def summary(figures: dict, path: Path) -> str:
         best = min(base, key=lambda n: base[n]["mae"])
         lines.append(f"  neuneu / best baseline ({best}) = {figures['neuneu_mae'] / base[best]['mae']:.3f}")
     lines.append(f"  training time: {figures['fit_seconds']:.0f} s, {figures['steps']} steps")
+    if cut := [k + 1 for k, why in enumerate(figures.get("stopped", [])) if why == "max_minutes"]:
+        which = "" if len(figures["stopped"]) == 1 else f" (member{'s' * (len(cut) > 1)} {', '.join(map(str, cut))})"
+        lines.append(f"  note: the train.max_minutes cap ended the fit{which} before its {figures['planned_steps']:,} "
+                     "steps or early stopping: the model may be under-trained (raise train.max_minutes)")
     return "\n".join(lines)

@@ -559,6 +559,21 @@ def test_the_summary_names_the_lowest_mae_baseline_as_the_best():
     assert text.index("  better") < text.index("  worse")
 
 
+def test_a_fit_cut_short_by_max_minutes_is_said_in_the_summary(tmp_path, capsys):
+    """The wall-clock cap ended a fit without a word: on a slower machine the shipped recipe would
+    give a weaker model silently."""
+    from neuneu.training import summary
+
+    cfg = _debug_cfg(tmp_path, "train.max_minutes=0.0005", "train.max_epochs=50", "train.patience=50")
+    train(cfg, points=_points(), quiet=True)
+    figures = json.loads((tmp_path / "runs" / "neuneu-debug" / "validation.json").read_text())
+    assert figures["stopped"] == ["max_minutes"] and figures["steps"] < figures["planned_steps"] == 250
+    assert "note: the train.max_minutes cap ended the fit before its 250 steps" in summary(figures, Path("x.pt"))
+    finished = dict(figures, stopped=["finished", "early stopping"], steps=250)
+    assert "note:" not in summary(finished, Path("x.pt"))
+    assert "(members 1, 2)" in summary(dict(figures, stopped=["max_minutes"] * 2), Path("x.pt"))
+
+
 def test_calibration_weighs_every_validation_episode_the_same(monkeypatch):
     """Kills: fit_calibration weighing each query 1 instead of 1 / its episode's query count (documented:
     each episode weighing 1), so long trajectories would dominate the conformal fit."""
