@@ -139,6 +139,9 @@ def fit_member(cfg: Config, data: EpisodeDataModule, *, resume: bool, callbacks:
     if not resume:  # a fresh run must not be confused with a stale one (by --resume); after the
         for stale in folder.glob("*.ckpt"):  # trainer section was accepted, so a typo deletes nothing
             stale.unlink()
+            if not quiet:
+                print(f"starting afresh: removed {stale} of an earlier run of this name (--resume would have "
+                      "continued it)", flush=True)
     resume_from = str(last) if resume and last.is_file() else None
     if resume_from:
         check_resumable(last)

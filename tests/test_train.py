@@ -272,6 +272,16 @@ def test_a_bad_trainer_section_is_a_clear_error_that_deletes_no_checkpoint(tmp_p
     assert last.read_bytes() == b"an interrupted run's state"  # still there for --resume
 
 
+
+def test_a_fresh_run_says_it_removed_an_earlier_runs_last_ckpt(tmp_path, capsys):
+    cfg = _debug_cfg(tmp_path, "train.name=again")
+    last = tmp_path / "runs" / "again" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"an interrupted run's state")
+    train(cfg, points=_points(), quiet=False)
+    assert f"starting afresh: removed {last} of an earlier run of this name" in capsys.readouterr().out
+
+
 # Exact definitions (lit): each test below turns red under one realistic slip (a mutation audit).
 
 
