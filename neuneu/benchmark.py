@@ -459,7 +459,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ratio", type=float, action="append",
                         help="checkpoint / ladder / sweep context ratio, repeatable (default 0.2)")
     parser.add_argument("--variant", choices=VARIANTS, default="forecast", help="loss-given: the true loss at each query is an input")
-    parser.add_argument("--sources", default="olmo_ladder", help="comma list of sources (default olmo_ladder)")
+    parser.add_argument("--sources", help="comma list of sources (default olmo_ladder; not with --holdout-family)")
     parser.add_argument("--split", help="episodes of these splits (comma list, or 'all'; default test)")
     parser.add_argument("--methods", default="all", help="comma list of methods (run `neuneu methods` to list them), or 'all'")
     parser.add_argument("--out", default=None, help="output folder (default runs/benchmark/<sources>-<protocol>-<variant>/ of the working directory; "
@@ -513,7 +513,9 @@ def neural_methods(checkpoint, family, extra) -> list:
 def main(args) -> int:
     """`neuneu benchmark`: run, write the files, print the Markdown leaderboard."""
     ratios = args.ratio or [0.2]
-    sources, split, family = args.sources, args.split or "test", args.holdout_family
+    sources, split, family = args.sources or "olmo_ladder", args.split or "test", args.holdout_family
+    if family is not None and args.sources is not None:
+        raise InputError(f"--holdout-family {family} scores that source's runs only: leave out --sources {args.sources}")
     if family is not None:
         if family not in (known := list_sources(resolve_data_dir(args.data))):
             raise InputError(f"--holdout-family {family!r}: no such source; the sources are: {', '.join(known)}")

@@ -629,6 +629,12 @@ def test_holdout_family_scores_every_split_unless_one_is_given(tmp_path, monkeyp
         with pytest.raises(Stop):
             bm.main(args)
         assert seen[-1] == ("fam", split)
+    args = parser.parse_args(["--holdout-family", "fam", "--sources", "olmo_ladder", "--data", str(tmp_path / "data"),
+                              "--out", str(tmp_path / "out"), "--methods", "persistence"])
+    from neuneu.data import InputError
+
+    with pytest.raises(InputError, match="--holdout-family fam scores that source's runs only: leave out --sources"):
+        bm.main(args)  # --sources was silently replaced by the held-out family
 
 
 # Exact definitions (report): each test below turns red under one realistic slip (a mutation audit).
