@@ -529,6 +529,11 @@ def main(args) -> int:
         if methods == "all":
             names = [m for m in names if not m.startswith("neuneu")]
         methods = names + neural
+    seen = {"train", "validation"} & (set(SPLITS) if split == "all" else {x.strip() for x in split.split(",")})
+    if family is None and seen and any(_name(m).startswith("neuneu") for m in (methods if isinstance(methods, list) else _methods(methods))):
+        print(f"neuneu: note: --split {split} includes the {' and '.join(sorted(seen))} runs, which the neural "
+              "checkpoints learnt from (train) or were stopped and calibrated on (validation): their rows there are "
+              "in-sample, not a forecast of unseen runs", file=sys.stderr)
     scores, board = run_benchmark(
         sources, args.protocol, ratios, args.variant, split, methods, args.out,
         data=args.data, progress=not args.no_progress, holdout=family,

@@ -637,6 +637,28 @@ def test_holdout_family_scores_every_split_unless_one_is_given(tmp_path, monkeyp
         bm.main(args)  # --sources was silently replaced by the held-out family
 
 
+def test_scoring_neuneu_on_its_training_or_validation_runs_is_noted(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    import neuneu.benchmark as bm
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(bm, "run_benchmark", fake_run)
+    parser = argparse.ArgumentParser()
+    bm.add_arguments(parser)
+    for split, methods, noted in (("validation", "neuneu", True), ("all", "persistence,neuneu", True),
+                                  ("test", "neuneu", False), ("validation", "persistence", False)):
+        args = parser.parse_args(["--split", split, "--methods", methods, "--out", str(tmp_path / "out")])
+        with pytest.raises(Stop):
+            bm.main(args)
+        assert ("their rows there are in-sample" in capsys.readouterr().err) == noted, (split, methods)
+
+
 # Exact definitions (report): each test below turns red under one realistic slip (a mutation audit).
 
 
