@@ -87,8 +87,10 @@ def load_source(name: str, data: str | os.PathLike | None = None, *, with_splits
     if path is None:
         raise InputError(f"unknown source {name!r} in {data_dir}; available: {', '.join(list_sources(data_dir))}")
     frame = _read_csv(path, dtype={"run": str, "task": str, "metric": str, "family": str, "source": str})
-    missing = [c for c in SOURCE_COLUMNS if c not in frame]
-    if missing:  # the code downstream reads every one (blank cells are fine)
+    missing = [c for c in ("source", "family", "run", "task", "metric") if c not in frame]
+    missing += [] if "value" in frame or "accuracy" in frame else ["value"]
+    missing += [] if any(c in frame for c in TIME_COORDS) else ["tokens (or flops, step)"]
+    if missing:  # read downstream (the splits go by source; episodes by family, run, task, metric)
         raise InputError(f"{path}: missing column(s) {', '.join(map(repr, missing))}: a source holds the tidy schema "
                          f"{', '.join(SOURCE_COLUMNS)} (blank = unknown; ../shared/data/README.md)")
     frame = frame.rename(columns={"value": "accuracy"})
