@@ -178,17 +178,19 @@ def with_fallback(method: Predictor, q: np.ndarray, fallback: np.ndarray, mask: 
 
 
 def _span(z, mask):
-    zz = np.where(mask & np.isfinite(z), z, np.nan)
-    with np.errstate(all="ignore"):
-        lo, hi = np.nanmin(zz, axis=1), np.nanmax(zz, axis=1)
-    lo, hi = np.nan_to_num(lo, nan=-1.0), np.nan_to_num(hi, nan=0.0)
+    """(E,) min and max of each episode's finite z (-1, 0 for an episode with none; no All-NaN warning)."""
+    ok = mask & np.isfinite(z)
+    some = ok.any(axis=1)
+    lo = np.where(some, np.min(np.where(ok, z, np.inf), axis=1), -1.0)
+    hi = np.where(some, np.max(np.where(ok, z, -np.inf), axis=1), 0.0)
     return lo, np.maximum(hi, lo + 1e-6)
 
 
 def _rng_mean(y, mask):
-    with np.errstate(all="ignore"):
-        m = np.nanmean(np.where(mask, y, np.nan), axis=1)
-    return np.nan_to_num(m, nan=0.5)
+    """(E,) mean of each episode's finite y under mask (0.5 for one with none; no empty-slice warning)."""
+    ok = mask & np.isfinite(y)
+    n = ok.sum(axis=1)
+    return np.where(n > 0, np.where(ok, y, 0.0).sum(axis=1) / np.maximum(n, 1), 0.5)
 
 
 def _grid(*axes):

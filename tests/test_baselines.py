@@ -549,3 +549,21 @@ def test_last_context_accuracy_is_the_accuracy_at_the_reference_point():
     eps = episodes_of(points, 5)
     want = points.groupby("run")["accuracy"].nth(4).to_numpy()  # the 5th, last context checkpoint
     np.testing.assert_allclose(last_context_accuracy(eps.context), want)
+
+
+def test_start_value_helpers_warn_nothing_for_an_episode_without_points():
+    """np.nanmin / np.nanmean printed "All-NaN slice encountered" (a RuntimeWarning on the user's
+    terminal) for an episode whose points are all masked; the answers stay the documented defaults."""
+    import warnings
+
+    from neuneu.baselines import _rng_mean, _span
+
+    z = np.array([[1.0, 3.0, np.nan], [np.nan, 2.0, 5.0]])
+    mask = np.array([[True, True, True], [False, False, False]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lo, hi = _span(z, mask)
+        mean = _rng_mean(z, mask)
+    np.testing.assert_array_equal(lo, [1.0, -1.0])
+    np.testing.assert_array_equal(hi, [3.0, 0.0])
+    np.testing.assert_array_equal(mean, [2.0, 0.5])
