@@ -480,6 +480,9 @@ def _cli_command(args, sources, ratios, split) -> str:
     """The command line of this run, as the provenance records it."""
     parts = shlex.split(_command([sources] if isinstance(sources, str) else sources, args.protocol, ratios,
                                  args.variant, split, args.methods, args.out, args.data))
+    if args.holdout_family and "--sources" in parts:  # --holdout-family names the source (and refuses --sources)
+        at = parts.index("--sources")
+        del parts[at:at + 2]
     for flag, value in (("--holdout-family", args.holdout_family), ("--checkpoint", args.checkpoint)):
         if value:
             parts += [flag, str(value)]
@@ -510,11 +513,29 @@ def neural_methods(checkpoint, family, extra) -> list:
     return [NeuralPredictor(path, calibration=cal, name=name) for name, path, cal in spec]
 
 
+def _note_in_sample(methods, sources: str, split: str) -> None:
+    """A note on stderr where a neural checkpoint is scored on the train or validation runs of a
+    source it learnt from (recorded in its `trained_on`): its rows there are in-sample."""
+    splits = {"train", "validation"} & (set(SPLITS) if split == "all" else {x.strip() for x in split.split(",")})
+    if not splits:
+        return
+    for method in methods if isinstance(methods, list) else _methods(methods):
+        predictor = _instance(method)
+        if getattr(predictor, "checkpoint", None) is None:
+            continue
+        trained = predictor.load().payload_.get("trained_on", {})
+        seen = sorted(set(sources.split(",")) & set(trained.get("sources", [])))
+        if seen:
+            print(f"neuneu: note: {_name(method)} learnt from (train) or was stopped and calibrated on (validation) "
+                  f"the {' and '.join(sorted(splits))} runs of {', '.join(seen)}: its rows there are in-sample, not "
+                  "a forecast of unseen runs", file=sys.stderr)
+
+
 def main(args) -> int:
     """`neuneu benchmark`: run, write the files, print the Markdown leaderboard."""
     ratios = args.ratio or [0.2]
     sources, split, family = args.sources or "olmo_ladder", args.split or "test", args.holdout_family
-    if family is not None and args.sources is not None:
+    if family is not None and args.sources not in (None, family):  # (the recorded commands name it twice)
         raise InputError(f"--holdout-family {family} scores that source's runs only: leave out --sources {args.sources}")
     if family is not None:
         if family not in (known := list_sources(resolve_data_dir(args.data))):
@@ -529,11 +550,8 @@ def main(args) -> int:
         if methods == "all":
             names = [m for m in names if not m.startswith("neuneu")]
         methods = names + neural
-    seen = {"train", "validation"} & (set(SPLITS) if split == "all" else {x.strip() for x in split.split(",")})
-    if family is None and seen and any(_name(m).startswith("neuneu") for m in (methods if isinstance(methods, list) else _methods(methods))):
-        print(f"neuneu: note: --split {split} includes the {' and '.join(sorted(seen))} runs, which the neural "
-              "checkpoints learnt from (train) or were stopped and calibrated on (validation): their rows there are "
-              "in-sample, not a forecast of unseen runs", file=sys.stderr)
+    if family is None:
+        _note_in_sample(methods, sources, split)
     scores, board = run_benchmark(
         sources, args.protocol, ratios, args.variant, split, methods, args.out,
         data=args.data, progress=not args.no_progress, holdout=family,

@@ -635,6 +635,13 @@ def test_holdout_family_scores_every_split_unless_one_is_given(tmp_path, monkeyp
 
     with pytest.raises(InputError, match="--holdout-family fam scores that source's runs only: leave out --sources"):
         bm.main(args)  # --sources was silently replaced by the held-out family
+    args = parser.parse_args(["--holdout-family", "fam", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                              "--methods", "persistence"])
+    command = bm._cli_command(args, "fam", [0.2], "all")
+    with pytest.raises(Stop):  # the form results/lofo-*/leaderboard.md recorded: the same source twice
+        bm.main(parser.parse_args(["--holdout-family", "fam", "--sources", "fam", "--data", str(tmp_path / "data"),
+                                   "--out", str(tmp_path / "out"), "--methods", "persistence"]))
+    assert "--holdout-family fam" in command and "--sources" not in command  # the recorded command runs again
 
 
 def test_scoring_neuneu_on_its_training_or_validation_runs_is_noted(tmp_path, monkeypatch, capsys):
@@ -651,12 +658,15 @@ def test_scoring_neuneu_on_its_training_or_validation_runs_is_noted(tmp_path, mo
     monkeypatch.setattr(bm, "run_benchmark", fake_run)
     parser = argparse.ArgumentParser()
     bm.add_arguments(parser)
-    for split, methods, noted in (("validation", "neuneu", True), ("all", "persistence,neuneu", True),
-                                  ("test", "neuneu", False), ("validation", "persistence", False)):
-        args = parser.parse_args(["--split", split, "--methods", methods, "--out", str(tmp_path / "out")])
+    for source, split, methods, noted in (("olmo_ladder", "validation", "neuneu", True),
+                                          ("olmo_ladder", "all", "persistence,neuneu", True),
+                                          ("tucano", "all", "neuneu", False),  # the shipped model never saw it
+                                          ("olmo_ladder", "test", "neuneu", False),
+                                          ("olmo_ladder", "validation", "persistence", False)):
+        args = parser.parse_args(["--sources", source, "--split", split, "--methods", methods, "--out", str(tmp_path / "out")])
         with pytest.raises(Stop):
             bm.main(args)
-        assert ("their rows there are in-sample" in capsys.readouterr().err) == noted, (split, methods)
+        assert ("its rows there are in-sample" in capsys.readouterr().err) == noted, (source, split, methods)
 
 
 # Exact definitions (report): each test below turns red under one realistic slip (a mutation audit).
