@@ -200,10 +200,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden here
+                continue
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # a list or mapping as a key: never a config key
+                raise yaml.constructor.ConstructorError(None, None, f"a {type(key).__name__} is not a key", key_node.start_mark) from None
+            if duplicate:
                 raise yaml.constructor.ConstructorError(None, None, f"{key!r} given twice", key_node.start_mark)
-            seen.add(key)
         return super().construct_mapping(node, deep)
 
 

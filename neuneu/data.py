@@ -568,9 +568,11 @@ def task_family(tasks: pd.Series, rules: dict | None = None) -> pd.Series:
 def _in_rule(params: np.ndarray, runs: np.ndarray, rule: dict) -> np.ndarray:
     """Rows whose run matches a split rule: by size (`min_params` ≤ params < `max_params`, the
     run's maximum) and, where the rule lists `runs`, by run name as well."""
-    lo = float(rule.get("min_params", -np.inf))
-    hi = float(rule.get("max_params", np.inf))
-    hit = (params >= lo) & (params < hi)
+    hit = np.ones(len(runs), dtype=bool)  # a rule without sizes holds whatever the params (unknown: NaN)
+    if "min_params" in rule:
+        hit &= params >= float(rule["min_params"])
+    if "max_params" in rule:
+        hit &= params < float(rule["max_params"])
     if "runs" in rule:
         hit &= np.isin(runs, [str(r) for r in rule["runs"]])
     return hit

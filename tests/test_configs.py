@@ -109,6 +109,12 @@ def test_a_config_that_is_not_yaml_or_is_a_folder_is_a_config_error(tmp_path):
     path.write_text("train:\n  seed: 3\n  seed: 4\n")
     with pytest.raises(ConfigError, match=r"'seed' given twice"):
         load_config(path)
+    path.write_text("train:\n  <<: {lr: 0.01, seed: 1}\n  name: x\n  seed: 3\n")  # a merge key may be overridden
+    merged = load_config(path).train
+    assert (merged.name, merged.lr, merged.seed) == ("x", 0.01, 3)
+    path.write_text("? [a, b]\n: 1\n")
+    with pytest.raises(ConfigError, match="a list is not a key"):  # not a TypeError traceback
+        load_config(path)
 
 
 # Exact definitions (config): each test below turns red under one realistic slip (a mutation audit).

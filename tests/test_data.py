@@ -50,6 +50,18 @@ BAD_INPUTS = {
 }
 
 
+def test_a_split_rule_naming_runs_holds_for_runs_without_params():
+    """A rule {validation: {runs: [...]}} matched nothing when the source gives no params (NaN ≥ -inf
+    is False): the README's own-source recipe then failed with "no validation runs"."""
+    from neuneu.data import assign_splits
+
+    frame = pd.DataFrame({"source": "mine", "run": ["a", "b"], "task": "t", "params": np.nan})
+    rules = {"sources": {"mine": {"validation": {"runs": ["b"]}}}, "heldout_task_families": {}}
+    assert assign_splits(frame, rules).tolist() == ["train", "validation"]
+    rules["sources"]["mine"]["validation"]["min_params"] = 1e9  # a size bound needs a size
+    assert assign_splits(frame, rules).tolist() == ["train", "train"]
+
+
 def test_an_unnamed_blank_column_is_ignored(tmp_path):
     """A trailing comma on every line (spreadsheet exports): pandas called the column 'Unnamed: 4'
     and it was written back under that name."""
