@@ -174,27 +174,25 @@ def _read_csv_lines(path: Path, **kwargs) -> tuple[pd.DataFrame, np.ndarray]:
         maybe = np.flatnonzero(first_col.isna().to_numpy() | (first_col.to_numpy(dtype=object) == ""))
         rest = frame.iloc[maybe]
         empty[maybe] = (rest.isna() | (rest.astype(str).apply(lambda c: c.str.strip()) == "")).all(axis=1).to_numpy()
+    unnamed = {str(c).strip() for c in frame.attrs.pop("unnamed", [])}
     fields = _field_counts(body, kwargs.get("skipinitialspace", False))
+    # up to the last named column (a header's trailing comma adds an unnamed one the rows need not fill)
+    named = 1 + max((i for i, c in enumerate(frame.columns) if c not in unnamed), default=-1)
     if len(fields) == len(frame) + 1:  # the header, then one record per row (else pandas read it otherwise: no check)
-        short = (fields[1:] < len(frame.columns)) & ~empty
+        short = (fields[1:] < named) & ~empty
         if short.any():
-            named = lines[short]
-            more = f" and {len(named) - 5} more" if len(named) > 5 else ""
-            raise InputError(f"{path}: fewer fields than the header's {len(frame.columns)} columns on line(s) "
-                             f"{', '.join(map(str, named[:5]))}{more}; give every row one field per column "
-                             "(a missing field would be read as a blank, shifting or dropping a value)")
-    unnamed = frame.attrs.pop("unnamed", [])
+            where = lines[short]
+            more = f" and {len(where) - 5} more" if len(where) > 5 else ""
+            raise InputError(f"{path}: fewer fields than the header's {named} columns on line(s) "
+                             f"{', '.join(map(str, where[:5]))}{more}; give every row one field per column, a blank "
+                             "cell as an empty field (a row to predict ends with a comma when accuracy is the last "
+                             "column): a missing field is read as a blank, shifting or dropping a value")
     if empty.any():  # else the frame as read, not a copy
         frame, lines = frame[~empty].reset_index(drop=True), lines[~empty]
-    # a column without a name (a trailing comma on every line): nothing to read when it is blank
-    for col in unnamed:
-        col = str(col).strip()
-        given = frame[col].notna() & (frame[col].astype(str).str.strip() != "")
-        if given.any():
-            raise InputError(f"{path}: column {list(frame.columns).index(col) + 1} of the header has no name but holds "
-                             f"values (e.g. {frame.loc[given, col].iloc[0]!r} on line {lines[given.to_numpy()][0]}); name it")
-        frame = frame.drop(columns=col)
-    return frame, lines
+    # a column without a name (a trailing comma): dropped when blank on every row; passed through
+    # as pandas names it (e.g. an index, "Unnamed: 0") when it holds values
+    blank = [c for c in unnamed if not (frame[c].notna() & (frame[c].astype(str).str.strip() != "")).any()]
+    return frame.drop(columns=blank), lines
 
 
 _NOT_COMMA_OR_NEWLINE = bytes(sorted(set(range(256)) - set(b",\n")))

@@ -38,8 +38,6 @@ BAD_INPUTS = {
     "a_missing_field": (HEADER + "a,t,0.5,100\na,t,0.6\na,t,,300\n", None, "fewer fields than the header's 4", "3"),
     "missing_fields_crlf_blank_lines": (HEADER.replace("\n", "\r\n") + "a,t,0.5\r\n\r\na,t,0.6,200\r\na,t\r\n",
                                         None, "fewer fields than the header's 4", "2, 5"),
-    "an_unnamed_column_with_values": (HEADER.strip() + ",\na,t,0.5,100,\na,t,,200,x\n", None,
-                                      "column 5 of the header has no name but holds values (e.g. 'x' on line 3)", None),
     "a_missing_field_quoted": (HEADER + 'a,"t",0.5,100\n"a","t, x",0.6\na,t,,300\n', None, "fewer fields", "3"),
     "a_last_line_of_one_field_without_newline": (HEADER + "a,t,0.5,100\na", None, "fewer fields", "3"),
     # a contract column in another case passed through unread; an output name was overwritten
@@ -70,6 +68,10 @@ def test_an_unnamed_blank_column_is_ignored(tmp_path):
     frame = read_runs(path)
     assert not [c for c in frame.columns if "Unnamed" in str(c) or c == ""]
     assert frame["accuracy"].tolist()[0] == 0.5 and frame["_line"].tolist() == [2, 3]
+    path.write_text(HEADER.strip() + ",\na,t,0.5,100\na,t,,200\n")  # the header's trailing comma only: nothing shifts
+    assert read_runs(path)["tokens"].tolist() == [100.0, 200.0]
+    path.write_text("," + HEADER + "0,a,t,0.5,100\n1,a,t,,200\n")  # df.to_csv() with its index: passed through
+    assert read_runs(path)["Unnamed: 0"].tolist() == ["0", "1"]
 
 
 def test_a_run_in_two_families_is_refused_under_episode_family(tmp_path, capsys):
