@@ -117,13 +117,14 @@ def _file_step(path: Path, folder: Path, payload: dict) -> int:
 
 
 def _model_of(payload: dict, step: int) -> str | None:
-    """The model a result file evaluated (`config.model_args` pretrained=…), the step's own number
-    masked (a checkpoint path names its step: /ckpt/run/step1000); None when it does not say."""
+    """The model a result file evaluated, where `config.model_args` names it apart from the step
+    (pretrained=org/model, revision=step1000); None when it does not say, or when its name holds
+    the step's number (a checkpoint path: /ckpt/run/step1000-tokens4B, which changes with more than
+    the step from one checkpoint to the next, so it cannot tell two models apart)."""
     model = _model_args(payload.get("config") or {}).get("pretrained")
-    if not model:
+    if not model or str(step) in model or (step and step % 1000 == 0 and f"{step // 1000}k" in model.lower()):
         return None
-    model = _STEP_IN_NAME.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + "<step>", model)  # step1000
-    return "/".join("<step>" if part.isdigit() and int(part) == step else part for part in model.split("/"))  # /001000/
+    return model
 
 
 def _shots(payload: dict, task: str) -> int | None:
@@ -180,11 +181,6 @@ def read_lm_eval(
         step = _file_step(path, folder, payload)
         if (model := _model_of(payload, step)) is not None:
             models.setdefault(model, path)
-            if len(models) > 1:  # one run is one model: the values of two would be merged step by step
-                (a, path_a), (b, path_b) = list(models.items())[:2]
-                raise InputError(f"{folder}: result files of more than one model (config.model_args pretrained={a} "
-                                 f"in {path_a}, pretrained={b} in {path_b}); import each model's files on their own, "
-                                 "each with its --run")
         if not payload["results"]:
             empty_files.append(str(path))
         for task, values in payload["results"].items():
@@ -226,6 +222,7 @@ def read_lm_eval(
     out.attrs["dropped"] = dropped
     out.attrs["files"] = len(files)
     out.attrs["empty_files"] = empty_files
+    out.attrs["models"] = {model: str(path) for model, path in models.items()}  # named apart from the step: first file
     return out
 
 
@@ -605,6 +602,12 @@ def cmd_import_lm_eval(args) -> int:
     if empty := frame.attrs["empty_files"]:
         shown = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
         print(f"neuneu: {len(empty):,} result file{'' if len(empty) == 1 else 's'} with an empty 'results': {shown}", file=sys.stderr)
+    if len(models := frame.attrs["models"]) > 1:  # one run is one model: two are merged step by step
+        (a, path_a), (b, path_b) = list(models.items())[:2]
+        more = f" and {len(models) - 2} more" if len(models) > 2 else ""
+        print(f"neuneu: warning: the result files name {len(models)} models (config.model_args pretrained={a} in "
+              f"{path_a}, pretrained={b} in {path_b}{more}), imported as one run; if they are different models, "
+              "import each one's files on their own, each with its --run", file=sys.stderr)
     return _write(frame, args.folder, args.output, f"from {files:,} result file{'' if files == 1 else 's'}")
 
 

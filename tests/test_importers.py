@@ -102,22 +102,28 @@ def test_step_from_the_file_name_and_shot_conflicts(tmp_path):
     assert {"arc_easy|0shot", "arc_easy|5shot"} <= tasks
 
 
-def test_files_of_two_models_are_refused_and_checkpoint_paths_naming_their_step_are_one_model(tmp_path):
+def test_files_of_two_models_are_named_and_checkpoint_paths_are_not_taken_for_models(tmp_path, capsys):
+    """Two models in one folder were merged into one run with only a "skipped … with another value"
+    note; checkpoint paths change from one checkpoint to the next (step1000-tokens4B, ba1000), so
+    only a model named apart from the step (pretrained=org/model, revision=stepN) is compared."""
     folder = tmp_path / "evals"
-    for step in (1000, 2000):  # a model's checkpoints: the path names the step, or the revision does
-        _results_file(folder / f"a{step}.json", None, NEW_LAYOUT, model_args=f"pretrained=/ckpts/run-a/step{step}")
-        _results_file(folder / f"b{step}.json", None, NEW_LAYOUT, model_args=f"pretrained=/ckpts/run-b/{step:06d}/hf")
-        _results_file(folder / f"c{step}.json", f"step{step}", NEW_LAYOUT, model_args=f"pretrained=org/m-v1.1,revision=step{step}")
-    for run in "abc":
-        files = folder / run
-        files.mkdir()
-        for f in folder.glob(f"{run}*.json"):
-            f.rename(files / f.name.replace(run, "step"))
-        assert sorted(read_lm_eval(files, run)["step"].unique()) == [1000, 2000]
-    _results_file(folder / "a" / "other" / "step3000.json", None, NEW_LAYOUT, model_args="pretrained=/ckpts/run-b/step3000")
-    with pytest.raises(InputError, match=r"more than one model \(config.model_args pretrained=/ckpts/run-b/step<step> "
-                                         r"in .*other/step3000.json, pretrained=/ckpts/run-a/step<step> in .*step1000.json\)"):
-        read_lm_eval(folder / "a", "a")  # the files in sorted order: other/ before step1000.json
+    for step in (1000, 2000):
+        _results_file(folder / "olmo" / f"step{step}.json", None, NEW_LAYOUT,
+                      model_args=f"pretrained=/models/OLMo-1B/step{step}-tokens{4 * step}B")
+        _results_file(folder / "composer" / f"step{step}.json", None, NEW_LAYOUT,
+                      model_args=f"pretrained=/ckpt/run1/ep0-ba{step}-rank0_hf")
+        _results_file(folder / "hub" / f"step{step}.json", f"step{step}", NEW_LAYOUT, model_args=f"pretrained=org/m-v1.1,revision=step{step}")
+    for run in ("olmo", "composer", "hub"):
+        assert main(["data", "import", "lm-eval", str(folder / run), "--run", run, "-o", str(tmp_path / f"{run}.csv")]) == 0
+        assert "warning" not in capsys.readouterr().err
+        assert sorted(read_lm_eval(folder / run, run)["step"].unique()) == [1000, 2000]
+    _results_file(folder / "hub" / "other" / "step3000.json", "step3000", NEW_LAYOUT, model_args="pretrained=org/m-410m,revision=step3000")
+    assert read_lm_eval(folder / "hub", "hub").attrs["models"] == {
+        "org/m-410m": str(folder / "hub" / "other" / "step3000.json"), "org/m-v1.1": str(folder / "hub" / "step1000.json")}
+    assert main(["data", "import", "lm-eval", str(folder / "hub"), "--run", "hub", "-o", str(tmp_path / "hub.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the result files name 2 models (config.model_args pretrained=org/m-410m in" in err
+    assert "imported as one run; if they are different models, import each one's files on their own" in err
 
 
 @pytest.mark.parametrize(
