@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -153,6 +154,11 @@ def fit_member(cfg: Config, data: EpisodeDataModule, *, resume: bool, callbacks:
             raise InputError(f"--resume: {last} holds a model of another shape than this config's (model section "
                              "changed?); resume with the config it was trained with, or train afresh without --resume") from None
         raise
+    except SystemExit:  # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1), SIGINT left ignored
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt from None  # the callers' (train_cli: "--resume continues", tune: the trial fails)
     except MisconfigurationException as err:  # e.g. a checkpoint already past this config's max_epochs
         if not resume_from:
             raise

@@ -713,6 +713,25 @@ def test_train_cli_ctrl_c_says_how_to_resume_and_exits_130(monkeypatch, tmp_path
     assert f"interrupted: the last.ckpt files under {tmp_path / 'neuneu-debug'}/ are kept" in err and "--resume" in err
 
 
+class _CtrlC(L.Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        raise KeyboardInterrupt  # what Ctrl-C raises in the fit loop
+
+
+def test_ctrl_c_in_a_fit_reaches_the_caller_as_keyboardinterrupt(tmp_path):
+    """Lightning turns Ctrl-C into sys.exit(1) after its graceful shutdown: train_cli's resume hint and
+    exit 130 were never reached in a single-process run."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(_debug_cfg(tmp_path), points=_points(), quiet=True, callbacks=[_CtrlC()])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_an_unknown_baseline_is_refused_before_training(tmp_path):
     """A typo in train.baselines was reported after the whole training, which then exited 0."""
     cfg = _debug_cfg(tmp_path, "train.baselines=[persistence,power_lw]")
