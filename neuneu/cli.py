@@ -118,11 +118,10 @@ def cmd_data_episodes(args) -> int:
 
 def _checkpoint_of(method: str, checkpoint: str | None) -> str | None:
     """What a method's predictions came from, for messages: a neural method's checkpoint."""
-    if not method.startswith("neuneu"):
-        return None
-    from neuneu.neural import DEFAULT_CHECKPOINT
+    from neuneu.predict import method_checkpoint
 
-    return f"checkpoint {checkpoint or DEFAULT_CHECKPOINT}"
+    path = method_checkpoint(method, checkpoint)
+    return None if path is None else f"checkpoint {path}"
 
 
 def cmd_predict(args) -> int:

@@ -575,14 +575,14 @@ def add_import_parser(data_sub) -> None:
 
 
 def _write(frame: pd.DataFrame, source, output: str, what: str) -> int:
-    from neuneu.io import STDOUT, write_csv_atomic
+    from neuneu.io import STDOUT, _shown, write_csv_atomic
 
     frame = finish(frame, source)
     write_csv_atomic({output: frame})
     key = [c for c in ("task", "metric") if c in frame]
     n_traj = frame.groupby(key).ngroups
     steps = frame["step"].nunique()
-    print(f"wrote {'standard output' if output == STDOUT else output}: {len(frame):,} rows, {n_traj:,} trajector{'y' if n_traj == 1 else 'ies'} "
+    print(f"wrote {_shown(output)}: {len(frame):,} rows, {n_traj:,} trajector{'y' if n_traj == 1 else 'ies'} "
           f"at {steps:,} step{'' if steps == 1 else 's'} {what}", file=sys.stderr)
     for reason, count in frame.attrs["dropped"].items():
         print(f"neuneu: skipped {count:,} value{'' if count == 1 else 's'} ({reason})", file=sys.stderr)

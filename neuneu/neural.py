@@ -346,6 +346,7 @@ class BlendedCalibration:
 
     @property
     def label(self) -> str:
+        # not ask.plural: a CSV cell, whose count has no thousands separator (it would be quoted)
         return f"context backtest on {self.n} trajector{'y' if self.n == 1 else 'ies'} (weight {self.weight:.2f}) + validation"
 
 

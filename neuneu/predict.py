@@ -50,12 +50,28 @@ def runs_to_episodes(frame: pd.DataFrame, episode: str = "run") -> Episodes:
     return build_episodes(rows, group, is_query, protocol=protocol, variant="loss-given")
 
 
+def method_checkpoint(name: str, checkpoint: str | None) -> str | None:
+    """The checkpoint file method `name` reads (None: not a neural method): `checkpoint` replaces
+    the shipped one of the method `neuneu`; `neuneu-ref-layout` keeps its own."""
+    from neuneu.registry import LAZY
+
+    if name == DEFAULT_METHOD and checkpoint is not None:
+        return str(checkpoint)
+    if name not in LAZY:
+        return None
+    default = LAZY[name][2].get("checkpoint")
+    if default is None:
+        from neuneu.neural import DEFAULT_CHECKPOINT
+
+        default = DEFAULT_CHECKPOINT
+    return str(default)
+
+
 def _make_predictor(name: str, checkpoint: str | None):
-    """`checkpoint` replaces the shipped one of the method `neuneu` (`neuneu-ref-layout` keeps its own)."""
     from neuneu.registry import get_predictor
 
     if name == DEFAULT_METHOD and checkpoint is not None:
-        return get_predictor(name, checkpoint=checkpoint)
+        return get_predictor(name, checkpoint=method_checkpoint(name, checkpoint))
     return get_predictor(name)
 
 

@@ -73,6 +73,15 @@ def test_a_checkpoint_replaces_the_neuneu_method_only_and_needs_it_asked_for():
     assert not np.allclose(mixed.loc[~ref, "q50"], plain.loc[~ref, "q50"])  # neuneu read the other checkpoint
     with pytest.raises(InputError, match="only the method neuneu reads it.*\\(power_law\\) do not include it"):
         neuneu.predict_df(frame, method="power_law", checkpoint=other)
+    from neuneu.neural import DEFAULT_CHECKPOINT
+    from neuneu.predict import method_checkpoint
+    from neuneu.registry import LAZY
+
+    # the one rule messages (cli._checkpoint_of) and predictors (_make_predictor) share
+    assert method_checkpoint("neuneu", None) == str(DEFAULT_CHECKPOINT)
+    assert method_checkpoint("neuneu", str(other)) == str(other)
+    assert method_checkpoint("neuneu-ref-layout", str(other)) == LAZY["neuneu-ref-layout"][2]["checkpoint"]
+    assert method_checkpoint("power_law", str(other)) is None
 
 
 def test_predict_df_validates_like_read_runs():
