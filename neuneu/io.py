@@ -97,17 +97,18 @@ def _check_creatable(given: str, folder: Path) -> None:
 
 def check_outputs(paths, inputs=()) -> list[Output]:
     """`output_target` of every path (None entries skipped); two outputs may not be one file, nor
-    may an output be one of `inputs`, the files the command reads (through a symlink or a hard
-    link too): replaced, the user's data would be gone."""
+    may an output be one of `inputs`, the files the command reads (through a symlink too; a hard
+    link is another name, whose replacement leaves the input as it is): replaced, the user's data
+    would be gone."""
     outputs, seen = [], {}
     read = [os.fspath(p) for p in inputs if p is not None and os.fspath(p) != STDOUT and os.path.isfile(p)]
     for path in paths:
         if path is None:
             continue
         out = output_target(path)
-        if out.path is not None and not out.stream and out.path.exists():
+        if out.path is not None and not out.stream:
             for given in read:
-                if os.path.samefile(out.path, given):
+                if out.path == Path(os.path.realpath(given)):  # the file the atomic rename would replace
                     what = "is" if out.given == given else f"is the same file as {given},"
                     raise InputError(f"{out.given}: {what} an input of this command; give another output path "
                                      "(writing there would replace it)")
