@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from neuneu.data import UniqueKeyLoader
 from neuneu.model import ModelConfig
 from neuneu.sampling import SamplerConfig
 
@@ -193,26 +194,6 @@ def config_from_dict(values: dict, source: str = "config") -> Config:
         raise ConfigError(f"{source}: {err}") from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader refusing a key given twice in one mapping: PyYAML keeps the last silently, so
-    a second `train:` section would drop the first one's settings."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden here
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # a list or mapping as a key: never a config key
-                raise yaml.constructor.ConstructorError(None, None, f"a {type(key).__name__} is not a key", key_node.start_mark) from None
-            if duplicate:
-                raise yaml.constructor.ConstructorError(None, None, f"{key!r} given twice", key_node.start_mark)
-        return super().construct_mapping(node, deep)
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (or the defaults when `path` is None) and apply `key=value` overrides."""
     values: dict = {}
@@ -221,7 +202,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         source = str(path)
         try:
             with open(path) as fh:
-                values = yaml.load(fh, Loader=_UniqueKeyLoader) or {}  # noqa: S506 (a SafeLoader)
+                values = yaml.load(fh, Loader=UniqueKeyLoader) or {}  # noqa: S506 (a SafeLoader)
         except IsADirectoryError:
             raise ConfigError(f"{source}: is a folder, not a YAML config") from None
         except UnicodeDecodeError:

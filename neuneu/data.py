@@ -536,11 +536,31 @@ def _check_every_episode_has_context(path: Path, frame: pd.DataFrame, episode: s
 # ----------------------------------------------------------------------------- splits
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing a key given twice in one mapping (configs, splits files): PyYAML keeps
+    the last silently, so a second `train:` or `sources:` section would drop the first one's settings."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden here
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # a list or mapping as a key: never a config key
+                raise yaml.constructor.ConstructorError(None, None, f"a {type(key).__name__} is not a key", key_node.start_mark) from None
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} given twice", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
 @lru_cache(maxsize=None)
 def split_rules(path: str = str(SPLITS_FILE)) -> dict:
     try:
         with open(path) as fh:
-            rules = yaml.safe_load(fh)
+            rules = yaml.load(fh, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise InputError(f"{path}: no such splits file") from None
     except yaml.YAMLError as err:

@@ -63,6 +63,9 @@ def test_a_source_of_your_own_needs_the_tidy_schema_and_takes_its_validation_run
     points.drop(columns=["family"]).rename(columns={"accuracy": "value"}).to_csv(folder / "mine.csv", index=False)
     with pytest.raises(InputError, match=r"mine.csv: missing column\(s\) 'family': a source holds the tidy schema"):
         load_source("mine", tmp_path / "data")
+    (tmp_path / "twice.yaml").write_text("sources: {}\nheldout_task_families: {}\nsources: {mine: {}}\n")
+    with pytest.raises(InputError, match="twice.yaml: not a readable YAML file \\('sources' given twice"):
+        split_rules(str(tmp_path / "twice.yaml"))  # the first sources: section was dropped silently
     (tmp_path / "bad.yaml").write_text("sources: {}\n")
     with pytest.raises(InputError, match="bad.yaml: a splits file is a mapping with 'sources' and 'heldout_task_families'"):
         split_rules(str(tmp_path / "bad.yaml"))
