@@ -480,7 +480,7 @@ def _cli_command(args, sources, ratios, split) -> str:
     """The command line of this run, as the provenance records it."""
     parts = shlex.split(_command([sources] if isinstance(sources, str) else sources, args.protocol, ratios,
                                  args.variant, split, args.methods, args.out, args.data))
-    if args.holdout_family and "--sources" in parts:  # --holdout-family names the source (and refuses --sources)
+    if args.holdout_family and "--sources" in parts:  # --holdout-family names the source (refusing any other)
         at = parts.index("--sources")
         del parts[at:at + 2]
     for flag, value in (("--holdout-family", args.holdout_family), ("--checkpoint", args.checkpoint)):
